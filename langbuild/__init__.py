@@ -1,0 +1,2 @@
+"""langbuild."""
+__version__ = "0.1.0"

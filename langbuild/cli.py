@@ -1,0 +1,208 @@
+"""Typer wiring only: each command checks its flags and calls the library."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .core.errors import LangbuildError, UsageError, debug_enabled, one_line
+
+app = typer.Typer(
+    help="Turn text in a low-resource language plus a pretrained model into a better model for it.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Read or change one setting of langbuild.toml.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+console = Console(highlight=False)
+
+ProjectDir = typer.Option(Path("."), "-C", "--project", help="project folder (default: the current one)")
+
+
+def _open(directory: Path):
+    from .core.project import Project
+
+    return Project(directory)
+
+
+def _parse_sets(items: list[str]) -> dict[str, Any]:
+    from .core.config import parse_cli_value
+
+    values = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--set expects section.key=value, got {item!r}")
+        values[key.strip()] = parse_cli_value(key.strip(), value.strip())
+    return values
+
+
+def _interactive(yes: bool, interactive: Optional[bool]) -> bool:
+    if interactive is not None:
+        return interactive
+    return not yes and sys.stdin.isatty()
+
+
+@app.command()
+def init(
+    directory: Path = typer.Argument(..., help="folder for the new project"),
+    language: Optional[str] = typer.Option(None, "--language", "-l", help="ISO 639 code of the target language"),
+    corpus: list[str] = typer.Option([], "--corpus", help="target-language text: file, folder or glob (repeatable)"),
+    base_model: list[str] = typer.Option([], "--base-model", help="candidate base model (repeatable)"),
+    sets: list[str] = typer.Option([], "--set", help="any setting as section.key=value (repeatable)"),
+    yes: bool = typer.Option(False, "--yes", "-y", help="never ask; missing answers are errors"),
+    interactive: Optional[bool] = typer.Option(None, "--interactive/--no-interactive", help="force the wizard on or off"),
+) -> None:
+    """Create a project folder (asks on a terminal; takes flags in scripts and CI)."""
+    from .scaffold import create_project
+
+    answers = _parse_sets(sets)
+    if language:
+        answers["project.language"] = language
+    if corpus:
+        answers["corpus.paths"] = list(corpus)
+    if base_model:
+        answers["select.candidates"] = list(base_model)
+    if _interactive(yes, interactive):
+        from .wizard import ask
+
+        answers = ask(answers)
+    else:
+        if not answers.get("project.language"):
+            raise UsageError("missing --language: give the target language code, e.g. --language nya")
+        if not answers.get("corpus.paths"):
+            raise UsageError("missing --corpus: give at least one file, folder or glob of target-language text")
+    create_project(directory, answers)
+    console.print(f"[green]✓[/] created {directory / 'langbuild.toml'}; next: langbuild run -C {directory}")
+
+
+def _step_command(step_name: str, help_text: str):
+    def command(
+        project: Path = ProjectDir,
+        force: bool = typer.Option(False, "--force", help="re-run this step even if it is up to date"),
+    ) -> None:
+        from . import pipeline
+
+        pipeline.run(_open(project), console, until=step_name, force={step_name} if force else False)
+
+    command.__doc__ = f"{help_text[0].upper()}{help_text[1:]} (runs earlier steps first if needed)."
+    return command
+
+
+def _register_steps() -> None:
+    from .pipeline import STEPS
+
+    for step in STEPS:
+        app.command(name=step.name)(_step_command(step.name, step.help))
+
+
+@app.command()
+def run(
+    project: Path = ProjectDir,
+    until: Optional[str] = typer.Option(None, "--until", help="stop after this step"),
+    from_: Optional[str] = typer.Option(None, "--from", help="start at this step (earlier ones must be done)"),
+    force: bool = typer.Option(False, "--force", help="re-run the selected steps even if up to date"),
+) -> None:
+    """Run every step that is not up to date, in order."""
+    from . import pipeline
+
+    started = time.time()
+    pipeline.run(_open(project), console, until=until, from_=from_, force=force)
+    console.print(f"[bold green]all done[/] in {time.time() - started:.0f} s")
+
+
+@app.command()
+def status(project: Path = ProjectDir, as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
+    """Show each step as done, stale, pending or failed."""
+    from . import pipeline
+
+    rows = pipeline.status(_open(project))
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title="langbuild status")
+    for column in ("step", "state", "finished", "seconds", "error"):
+        table.add_column(column)
+    colours = {"done": "green", "stale": "yellow", "pending": "dim", "failed": "red"}
+    for row in rows:
+        table.add_row(row["step"], f"[{colours[row['state']]}]{row['state']}[/]", row["finished"] or "",
+                      f"{row['seconds']:.1f}" if row["seconds"] else "", row["error"] or "")
+    console.print(table)
+
+
+@config_app.command("get")
+def config_get(key: str = typer.Argument(..., help="section.key"), project: Path = ProjectDir) -> None:
+    """Print one setting's value."""
+    value = _open(project).config.get(key)
+    typer.echo(json.dumps(value) if isinstance(value, (list, bool)) else value)
+
+
+@config_app.command("set")
+def config_set(
+    key: str = typer.Argument(..., help="section.key"),
+    value: str = typer.Argument(..., help="new value (TOML literal or plain text)"),
+    project: Path = ProjectDir,
+) -> None:
+    """Change one setting, keeping the file's comments and layout."""
+    import tomlkit
+
+    from .core.atomic import atomic_write_text
+    from .core.config import CONFIG_NAME, parse_cli_value, read_document, set_value, validate_document
+
+    path = project / CONFIG_NAME
+    doc = read_document(path)
+    set_value(doc, key, parse_cli_value(key, value))
+    validate_document(doc.unwrap(), str(path))
+    atomic_write_text(path, tomlkit.dumps(doc))
+    console.print(f"{key} = {tomlkit.item(doc[key.split('.')[0]][key.split('.')[1]]).as_string()}")
+
+
+@app.command()
+def demo(
+    directory: Path = typer.Argument(Path("langbuild-demo"), help="folder for the demo project"),
+    sets: list[str] = typer.Option([], "--set", help="override a demo setting as section.key=value (repeatable)"),
+) -> None:
+    """Chichewa + SmolLM2-135M, all steps on CPU, from packaged data only (no downloads)."""
+    from .demo import run_demo
+
+    run_demo(directory, _parse_sets(sets), console)
+
+
+_register_steps()
+
+
+def main() -> None:
+    """Entry point: every user error ends in one line and a non-zero exit; LANGBUILD_DEBUG=1 shows tracebacks."""
+    import click
+
+    try:
+        app(standalone_mode=False)
+    except LangbuildError as err:
+        _fail(f"error: {one_line(err)}", err.exit_code, err)
+    except click.exceptions.Abort:
+        _fail("aborted", 130, None)
+    except click.exceptions.ClickException as err:
+        hint = f" (see: langbuild {err.ctx.command.name} --help)" if getattr(err, "ctx", None) and err.ctx.command else ""
+        _fail(f"error: {one_line(err.format_message())}{hint}", 2, err)
+    except KeyboardInterrupt:
+        _fail("interrupted: run the same command again to continue where it stopped", 130, None)
+    except Exception as err:  # a bug or an environment problem: still one line unless debugging
+        _fail(f"error: {type(err).__name__}: {one_line(err)} (set LANGBUILD_DEBUG=1 for the traceback)", 1, err)
+
+
+def _fail(message: str, code: int, err: BaseException | None) -> None:
+    if err is not None and debug_enabled():
+        import traceback
+
+        traceback.print_exception(err)
+    Console(stderr=True, highlight=False).print(f"[red]{message}[/]", soft_wrap=True)
+    raise SystemExit(code)

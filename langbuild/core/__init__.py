@@ -1,0 +1,1 @@
+"""Project directory, configuration, lock file and safe file writing: the resumable core."""

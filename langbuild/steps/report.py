@@ -1,0 +1,92 @@
+"""report: one Markdown page with the settings, the before/after table and what each number means."""
+
+from __future__ import annotations
+
+import json
+
+import tomlkit
+
+from ..core.atomic import atomic_write_text
+
+
+def _load(ctx, step: str, name: str) -> dict:
+    return json.loads((ctx.output_of(step) / name).read_text(encoding="utf-8"))
+
+
+def _fmt(value: float, digits: int = 4) -> str:
+    return f"{value:.{digits}f}"
+
+
+def _change(before: float, after: float) -> str:
+    return f"{(after - before) / before * 100:+.1f} %" if before else "n/a"
+
+
+def render(ctx) -> str:
+    config = ctx.config
+    corpus = _load(ctx, "corpus", "stats.json")
+    tokenizer = _load(ctx, "tokenizer", "metrics.json")
+    selection = _load(ctx, "select", "selection.json")
+    extend = _load(ctx, "extend", "metrics.json")
+    train = _load(ctx, "train", "summary.json")
+    evaluation = _load(ctx, "eval", "metrics.json")
+    name = config.get("project.name") or ctx.project.root.name
+    tgt, src = evaluation["target"], evaluation["source"]
+    lines = [
+        f"# {name}: {config.get('project.language')} language model report",
+        "",
+        f"Base model **{selection['chosen']}**, extended with **{extend['added_tokens']:,}** target-language tokens "
+        f"({extend['method']}, rows initialised by {extend['init']}) and trained for **{train['steps']}** steps "
+        f"of {train['tokens_per_step']:,} tokens.",
+        "",
+        "## Results (held-out text; lower is better for every row)",
+        "",
+        "| text | metric | base | extended | trained | trained vs base |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for label, side in (("target", tgt), ("source (English)", src)):
+        bpb, tpw = side["bits_per_byte"], side["tokens_per_word"]
+        lines.append(
+            f"| {label} | bits per byte | {_fmt(bpb['base'])} | {_fmt(bpb['extended'])} | {_fmt(bpb['trained'])} | "
+            f"{_change(bpb['base'], bpb['trained'])} |"
+        )
+        lines.append(
+            f"| {label} | tokens per word | {_fmt(tpw['base'], 3)} | {_fmt(tpw['extended'], 3)} | "
+            f"{_fmt(tpw['extended'], 3)} | {_change(tpw['base'], tpw['extended'])} |"
+        )
+    lines += [
+        "",
+        "What the numbers mean:",
+        "",
+        "- **bits per byte**: how many bits the model needs, on average, to encode each byte of held-out text. "
+        "It is comparable across tokenizers; lower means the model predicts the language better.",
+        "- **tokens per word**: how many tokens the tokenizer cuts an average word into. Lower means shorter "
+        "sequences: faster training and generation and more text in the same context window.",
+        "- **base** is the model as downloaded; **extended** has the new tokens before any training (their "
+        "rows are only estimates); **trained** is after continued pretraining.",
+        "- **source (English)** checks forgetting: the target gain should not cost much English ability.",
+        "",
+        f"Evaluated on {tgt['bytes']:,} bytes of held-out target text and {src['bytes']:,} bytes of English.",
+        "",
+        "## Data and tokenizer",
+        "",
+        f"- Corpus: {corpus['train']['documents']:,} train documents ({corpus['train']['words']:,} words), "
+        f"{corpus['valid']['documents']:,} held-out documents; removed {corpus['removed'] or 'nothing'}.",
+        f"- Target tokenizer: SentencePiece {tokenizer['model_type']}, {tokenizer['vocab_size']['trained']:,} pieces, "
+        f"{tokenizer['tokenizers']['target']['tokens_per_word']:.3f} tokens per word on the held-out text.",
+        f"- Base model choice: {selection['rule']}.",
+        "",
+        "## Settings",
+        "",
+        "```toml",
+        tomlkit.dumps(config.values).strip(),
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def run(ctx) -> dict:
+    text = render(ctx)
+    atomic_write_text(ctx.out / "report.md", text)
+    ctx.console.print(f"  wrote {ctx.project.step_dir('report') / 'report.md'}")
+    return {"bytes": len(text)}
