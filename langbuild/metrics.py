@@ -36,6 +36,16 @@ def _context_token(tokenizer) -> int:
     return 0
 
 
+def context_length(model, default: int = 2048) -> int:
+    """The longest sequence the model's position scheme supports."""
+    config = model.config
+    for name in ("max_position_embeddings", "n_positions", "n_ctx"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return default
+
+
 def bits_per_byte(model, tokenizer, texts: list[str], window: int = 512, batch_size: int = 8) -> dict[str, float]:
     """Bits per UTF-8 byte of ``texts`` joined by newlines, scored in non-overlapping windows.
 
@@ -47,7 +57,7 @@ def bits_per_byte(model, tokenizer, texts: list[str], window: int = 512, batch_s
     text = "\n".join(texts)
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     start = _context_token(tokenizer)
-    span = window - 1
+    span = min(window, context_length(model)) - 1
     windows = [ids[i : i + span] for i in range(0, len(ids), span)]
     total_nll = 0.0
     model.eval()

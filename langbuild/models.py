@@ -80,6 +80,8 @@ def convert_packaged(spec: PackagedModel, target: Path) -> Path:
     from filelock import FileLock
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    quiet_hf()
+
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):
         if is_model_folder(target):
@@ -161,6 +163,14 @@ def fingerprint_candidates(names: list[str], base_dir: Path) -> dict[str, Any]:
     return result
 
 
+def quiet_hf() -> None:
+    """Hide transformers' per-file progress bars; langbuild prints its own progress."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
 def load_tokenizer(path: Path, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
@@ -175,6 +185,7 @@ def load_model(path: Path, trust_remote_code: bool = False):
     import torch
     from transformers import AutoModelForCausalLM
 
+    quiet_hf()
     try:
         model = AutoModelForCausalLM.from_pretrained(
             str(path), dtype=torch.float32, use_safetensors=True, trust_remote_code=trust_remote_code

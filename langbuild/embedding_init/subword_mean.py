@@ -16,19 +16,17 @@ def subword_mean_init(weight: torch.Tensor, new_ids: list[int], old_rows: int, *
         raise ValueError("subword-mean needs one list of base pieces per new token")
     base = weight[:old_rows].float()
     fallback = base.mean(dim=0)
-    # One sparse (new tokens × base vocab) averaging matrix: a single matmul, no Python loop over rows.
-    rows, cols, vals = [], [], []
+    # All (new row, base piece, weight) triples at once: one gather and one index_add, no loop over rows.
+    rows, cols, weights = [], [], []
     for row, ids in enumerate(pieces):
         valid = [i for i in ids if 0 <= i < old_rows]
-        for i in valid:
-            rows.append(row)
-            cols.append(i)
-            vals.append(1.0 / len(valid))
-    averaging = torch.sparse_coo_tensor(
-        torch.tensor([rows, cols], dtype=torch.long), torch.tensor(vals, dtype=torch.float32),
-        (len(new_ids), old_rows),
-    )
-    result = torch.sparse.mm(averaging, base)
+        rows += [row] * len(valid)
+        cols += valid
+        weights += [1.0 / len(valid)] * len(valid) if valid else []
+    result = torch.zeros((len(new_ids), base.shape[1]), dtype=torch.float32)
+    if rows:
+        contributions = base[torch.tensor(cols)] * torch.tensor(weights).unsqueeze(1)
+        result.index_add_(0, torch.tensor(rows), contributions)
     empty = torch.tensor([not any(0 <= i < old_rows for i in ids) for ids in pieces], dtype=torch.bool)
     result[empty] = fallback
     weight[new_ids] = result.to(weight.dtype)

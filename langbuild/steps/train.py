@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..core.atomic import atomic_write_json, atomic_write_text
 from ..core.errors import LangbuildError
+from ..metrics import context_length
 from ..models import load_model, load_tokenizer
 from ..textio import read_jsonl_texts
 
@@ -174,6 +175,10 @@ def run(ctx) -> dict:
     else:
         start, model, optimizer_state = 0, load_model(source, trust), None
         metrics_path.unlink(missing_ok=True)
+    if seq_len > context_length(model):
+        raise LangbuildError(
+            f"train.seq_len={seq_len} is longer than the model's context of {context_length(model)} tokens: lower it"
+        )
     model.train()
     optimizer = _make_optimizer(model, config.get("train.learning_rate"), config.get("train.weight_decay"))
     if optimizer_state is not None:

