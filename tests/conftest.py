@@ -3,7 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.tiny import FAMILIES, build_tiny_model
+from rich.console import Console
+
+from tests.tiny import FAMILIES, build_tiny_model, make_tiny_project
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -14,3 +16,17 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
     """One tiny base model per tokenizer family, built once per test session."""
     root = tmp_path_factory.mktemp("tiny-models")
     return {family: build_tiny_model(root / family, family) for family in FAMILIES}
+
+
+@pytest.fixture(scope="session")
+def finished_projects(tiny_models, tmp_path_factory) -> dict[str, Path]:
+    """A tiny project per tokenizer family, run through every step once. Treat as read-only."""
+    from langbuild import pipeline
+    from langbuild.core.project import Project
+
+    roots = {}
+    for family in FAMILIES:
+        root = make_tiny_project(tmp_path_factory.mktemp(family), tiny_models[family])
+        pipeline.run(Project(root), Console(quiet=True))
+        roots[family] = root
+    return roots

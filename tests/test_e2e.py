@@ -20,20 +20,9 @@ from tests.tiny import FAMILIES, make_tiny_project, read_json
 QUIET = Console(quiet=True)
 
 
-@pytest.fixture(scope="module")
-def finished(tiny_models, tmp_path_factory) -> dict[str, Path]:
-    """A tiny project per tokenizer family, run through every step once."""
-    roots = {}
-    for family in FAMILIES:
-        root = make_tiny_project(tmp_path_factory.mktemp(family), tiny_models[family])
-        pipeline.run(Project(root), QUIET)
-        roots[family] = root
-    return roots
-
-
 @pytest.mark.parametrize("family", FAMILIES)
-def test_every_step_writes_its_outputs(finished, family):
-    root = finished[family]
+def test_every_step_writes_its_outputs(finished_projects, family):
+    root = finished_projects[family]
     for rel in ("corpus/train.jsonl", "corpus/valid.jsonl", "corpus/stats.json", "tokenizer/spm.model",
                 "tokenizer/metrics.json", "select/selection.json", "extend/model/model.safetensors",
                 "extend/model/tokenizer.json", "train/model/model.safetensors", "train/metrics.jsonl",
@@ -52,13 +41,13 @@ def test_every_step_writes_its_outputs(finished, family):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_training_lowers_target_bits_per_byte(finished, family):
-    metrics = read_json(finished[family] / "eval/metrics.json")["target"]["bits_per_byte"]
+def test_training_lowers_target_bits_per_byte(finished_projects, family):
+    metrics = read_json(finished_projects[family] / "eval/metrics.json")["target"]["bits_per_byte"]
     assert metrics["trained"] < metrics["extended"]
 
 
-def test_rerun_skips_everything(finished):
-    root = finished["gpt2-bytelevel"]
+def test_rerun_skips_everything(finished_projects):
+    root = finished_projects["gpt2-bytelevel"]
     before = (root / "langbuild.lock").read_bytes()
     results = pipeline.run(Project(root), QUIET)
     assert [r["ran"] for r in results] == [False] * len(pipeline.STEPS)

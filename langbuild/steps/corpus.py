@@ -54,7 +54,9 @@ def fingerprint_sources(project) -> dict[str, Any]:
     result = {}
     for key in ("corpus.paths", "corpus.valid_paths"):
         for path in expand_sources(config.get(key), project.root):
-            result[str(path)] = hash_file(path)
+            # Keys relative to the project, so a moved or copied project stays up to date.
+            name = path.relative_to(project.root).as_posix() if path.is_relative_to(project.root) else str(path)
+            result[name] = hash_file(path)
     return result
 
 

@@ -8,7 +8,6 @@ Writes ``extend/model/`` (a Hugging Face folder: safetensors weights + extended 
 from __future__ import annotations
 
 import json
-import shutil
 from collections import Counter
 
 from ..core.atomic import atomic_write_json
@@ -22,14 +21,15 @@ from ..textio import read_jsonl_texts
 MAX_WORD_SAMPLE_DOCS = 200_000  # enough to rank the frequent words of any corpus
 
 
-def _target_piece_frequencies(spm_path, texts: list[str]) -> list[tuple[str, int]]:
+def _target_piece_frequencies(spm_path, texts: list[str]) -> list[tuple[str, int, float]]:
+    """The target tokenizer's pieces as (piece, count in ``texts``, score), most frequent first."""
     import sentencepiece as spm
 
     processor = spm.SentencePieceProcessor(model_file=str(spm_path))
     counts: Counter = Counter()
-    for pieces in processor.encode(texts, out_type=str):
-        counts.update(pieces)
-    return counts.most_common()
+    for ids in processor.encode(texts):
+        counts.update(ids)
+    return [(processor.id_to_piece(i), n, processor.get_score(i)) for i, n in counts.most_common()]
 
 
 def _learn_extension(ctx, backend, spec: dict, train: list[str]) -> Extension:

@@ -1,0 +1,105 @@
+"""The resumable core: fingerprints decide what re-runs; failures keep earlier outputs."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import tomlkit
+from rich.console import Console
+
+from langbuild import pipeline
+from langbuild.core.errors import LangbuildError
+from langbuild.core.project import Project
+from tests.tiny import make_tiny_project, read_json
+
+QUIET = Console(quiet=True)
+
+
+@pytest.fixture(scope="module")
+def done_project(tiny_models, tmp_path_factory):
+    root = make_tiny_project(tmp_path_factory.mktemp("done"), tiny_models["gpt2-bytelevel"])
+    pipeline.run(Project(root), QUIET)
+    return root
+
+
+@pytest.fixture
+def project(done_project, tmp_path):
+    """A private copy of the finished project, so tests can change it freely."""
+    root = tmp_path / "p"
+    shutil.copytree(done_project, root)
+    return root
+
+
+def _set(root, key, value):
+    path = root / "langbuild.toml"
+    doc = tomlkit.parse(path.read_text())
+    section, name = key.split(".")
+    doc[section][name] = value
+    path.write_text(tomlkit.dumps(doc))
+
+
+def _ran(root, **kw) -> list[str]:
+    return [r["step"] for r in pipeline.run(Project(root), QUIET, **kw) if r["ran"]]
+
+
+def test_fingerprints_are_stable_and_cascade(project):
+    first = pipeline.fingerprints(Project(project))
+    assert first == pipeline.fingerprints(Project(project))
+    _set(project, "extend.num_new_tokens", 50)
+    second = pipeline.fingerprints(Project(project))
+    changed = [step for step in first if first[step] != second[step]]
+    assert changed == ["extend", "train", "eval", "report"]
+
+
+def test_changed_setting_reruns_that_step_and_downstream_only(project):
+    _set(project, "eval.max_bytes", 2000)
+    states = {row["step"]: row["state"] for row in pipeline.status(Project(project))}
+    assert states == {"corpus": "done", "tokenizer": "done", "select": "done", "extend": "done",
+                      "train": "done", "eval": "stale", "report": "stale"}
+    assert _ran(project) == ["eval", "report"]
+    assert read_json(project / "eval/metrics.json")["target"]["bytes"] <= 2000
+
+
+def test_changed_input_file_reruns_everything(project):
+    with open(project / "data/train.txt", "a", encoding="utf-8") as handle:
+        handle.write("Ichi ndi chiganizo chatsopano chomwe sichinali m'buku.\n")
+    assert _ran(project) == [step.name for step in pipeline.STEPS]
+
+
+def test_missing_output_makes_a_step_stale(project):
+    (project / "tokenizer/metrics.json").unlink()
+    assert {r["step"]: r["state"] for r in pipeline.status(Project(project))}["tokenizer"] == "stale"
+    assert _ran(project, until="tokenizer") == ["tokenizer"]
+
+
+def test_force_until_and_from(project):
+    assert _ran(project, until="corpus", force=True) == ["corpus"]
+    assert _ran(project, from_="eval", force=True) == ["eval", "report"]
+    with pytest.raises(LangbuildError):
+        pipeline.run(Project(project), QUIET, until="corpus", from_="eval")
+
+
+def test_from_refuses_when_an_earlier_step_is_not_done(project):
+    _set(project, "tokenizer.vocab_size", 300)
+    with pytest.raises(LangbuildError, match="tokenizer"):
+        pipeline.run(Project(project), QUIET, from_="eval")
+
+
+def test_failed_step_keeps_previous_outputs_and_is_reported(project):
+    before = (project / "corpus/train.jsonl").read_bytes()
+    (project / "data/train.txt").write_bytes(b"caf\xe9 ndi chakumwa chotentha kwambiri\n")
+    with pytest.raises(LangbuildError, match="not UTF-8"):
+        pipeline.run(Project(project), QUIET)
+    assert (project / "corpus/train.jsonl").read_bytes() == before
+    rows = {r["step"]: r for r in pipeline.status(Project(project))}
+    assert rows["corpus"]["state"] == "failed" and "UTF-8" in rows["corpus"]["error"]
+
+
+def test_interrupted_folder_swap_is_recovered(project):
+    # A kill between the two renames of a swap leaves the old folder in the trash; it comes back.
+    trash = project / ".langbuild/trash"
+    trash.mkdir(parents=True, exist_ok=True)
+    (project / "report").rename(trash / "report")
+    assert {r["step"]: r["state"] for r in pipeline.status(Project(project))}["report"] == "done"
+    assert (project / "report/report.md").is_file()
