@@ -10,6 +10,7 @@ from typing import Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .core.errors import LangbuildError, UsageError, debug_enabled, one_line
@@ -82,7 +83,8 @@ def init(
         if not answers.get("corpus.paths"):
             raise UsageError("missing --corpus: give at least one file, folder or glob of target-language text")
     create_project(directory, answers)
-    console.print(f"[green]✓[/] created {directory / 'langbuild.toml'}; next: langbuild run -C {directory}")
+    folder = escape(str(directory))
+    console.print(f"[green]✓[/] created {escape(str(directory / 'langbuild.toml'))}; next: langbuild run -C {folder}")
 
 
 def _step_command(step_name: str, help_text: str):
@@ -135,7 +137,7 @@ def status(project: Path = ProjectDir, as_json: bool = typer.Option(False, "--js
     colours = {"done": "green", "stale": "yellow", "pending": "dim", "failed": "red"}
     for row in rows:
         table.add_row(row["step"], f"[{colours[row['state']]}]{row['state']}[/]", row["finished"] or "",
-                      f"{row['seconds']:.1f}" if row["seconds"] else "", row["error"] or "")
+                      f"{row['seconds']:.1f}" if row["seconds"] else "", escape(row["error"] or ""))
     console.print(table)
 
 
@@ -163,7 +165,7 @@ def config_set(
     set_value(doc, key, parse_cli_value(key, value))
     validate_document(doc.unwrap(), str(path))
     atomic_write_text(path, tomlkit.dumps(doc))
-    console.print(f"{key} = {tomlkit.item(doc[key.split('.')[0]][key.split('.')[1]]).as_string()}")
+    console.print(f"{key} = {tomlkit.item(doc[key.split('.')[0]][key.split('.')[1]]).as_string()}", markup=False)
 
 
 @app.command()
@@ -180,18 +182,37 @@ def demo(
 _register_steps()
 
 
-def main() -> None:
-    """Entry point: every user error ends in one line and a non-zero exit; LANGBUILD_DEBUG=1 shows tracebacks."""
+def _click_exception_classes() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    """(usage errors, aborts) as raised by this Typer: recent ones ship their own copy of click."""
     import click
 
+    errors: tuple[type, ...] = (click.exceptions.ClickException,)
+    try:
+        from typer._click.exceptions import ClickException as VendoredClickException
+    except ImportError:  # older Typer: click itself
+        pass
+    else:
+        errors += (VendoredClickException,)
+    return errors, (click.exceptions.Abort, typer.Abort)
+
+
+_CLICK_ERRORS, _ABORTS = _click_exception_classes()
+
+
+def main() -> None:
+    """Entry point: every user error ends in one line and a non-zero exit; LANGBUILD_DEBUG=1 shows tracebacks."""
     try:
         app(standalone_mode=False)
     except LangbuildError as err:
         _fail(f"error: {one_line(err)}", err.exit_code, err)
-    except click.exceptions.Abort:
+    except _ABORTS:
         _fail("aborted", 130, None)
-    except click.exceptions.ClickException as err:
-        hint = f" (see: langbuild {err.ctx.command.name} --help)" if getattr(err, "ctx", None) and err.ctx.command else ""
+    except _CLICK_ERRORS as err:
+        if type(err).__name__ == "NoArgsIsHelpError":  # bare 'langbuild' or 'langbuild config': help, not an error
+            if err.format_message().strip():  # rich help is printed while it is built; plain click returns it
+                typer.echo(err.format_message())
+            raise SystemExit(err.exit_code)
+        hint = f" (see: langbuild {_command_words(err.ctx)} --help)" if getattr(err, "ctx", None) and err.ctx.parent else ""
         _fail(f"error: {one_line(err.format_message())}{hint}", 2, err)
     except KeyboardInterrupt:
         _fail("interrupted: run the same command again to continue where it stopped", 130, None)
@@ -199,10 +220,20 @@ def main() -> None:
         _fail(f"error: {type(err).__name__}: {one_line(err)} (set LANGBUILD_DEBUG=1 for the traceback)", 1, err)
 
 
+def _command_words(ctx) -> str:
+    """'config set' for a nested command: the names below the program's own (which may be 'python -m ...')."""
+    words = []
+    while ctx is not None and ctx.parent is not None:
+        words.append(ctx.info_name)
+        ctx = ctx.parent
+    return " ".join(reversed(words))
+
+
 def _fail(message: str, code: int, err: BaseException | None) -> None:
     if err is not None and debug_enabled():
         import traceback
 
         traceback.print_exception(err)
-    Console(stderr=True, highlight=False).print(f"[red]{message}[/]", soft_wrap=True)
+    # Messages quote user text ('[training]', paths with brackets): never read them as rich markup.
+    Console(stderr=True, highlight=False).print(f"[red]{escape(message)}[/]", soft_wrap=True)
     raise SystemExit(code)

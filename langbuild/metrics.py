@@ -78,6 +78,7 @@ def _batch_nll(model, batch: list[list[int]], start: int) -> float:
     for row, tokens in enumerate(batch):
         input_ids[row, 1 : len(tokens) + 1] = torch.tensor(tokens, dtype=torch.long)
         mask[row, : len(tokens) + 1] = 1
+    input_ids, mask = input_ids.to(model.device), mask.to(model.device)
     logits = model(input_ids=input_ids, attention_mask=mask).logits[:, :-1].float()
     targets = input_ids[:, 1:]
     nll = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), reduction="none")

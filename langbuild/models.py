@@ -180,8 +180,15 @@ def load_tokenizer(path: Path, trust_remote_code: bool = False):
         raise LangbuildError(f"cannot load the tokenizer in {path}: {err}") from None
 
 
+def best_device() -> str:
+    """One CUDA GPU when there is one, else the CPU. (Several GPUs: planned through accelerate.)"""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def load_model(path: Path, trust_remote_code: bool = False):
-    """Load a causal LM in float32 from safetensors only (no pickle)."""
+    """Load a causal LM in float32 from safetensors only (no pickle), on the best device."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -193,7 +200,7 @@ def load_model(path: Path, trust_remote_code: bool = False):
     except (OSError, ValueError) as err:
         raise LangbuildError(f"cannot load the model in {path}: {err}") from None
     model.eval()
-    return model
+    return model.to(best_device())
 
 
 def parameter_count(model) -> int:

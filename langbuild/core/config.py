@@ -7,6 +7,7 @@ it, and each step fingerprints only the settings it reads.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,8 +116,8 @@ def coerce(key: str, value: Any) -> Any:
             raise bad
         value = int(value)
     elif kind is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise bad
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise bad  # nan and inf pass every minimum/maximum comparison, so they are refused here
         value = float(value)
     elif kind is str:
         if not isinstance(value, str):
@@ -195,7 +196,7 @@ def validate_document(doc: dict[str, Any], source: str) -> Config:
 
 def read_document(path: Path) -> tomlkit.TOMLDocument:
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = Path(path).read_text(encoding="utf-8-sig")  # Windows editors may add a BOM
     except FileNotFoundError:
         raise ConfigError(f"no {CONFIG_NAME} in {Path(path).parent}: create a project with 'langbuild init DIR'") from None
     except UnicodeDecodeError:

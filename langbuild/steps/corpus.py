@@ -23,6 +23,8 @@ from ..textio import script_counts, write_jsonl_texts
 
 TEXT_SUFFIXES = {".txt", ".text", ".md"}
 JSONL_SUFFIXES = {".jsonl", ".ndjson"}
+_JOINERS = {"\u200c", "\u200d"}
+_CONTROL_SPACES = re.compile(r"[\t\v\f\r\x1c-\x1f\x85]")
 _SPACES = re.compile(r"[ \t\u00a0\u2000-\u200a\u3000]+")
 
 
@@ -102,7 +104,9 @@ def read_documents(path: Path, text_field: str) -> Iterator[str]:
 def clean(text: str) -> str:
     """NFC, no control characters, runs of spaces collapsed, blank lines dropped, ends trimmed."""
     text = unicodedata.normalize("NFC", text)
-    text = "".join(ch for ch in text if ch == "\n" or unicodedata.category(ch) not in ("Cc", "Cf") or ch == "\u200d")
+    text = _CONTROL_SPACES.sub(" ", text)  # tabs and the like separate words: a space, not nothing
+    # Zero-width (non-)joiners are spelling in Persian, Kurdish, Indic scripts and emoji: they stay.
+    text = "".join(ch for ch in text if ch == "\n" or unicodedata.category(ch) not in ("Cc", "Cf") or ch in _JOINERS)
     lines = (_SPACES.sub(" ", line).strip() for line in text.split("\n"))
     return "\n".join(line for line in lines if line)
 

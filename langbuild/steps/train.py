@@ -106,7 +106,7 @@ def load_latest_checkpoint(folder: Path, model_factory, console):
         try:
             step = json.loads((path / "state.json").read_text())["step"]
             model = model_factory(path)
-            optimizer_state = torch.load(path / "optimizer.pt", weights_only=True)
+            optimizer_state = torch.load(path / "optimizer.pt", weights_only=True, map_location="cpu")
             return step, model, optimizer_state
         except Exception as err:  # a damaged checkpoint: fall back to the one before it
             console.print(f"  [yellow]checkpoint {path.name} is unreadable ({type(err).__name__}); trying an older one[/]")
@@ -211,7 +211,7 @@ def _train_loop(ctx, model, optimizer, blocks, start, total, seed, checkpoint_di
                 lr = learning_rate(step, peak, warmup, total)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                batch = blocks[batch_indices(step, batch_size, blocks.shape[0], seed)]
+                batch = blocks[batch_indices(step, batch_size, blocks.shape[0], seed)].to(model.device)
                 loss = model(input_ids=batch, labels=batch).loss
                 if not torch.isfinite(loss):
                     raise LangbuildError(f"training diverged at step {step + 1} (loss {loss.item()}): lower train.learning_rate")
