@@ -104,11 +104,22 @@ def get_step(name: str) -> Step:
     raise UsageError(f"unknown step '{name}': steps are {', '.join(STEP_NAMES)}")
 
 
-def fingerprints(project: Project) -> dict[str, str]:
-    """Current fingerprint of every step, computed in order so each includes its upstream ones."""
+def fingerprints(project: Project, steps: list[Step] | None = None,
+                 problems: dict[str, str] | None = None) -> dict[str, str]:
+    """Current fingerprint of each step, computed in order so each includes its upstream ones.
+
+    An input that cannot be read (a missing corpus file, say) does not stop the computation: the step
+    gets a fingerprint that matches nothing, and the reason goes into ``problems`` for the caller to
+    show or raise when that step is due.
+    """
     result: dict[str, str] = {}
-    for step in STEPS:
-        inputs = step.external_inputs(project) if step.external_inputs else {}
+    for step in steps or STEPS:
+        try:
+            inputs = step.external_inputs(project) if step.external_inputs else {}
+        except LangbuildError as err:
+            inputs = {"unreadable": str(err)}
+            if problems is not None:
+                problems[step.name] = one_line(err)
         result[step.name] = hash_json({
             "step": step.name,
             "code": f"{__version__}/{step.version}",
@@ -144,7 +155,8 @@ def _outputs_present(project: Project, name: str, entry: dict) -> bool:
 
 def status(project: Project) -> list[dict[str, Any]]:
     _recover(project)
-    current = fingerprints(project)
+    problems: dict[str, str] = {}
+    current = fingerprints(project, problems=problems)
     lock = project.lock()
     rows = []
     upstream_not_done: set[str] = set()
@@ -155,12 +167,13 @@ def status(project: Project) -> list[dict[str, Any]]:
             state = "stale"
         if state != "done":
             upstream_not_done.add(step.name)
+        error = ((entry or {}).get("failed") or {}).get("message") if state == "failed" else None
         rows.append({
             "step": step.name,
             "state": state,
             "finished": (entry or {}).get("finished"),
             "seconds": (entry or {}).get("seconds"),
-            "error": ((entry or {}).get("failed") or {}).get("message") if state == "failed" else None,
+            "error": problems.get(step.name, error),
         })
     return rows
 
@@ -189,7 +202,8 @@ def run(project: Project, console: Console, until: str | None = None, from_: str
     results = []
     with project.exclusive():
         _recover(project)
-        current = fingerprints(project)
+        problems: dict[str, str] = {}
+        current = fingerprints(project, steps, problems)
         for index, step in enumerate(steps):
             forced = force is True or (isinstance(force, set) and step.name in force)
             lock = project.lock()
@@ -202,10 +216,12 @@ def run(project: Project, console: Console, until: str | None = None, from_: str
                         f"run 'langbuild run --until {step.name}' first"
                     )
                 continue
-            if state == "done" and not (forced and index >= start):
+            if state == "done" and not forced:
                 console.print(f"[green]✓[/] {step.name}: up to date, skipped")
                 results.append({"step": step.name, "ran": False})
                 continue
+            if step.name in problems:
+                raise LangbuildError(problems[step.name])
             summary = _run_step(project, step, current[step.name], console)
             results.append({"step": step.name, "ran": True, "summary": summary})
     return results

@@ -291,8 +291,41 @@ def test_status_with_a_broken_langbuild_toml(project, content, fragment):
 def test_status_with_a_missing_corpus_file(project):
     (project / "data.txt").unlink()
     result = langbuild("status", "--json", cwd=project)
+    assert result.returncode == 0, result.stderr
+    corpus = json.loads(result.stdout)[0]
+    assert corpus["state"] == "pending" and "corpus path 'data.txt' does not exist" in corpus["error"]
+    result = langbuild("run", cwd=project)
     assert_one_line_error(result)
     assert "corpus path 'data.txt' does not exist" in result.stderr
+
+
+def _enough_text(project):
+    lines = [f"Mwana wa nambala {i} anapita kumudzi kukaona agogo ake." for i in range(60)]
+    (project / "data.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def test_run_with_an_unknown_model_is_one_line(project):
+    _enough_text(project)
+    result = langbuild("config", "set", "select.candidates", "no-such-model", cwd=project)
+    assert result.returncode == 0, result.stderr
+    result = langbuild("run", cwd=project)
+    assert_one_line_error(result)
+    assert "unknown model 'no-such-model'" in result.stderr
+
+
+def test_run_with_an_unreachable_hub_model_is_one_line(project):
+    _enough_text(project)
+    langbuild("config", "set", "select.candidates", "someone/not-there", cwd=project)
+    result = langbuild("run", cwd=project, env={"HF_HUB_OFFLINE": "1"})
+    assert_one_line_error(result)
+    assert "cannot get model 'someone/not-there'" in result.stderr
+
+
+def test_run_with_an_empty_corpus_is_one_line(project):
+    (project / "data.txt").write_text("\n\n  \n", encoding="utf-8")
+    result = langbuild("run", cwd=project)
+    assert_one_line_error(result)
+    assert "no training documents" in result.stderr
 
 
 def test_status_outside_a_project(tmp_path):
