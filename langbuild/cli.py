@@ -6,7 +6,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -47,7 +47,7 @@ def _parse_sets(items: list[str]) -> dict[str, Any]:
     return values
 
 
-def _interactive(yes: bool, interactive: Optional[bool]) -> bool:
+def _interactive(yes: bool, interactive: bool | None) -> bool:
     if interactive is not None:
         return interactive
     return not yes and sys.stdin.isatty()
@@ -56,12 +56,12 @@ def _interactive(yes: bool, interactive: Optional[bool]) -> bool:
 @app.command()
 def init(
     directory: Path = typer.Argument(..., help="folder for the new project"),
-    language: Optional[str] = typer.Option(None, "--language", "-l", help="ISO 639 code of the target language"),
+    language: str | None = typer.Option(None, "--language", "-l", help="ISO 639 code of the target language"),
     corpus: list[str] = typer.Option([], "--corpus", help="target-language text: file, folder or glob (repeatable)"),
     base_model: list[str] = typer.Option([], "--base-model", help="candidate base model (repeatable)"),
     sets: list[str] = typer.Option([], "--set", help="any setting as section.key=value (repeatable)"),
     yes: bool = typer.Option(False, "--yes", "-y", help="never ask; missing answers are errors"),
-    interactive: Optional[bool] = typer.Option(None, "--interactive/--no-interactive", help="force the wizard on or off"),
+    interactive: bool | None = typer.Option(None, "--interactive/--no-interactive", help="force the wizard on or off"),
 ) -> None:
     """Create a project folder (asks on a terminal; takes flags in scripts and CI)."""
     from .scaffold import create_project
@@ -110,8 +110,8 @@ def _register_steps() -> None:
 @app.command()
 def run(
     project: Path = ProjectDir,
-    until: Optional[str] = typer.Option(None, "--until", help="stop after this step"),
-    from_: Optional[str] = typer.Option(None, "--from", help="start at this step (earlier ones must be done)"),
+    until: str | None = typer.Option(None, "--until", help="stop after this step"),
+    from_: str | None = typer.Option(None, "--from", help="start at this step (earlier ones must be done)"),
     force: bool = typer.Option(False, "--force", help="re-run the selected steps even if up to date"),
 ) -> None:
     """Run every step that is not up to date, in order."""
@@ -211,7 +211,7 @@ def main() -> None:
         if type(err).__name__ == "NoArgsIsHelpError":  # bare 'langbuild' or 'langbuild config': help, not an error
             if err.format_message().strip():  # rich help is printed while it is built; plain click returns it
                 typer.echo(err.format_message())
-            raise SystemExit(err.exit_code)
+            raise SystemExit(err.exit_code) from None
         hint = f" (see: langbuild {_command_words(err.ctx)} --help)" if getattr(err, "ctx", None) and err.ctx.parent else ""
         _fail(f"error: {one_line(err.format_message())}{hint}", 2, err)
     except KeyboardInterrupt:

@@ -24,8 +24,8 @@ import heapq
 import json
 import re
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 from .core.errors import LangbuildError
 

@@ -8,7 +8,7 @@ byte count. Per-token perplexity would reward a tokenizer for cutting text into 
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 
 def tokenizer_stats(encode: Callable[[str], Sequence[int]], texts: list[str]) -> dict[str, float]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import unicodedata
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 
 def read_jsonl_texts(path: Path) -> Iterator[str]:

@@ -2,7 +2,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from rich.console import Console
 
 from tests.tiny import FAMILIES, build_tiny_model, make_tiny_project

@@ -7,7 +7,7 @@ untied output head, each with its own matrix.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from .mean import mean_init
 from .random_normal import random_init

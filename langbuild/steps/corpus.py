@@ -13,8 +13,9 @@ import json
 import re
 import unicodedata
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ..core.atomic import atomic_write_json
 from ..core.errors import LangbuildError
@@ -116,7 +117,7 @@ def _doc_hash(text: str) -> str:
 
 
 def _in_valid(text: str, seed: int, fraction: float) -> bool:
-    digest = hashlib.sha256(f"{seed}:{text}".encode("utf-8")).digest()
+    digest = hashlib.sha256(f"{seed}:{text}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64 < fraction
 
 

@@ -76,7 +76,7 @@ def _read(path, field="text"):
 
 def test_read_txt_one_document_per_line(tmp_path):
     path = tmp_path / "a.txt"
-    path.write_bytes("first line\r\nsecond line\n\nthird, no newline".encode("utf-8"))
+    path.write_bytes(b"first line\r\nsecond line\n\nthird, no newline")
     assert _read(path) == ["first line", "second line", "", "third, no newline"]
 
 
