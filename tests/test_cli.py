@@ -336,7 +336,9 @@ def test_status_outside_a_project(tmp_path):
 
 def test_error_text_with_brackets_is_not_read_as_markup(project):
     (project / CONFIG_NAME).write_text("[project]\nlanguage = 'nya'\n[corpus]\npaths = ['data/[/x].txt']\n")
-    result = langbuild("status", cwd=project)
+    status = langbuild("status", cwd=project)
+    assert status.returncode == 0 and "data/[/x].txt" in status.stdout
+    result = langbuild("run", cwd=project)
     assert_one_line_error(result)
     assert "data/[/x].txt" in result.stderr
 
