@@ -109,10 +109,14 @@ def fingerprints(project: Project, steps: list[Step] | None = None,
                  problems: dict[str, str] | None = None) -> dict[str, str]:
     """Current fingerprint of each step, computed in order so each includes its upstream ones.
 
+    Besides the upstream fingerprints, each includes the upstream outputs recorded in the lock, so a
+    step re-runs when an earlier step was re-run and produced something different.
+
     An input that cannot be read (a missing corpus file, say) does not stop the computation: the step
     gets a fingerprint that matches nothing, and the reason goes into ``problems`` for the caller to
     show or raise when that step is due.
     """
+    lock = project.lock()
     result: dict[str, str] = {}
     for step in steps or STEPS:
         try:
@@ -126,6 +130,7 @@ def fingerprints(project: Project, steps: list[Step] | None = None,
             "code": f"{__version__}/{step.version}",
             "config": project.config.subset(list(step.reads)),
             "upstream": {need: result[need] for need in step.needs},
+            "upstream_outputs": {need: hash_json((lock.entry(need) or {}).get("outputs")) for need in step.needs},
             "inputs": inputs,
         })
     return result
@@ -203,9 +208,9 @@ def run(project: Project, console: Console, until: str | None = None, from_: str
     results = []
     with project.exclusive():
         _recover(project)
-        problems: dict[str, str] = {}
-        current = fingerprints(project, steps, problems)
         for index, step in enumerate(steps):
+            problems: dict[str, str] = {}
+            current = fingerprints(project, steps[: index + 1], problems)  # after the steps just run
             forced = force is True or (isinstance(force, set) and step.name in force)
             lock = project.lock()
             entry = lock.entry(step.name)

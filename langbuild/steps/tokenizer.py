@@ -74,6 +74,17 @@ def train_sentencepiece(sample: Path, prefix: Path, model_type: str, vocab_size:
     raise LangbuildError("SentencePiece could not settle on a vocabulary size: set tokenizer.vocab_size lower")
 
 
+def _forget_training_paths(model_path: Path) -> None:
+    """SentencePiece records where it read and wrote; drop that so the model file depends on content only."""
+    from sentencepiece import sentencepiece_model_pb2
+
+    proto = sentencepiece_model_pb2.ModelProto()
+    proto.ParseFromString(model_path.read_bytes())
+    proto.trainer_spec.ClearField("input")
+    proto.trainer_spec.ClearField("model_prefix")
+    model_path.write_bytes(proto.SerializeToString())
+
+
 def _base_tokenizer_stats(ctx, valid: list[str]) -> dict[str, dict]:
     out = {}
     trust = ctx.config.get("project.trust_remote_code")
@@ -98,6 +109,7 @@ def run(ctx) -> dict:
         config.get("project.seed"),
     )
     sample.unlink()
+    _forget_training_paths(ctx.out / "spm.model")
     if note:
         ctx.console.print(f"  [yellow]vocabulary {note}[/]")
     processor = spm.SentencePieceProcessor(model_file=str(ctx.out / "spm.model"))

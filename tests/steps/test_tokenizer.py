@@ -49,12 +49,8 @@ def test_same_inputs_give_the_same_tokenizer(tmp_path, tiny_models):
     second = _tiny_corpus_project(tmp_path / "b", tiny_models["llama-spm"])
     for root in (first, second):
         pipeline.run(Project(root), QUIET, until="tokenizer")
-    # The model file also records the training file's path, so compare what the tokenizer is.
-    pieces = []
-    for root in (first, second):
-        processor = spm.SentencePieceProcessor(model_file=str(root / "tokenizer/spm.model"))
-        pieces.append([(processor.id_to_piece(i), processor.get_score(i)) for i in range(processor.get_piece_size())])
-    assert pieces[0] == pieces[1]
+    # Byte-identical although the projects live in different folders: no training paths are recorded.
+    assert (first / "tokenizer/spm.model").read_bytes() == (second / "tokenizer/spm.model").read_bytes()
 
 
 def test_vocabulary_too_small_for_the_alphabet_is_a_clear_error(tmp_path, tiny_models):
