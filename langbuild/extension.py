@@ -90,8 +90,15 @@ class _PairCounts:
     def pop_best(self, blocked: set[tuple[str, str]]) -> tuple[tuple[str, str], int] | None:
         while self.heap:
             negative, pair = heapq.heappop(self.heap)
-            if pair in blocked or self.counts.get(pair, 0) != -negative:
-                continue  # stale entry: the count changed after it was pushed
+            if pair in blocked:
+                continue
+            current = self.counts.get(pair, 0)
+            if current != -negative:
+                # Stale entry: the count changed since the push. Re-queue the live count, so a pair
+                # whose count fell (a neighbour was merged away) keeps its place in the queue.
+                if current > 0:
+                    heapq.heappush(self.heap, (-current, pair))
+                continue
             return pair, -negative
         return None
 

@@ -86,7 +86,7 @@ STEPS: list[Step] = [
     Step("select", "score the candidate base models on held-out text and choose one",
          ("select", "project.trust_remote_code"), ("corpus",), "1", "select", external_inputs=_model_inputs),
     Step("extend", "add target-language tokens to the base model and initialise their embeddings",
-         ("project.seed", "extend", "project.trust_remote_code"), ("corpus", "tokenizer", "select"), "1", "extend"),
+         ("project.seed", "extend", "project.trust_remote_code"), ("corpus", "tokenizer", "select"), "2", "extend"),
     Step("train", "continued pretraining of the extended model on the train split",
          ("project.seed", "train"), ("corpus", "extend"), "1", "train", resumable=True),
     Step("eval", "bits per byte and tokens per word: base vs extended vs trained",

@@ -115,3 +115,51 @@ def test_continued_bpe_learns_frequent_target_words(tiny_models):
     new_spec, ids = apply_extension(spec, extension)
     assert len(new_spec["model"]["merges"]) == len(spec["model"]["merges"]) + 40
     assert ids == list(range(len(tokenizer), len(tokenizer) + 40))
+
+
+def _brute_force_bpe(words: list[list[str]], freqs: list[int], merges: int) -> list[tuple[tuple[str, str], int]]:
+    """Textbook BPE: recount every pair after every merge; ties go to the smallest pair."""
+    from collections import Counter
+
+    learned = []
+    for _ in range(merges):
+        counts: Counter = Counter()
+        for word, freq in zip(words, freqs):
+            for pair in zip(word, word[1:]):
+                counts[pair] += freq
+        if not counts:
+            break
+        best = max(counts.values())
+        pair = min(p for p, c in counts.items() if c == best)
+        learned.append((pair, best))
+        merged = []
+        for word in words:
+            out, i = [], 0
+            while i < len(word):
+                if i + 1 < len(word) and (word[i], word[i + 1]) == pair:
+                    out.append(pair[0] + pair[1])
+                    i += 2
+                else:
+                    out.append(word[i])
+                    i += 1
+            merged.append(out)
+        words = merged
+    return learned
+
+
+def test_incremental_pair_counting_matches_textbook_bpe():
+    import random
+
+    from langbuild.extension import _PairCounts
+
+    rng = random.Random(0)
+    words = [[rng.choice("abcde") for _ in range(rng.randint(2, 8))] for _ in range(400)]
+    freqs = [rng.randint(1, 6) for _ in words]
+    counts, fast = _PairCounts([list(w) for w in words], freqs), []
+    for _ in range(60):
+        best = counts.pop_best(set())
+        if best is None:
+            break
+        fast.append(best)
+        counts.merge(best[0])
+    assert fast == _brute_force_bpe(words, freqs, 60)
