@@ -55,6 +55,8 @@ def bits_per_byte(model, tokenizer, texts: list[str], window: int = 512, batch_s
     import torch
 
     text = "\n".join(texts)
+    if not text:
+        raise ValueError("bits per byte of an empty text is undefined")
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     start = _context_token(tokenizer)
     span = min(window, context_length(model)) - 1

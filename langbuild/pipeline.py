@@ -23,7 +23,7 @@ from .core.errors import LangbuildError, UsageError, one_line
 from .core.hashing import hash_json, hash_tree
 from .core.project import Project
 
-CHECKPOINT_DIR = "checkpoints"  # large and rewritten while training: sizes recorded, not hashed
+CHECKPOINT_DIR = "checkpoints"  # resumption state, not an output: never hashed, free to delete
 
 
 @dataclass
@@ -87,8 +87,12 @@ STEPS: list[Step] = [
          ("select", "project.trust_remote_code"), ("corpus",), "1", "select", external_inputs=_model_inputs),
     Step("extend", "add target-language tokens to the base model and initialise their embeddings",
          ("project.seed", "extend", "project.trust_remote_code"), ("corpus", "tokenizer", "select"), "2", "extend"),
+    # Checkpoint cadence and thread count do not change the result (resume is exact), so they are not
+    # fingerprinted: changing them never throws away training.
     Step("train", "continued pretraining of the extended model on the train split",
-         ("project.seed", "train"), ("corpus", "extend"), "1", "train", resumable=True),
+         ("project.seed", "train.max_steps", "train.seq_len", "train.batch_size", "train.learning_rate",
+          "train.warmup_steps", "train.weight_decay", "train.max_grad_norm"), ("corpus", "extend"), "1", "train",
+         resumable=True),
     Step("eval", "bits per byte and tokens per word: base vs extended vs trained",
          ("eval", "project.trust_remote_code"), ("corpus", "select", "extend", "train"), "1", "evaluate",
          external_inputs=_eval_inputs),
@@ -137,7 +141,7 @@ def fingerprints(project: Project, steps: list[Step] | None = None,
 
 
 def step_state(project: Project, step: Step, fingerprint: str, lock_entry: dict | None) -> str:
-    if not lock_entry or "fingerprint" not in lock_entry:
+    if not lock_entry or not lock_entry.get("fingerprint"):
         return "failed" if lock_entry and "failed" in lock_entry else "pending"
     if "failed" in lock_entry and lock_entry["failed"].get("fingerprint") == fingerprint:
         return "failed"
@@ -160,7 +164,7 @@ def _outputs_present(project: Project, name: str, entry: dict) -> bool:
 
 
 def status(project: Project) -> list[dict[str, Any]]:
-    _recover(project)
+    """Read-only: it never moves folders, so it is safe while another command runs."""
     problems: dict[str, str] = {}
     current = fingerprints(project, problems=problems)
     lock = project.lock()
@@ -246,11 +250,7 @@ def _prepare_staging(project: Project, step: Step, fingerprint: str) -> Path:
 
 
 def _record_outputs(staging: Path) -> dict[str, dict[str, Any]]:
-    outputs = hash_tree(staging)
-    for rel, record in outputs.items():
-        if rel.startswith(CHECKPOINT_DIR + "/"):
-            record.pop("sha256", None)
-    return outputs
+    return hash_tree(staging, skip=(CHECKPOINT_DIR,))
 
 
 def _run_step(project: Project, step: Step, fingerprint: str, console: Console) -> dict:
@@ -267,9 +267,12 @@ def _run_step(project: Project, step: Step, fingerprint: str, console: Console) 
         project.lock().record_failure(step.name, fingerprint, one_line(f"{type(err).__name__}: {err}"))
         raise
     outputs = _record_outputs(staging)
-    (staging / ".fingerprint").unlink(missing_ok=True)
-    replace_dir(staging, project.step_dir(step.name), project.trash_dir)
+    final = project.step_dir(step.name)
+    lock = project.lock()
+    lock.mark_replacing(step.name)  # a kill during the swap must not pair new files with the old record
+    replace_dir(staging, final, project.trash_dir)
+    (final / ".fingerprint").unlink(missing_ok=True)
     seconds = time.time() - started
-    project.lock().record_success(step.name, fingerprint, outputs, seconds, summary)
+    lock.record_success(step.name, fingerprint, outputs, seconds, summary)
     console.print(f"[green]✓[/] {step.name}: done in {seconds:.1f} s")
     return summary

@@ -10,6 +10,7 @@ from rich.console import Console
 
 from langbuild import pipeline
 from langbuild.core.errors import LangbuildError
+from langbuild.core.lock import Lock
 from langbuild.core.project import Project
 from tests.tiny import make_tiny_project, read_json
 
@@ -82,6 +83,21 @@ def test_an_upstream_rerun_with_different_outputs_reruns_downstream(project):
     assert _ran(project) == ["report"]
 
 
+def test_deleting_checkpoints_or_changing_their_cadence_keeps_training(project):
+    shutil.rmtree(project / "train/checkpoints")
+    _set(project, "train.save_every", 3)
+    _set(project, "train.keep_checkpoints", 1)
+    assert _ran(project) == []
+
+
+def test_a_kill_during_the_folder_swap_reruns_the_step(project):
+    lock = Lock(project / "langbuild.lock")
+    lock.mark_replacing("eval")  # what a kill between marking and recording success leaves behind
+    assert {r["step"]: r["state"] for r in pipeline.status(Project(project))}["eval"] == "pending"
+    assert _ran(project)[0] == "eval"
+    assert [r["state"] for r in pipeline.status(Project(project))] == ["done"] * len(pipeline.STEPS)
+
+
 def test_force_until_and_from(project):
     assert _ran(project, until="corpus", force=True) == ["corpus"]
     assert _ran(project, from_="eval", force=True) == ["eval", "report"]
@@ -110,5 +126,5 @@ def test_interrupted_folder_swap_is_recovered(project):
     trash = project / ".langbuild/trash"
     trash.mkdir(parents=True, exist_ok=True)
     (project / "report").rename(trash / "report")
-    assert {r["step"]: r["state"] for r in pipeline.status(Project(project))}["report"] == "done"
+    assert _ran(project) == []  # run puts the folder back first, so nothing needs re-running
     assert (project / "report/report.md").is_file()

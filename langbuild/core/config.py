@@ -39,7 +39,8 @@ SCHEMA: dict[str, dict[str, Setting]] = {
     "project": {
         "language": _s(str, "", "ISO 639 code of the target language, e.g. nya", required=True),
         "name": _s(str, "", "a name for reports; empty: the folder name"),
-        "seed": _s(int, 0, "seed for splits, sampling, initialisation and training order"),
+        "seed": _s(int, 0, "seed for splits, sampling, initialisation and training order",
+                   minimum=0, maximum=2**32 - 1),
         "trust_remote_code": _s(bool, False, "run Python code shipped with hub models (only if you trust them)"),
     },
     "corpus": {

@@ -23,11 +23,13 @@ def hash_json(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
-def hash_tree(root: Path) -> dict[str, dict[str, Any]]:
-    """Every file under ``root`` (relative path → size and sha256), hidden files excluded."""
+def hash_tree(root: Path, skip: tuple[str, ...] = ()) -> dict[str, dict[str, Any]]:
+    """Every file under ``root`` (relative path → size and sha256); hidden files and ``skip`` folders excluded."""
     records: dict[str, dict[str, Any]] = {}
     for path in sorted(Path(root).rglob("*")):
         rel = path.relative_to(root)
+        if rel.parts and rel.parts[0] in skip:
+            continue
         if path.is_file() and not any(part.startswith(".") for part in rel.parts):
             records[rel.as_posix()] = {"size": path.stat().st_size, "sha256": hash_file(path)}
     return records

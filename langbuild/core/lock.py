@@ -51,6 +51,13 @@ class Lock:
         }
         self.save()
 
+    def mark_replacing(self, step: str) -> None:
+        """Forget the step's fingerprint before its folder is swapped; record_success restores it."""
+        entry = self.data["steps"].get(step)
+        if entry and entry.get("fingerprint"):
+            entry["fingerprint"] = None
+            self.save()
+
     def record_failure(self, step: str, fingerprint: str, message: str) -> None:
         """Keep the last good record (its outputs are still on disk) and note the failed attempt."""
         entry = dict(self.data["steps"].get(step) or {})

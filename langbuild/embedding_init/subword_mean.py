@@ -23,10 +23,11 @@ def subword_mean_init(weight: torch.Tensor, new_ids: list[int], old_rows: int, *
         rows += [row] * len(valid)
         cols += valid
         weights += [1.0 / len(valid)] * len(valid) if valid else []
-    result = torch.zeros((len(new_ids), base.shape[1]), dtype=torch.float32)
+    device = weight.device
+    result = torch.zeros((len(new_ids), base.shape[1]), dtype=torch.float32, device=device)
     if rows:
-        contributions = base[torch.tensor(cols)] * torch.tensor(weights).unsqueeze(1)
-        result.index_add_(0, torch.tensor(rows), contributions)
-    empty = torch.tensor([not any(0 <= i < old_rows for i in ids) for ids in pieces], dtype=torch.bool)
+        contributions = base[torch.tensor(cols, device=device)] * torch.tensor(weights, device=device).unsqueeze(1)
+        result.index_add_(0, torch.tensor(rows, device=device), contributions)
+    empty = torch.tensor([not any(0 <= i < old_rows for i in ids) for ids in pieces], dtype=torch.bool, device=device)
     result[empty] = fallback
     weight[new_ids] = result.to(weight.dtype)

@@ -59,7 +59,10 @@ def fingerprint_sources(project) -> dict[str, Any]:
         for path in expand_sources(config.get(key), project.root):
             # Keys relative to the project, so a moved or copied project stays up to date.
             name = path.relative_to(project.root).as_posix() if path.is_relative_to(project.root) else str(path)
-            result[name] = hash_file(path)
+            try:
+                result[name] = hash_file(path)
+            except OSError as err:
+                raise LangbuildError(f"cannot read corpus file {path} ({err.strerror}): check its permissions") from None
     return result
 
 

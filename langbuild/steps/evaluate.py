@@ -16,7 +16,7 @@ from ..core.atomic import atomic_write_json
 from ..core.errors import LangbuildError
 from ..core.hashing import hash_file
 from ..metrics import bits_per_byte, hf_encoder, tokenizer_stats
-from ..models import load_model, load_tokenizer
+from ..models import load_model, load_tokenizer, resolve_model
 from ..textio import read_jsonl_texts, sample_by_bytes
 
 PACKAGED_SOURCE = {
@@ -41,8 +41,8 @@ def source_text_path(project) -> Path:
 
 
 def fingerprint_source_text(project) -> dict:
-    path = source_text_path(project)
-    return {str(path): hash_file(path)}
+    # Keyed by the setting, not the absolute path: moving the project or the venv changes nothing.
+    return {project.config.get("eval.source_text"): hash_file(source_text_path(project))}
 
 
 def _read_lines(path: Path) -> list[str]:
@@ -60,9 +60,11 @@ def run(ctx) -> dict:
         "target": sample_by_bytes(valid, config.get("eval.max_bytes")),
         "source": sample_by_bytes(_read_lines(source_text_path(ctx.project)), config.get("eval.source_max_bytes")),
     }
+    if not texts["source"]:
+        raise LangbuildError(f"the source text {source_text_path(ctx.project)} is empty: set eval.source_text to English text")
     selection = json.loads((ctx.output_of("select") / "selection.json").read_text())
     models = {
-        "base": Path(selection["chosen_path"]),
+        "base": resolve_model(selection["chosen"], ctx.project.root, trust),
         "extended": ctx.output_of("extend") / "model",
         "trained": ctx.output_of("train") / "model",
     }

@@ -15,7 +15,7 @@ from ..core.errors import LangbuildError
 from ..embedding_init import METHODS
 from ..extension import Extension, apply_extension, base_pieces, continue_bpe, unigram_pieces
 from ..metrics import hf_encoder, tokenizer_stats
-from ..models import load_model, load_tokenizer
+from ..models import load_model, load_tokenizer, resolve_model
 from ..textio import read_jsonl_texts
 
 MAX_WORD_SAMPLE_DOCS = 200_000  # enough to rank the frequent words of any corpus
@@ -88,7 +88,8 @@ def run(ctx) -> dict:
     config = ctx.config
     trust = config.get("project.trust_remote_code")
     selection = json.loads((ctx.output_of("select") / "selection.json").read_text())
-    base_path = selection["chosen_path"]
+    # Resolved again rather than read from selection.json: the cache or the project may have moved.
+    base_path = resolve_model(selection["chosen"], ctx.project.root, trust)
     base_tokenizer = load_tokenizer(base_path, trust)
     backend = base_tokenizer.backend_tokenizer
     spec = json.loads(backend.to_str())
@@ -109,7 +110,9 @@ def run(ctx) -> dict:
     model.resize_token_embeddings(new_rows, mean_resizing=False)
     pieces = [base_pieces(backend, token) for token in extension.tokens]
     method = config.get("extend.init")
-    tied = _initialise(model, method, new_ids, old_rows, pieces, config.get("project.seed"))
+    # Statistics come from the real vocabulary only: some models pad their matrix with unused rows.
+    trained_rows = min(old_rows, len(base_tokenizer))
+    tied = _initialise(model, method, new_ids, trained_rows, pieces, config.get("project.seed"))
     model.save_pretrained(folder)
 
     before = tokenizer_stats(hf_encoder(base_tokenizer), valid)

@@ -116,7 +116,13 @@ def load_latest_checkpoint(folder: Path, model_factory, console):
 def _truncate_metrics(path: Path, step: int) -> None:
     if not path.exists():
         return
-    kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+    kept = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line)
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue  # a line torn by a kill or a full disk: the steps after the checkpoint are redone anyway
     atomic_write_text(path, "".join(line + "\n" for line in kept))
 
 
@@ -208,6 +214,8 @@ def _train_loop(ctx, model, optimizer, blocks, start, total, seed, checkpoint_di
         with open(metrics_path, "a", encoding="utf-8") as log:
             for step in range(start, total):
                 tick = time.time()
+                # Dropout draws from the global RNG: seed it per step so reruns and resumes match.
+                torch.manual_seed(seed * 1_000_003 + step)
                 lr = learning_rate(step, peak, warmup, total)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
