@@ -20,8 +20,11 @@ from rich.console import Console
 
 from langbuild.demo import run_demo
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
-BEGIN, END = "<!-- demo:begin -->", "<!-- demo:end -->"
+try:
+    from results import record_section  # run as a script: benchmarks/ is on sys.path
+except ImportError:
+    from benchmarks.results import record_section
+
 
 
 def table(root: Path, total: float) -> str:
@@ -39,17 +42,6 @@ def table(root: Path, total: float) -> str:
     return "\n".join([f"Measured {time.strftime('%Y-%m-%d')} on {machine}.", "", *result, "", *rows])
 
 
-def record(text: str) -> None:
-    current = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    block = f"{BEGIN}\n## Demo: Chichewa + SmolLM2-135M on CPU\n\n{text}\n{END}"
-    if BEGIN in current:
-        head, rest = current.split(BEGIN, 1)
-        current = head + block + rest.split(END, 1)[1]
-    else:
-        current = current.rstrip() + "\n\n" + block + "\n"
-    RESULTS.write_text(current)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dir", type=Path, default=None, help="demo folder (default: a fresh temporary one)")
@@ -59,7 +51,7 @@ def main() -> None:
     run_demo(root, {}, Console())
     text = table(root, time.time() - started)
     print(text)
-    record(text)
+    record_section("demo", "Demo: Chichewa + SmolLM2-135M on CPU", text)
     if args.dir is None:
         shutil.rmtree(root.parent, ignore_errors=True)
 

@@ -19,8 +19,11 @@ from langbuild.extension import apply_extension, continue_bpe
 from langbuild.models import load_tokenizer, resolve_model
 from langbuild.steps.evaluate import PACKAGED_SOURCE
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
-BEGIN, END = "<!-- extension:begin -->", "<!-- extension:end -->"
+try:
+    from results import record_section  # run as a script: benchmarks/ is on sys.path
+except ImportError:
+    from benchmarks.results import record_section
+
 SIZES = (1000, 2000, 4000, 8000)
 
 
@@ -67,17 +70,11 @@ def main() -> None:
         )
     text = "\n".join(rows)
     print(text)
-    current = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    block = (f"{BEGIN}\n## Extension: SmolLM2-135M tokenizer + Chichewa (continued BPE)\n\n"
-             "Learned on the Chichewa Bible minus Ruth; measured on Ruth (held out) and FLORES+ English devtest "
-             f"(1,012 lines).\n\n{text}\n{END}")
-    if BEGIN in current:
-        head, rest = current.split(BEGIN, 1)
-        current = head + block + rest.split(END, 1)[1]
-    else:
-        current = current.rstrip() + "\n\n" + block + "\n"
-    RESULTS.write_text(current)
-
+    record_section(
+        "extension", "Extension: SmolLM2-135M tokenizer + Chichewa (continued BPE)",
+        "Learned on the Chichewa Bible minus Ruth; measured on Ruth (held out) and FLORES+ English devtest "
+        f"(1,012 lines).\n\n{text}",
+    )
 
 if __name__ == "__main__":
     main()

@@ -204,5 +204,15 @@ def load_model(path: Path, trust_remote_code: bool = False):
     return model.to(best_device())
 
 
+def check_vocabulary_fits(model, tokenizer, path) -> None:
+    """A tokenizer with ids beyond the embedding matrix would crash later, mid-step; say so now."""
+    rows = model.get_input_embeddings().weight.shape[0]
+    if len(tokenizer) > rows:
+        raise LangbuildError(
+            f"the tokenizer in {path} has {len(tokenizer):,} tokens but the model only {rows:,} embedding rows: "
+            "they do not belong together; fix the folder or pick another model"
+        )
+
+
 def parameter_count(model) -> int:
     return sum(p.numel() for p in model.parameters())

@@ -393,3 +393,20 @@ def test_debug_shows_the_traceback(tmp_path):
     assert "Traceback" in loud.stderr
     assert "LangbuildError" in loud.stderr
     assert loud.stderr.strip().splitlines()[-1].startswith("error:")
+
+
+def test_a_model_whose_tokenizer_outgrew_its_embeddings_is_one_line(project, tiny_models, tmp_path):
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    broken = tmp_path / "broken-model"
+    shutil.copytree(tiny_models["gpt2-bytelevel"], broken)
+    tokenizer = AutoTokenizer.from_pretrained(broken)
+    tokenizer.add_tokens([f"extra{i}" for i in range(10)])
+    tokenizer.save_pretrained(broken)
+    _enough_text(project)
+    langbuild("config", "set", "select.candidates", str(broken), cwd=project)
+    result = langbuild("select", cwd=project)
+    assert_one_line_error(result)
+    assert "embedding rows" in result.stderr

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from ..core.atomic import atomic_write_json
 from ..metrics import bits_per_byte, hf_encoder, tokenizer_stats
-from ..models import load_model, load_tokenizer, parameter_count, resolve_model
+from ..models import check_vocabulary_fits, load_model, load_tokenizer, parameter_count, resolve_model
 from ..textio import read_jsonl_texts, sample_by_bytes
 
 RULE = "lowest bits per byte on the valid sample; ties: fewer parameters"
@@ -21,6 +21,7 @@ def score_candidate(name: str, ctx, sample: list[str]) -> dict:
     folder = resolve_model(name, ctx.project.root, trust)
     tokenizer = load_tokenizer(folder, trust)
     model = load_model(folder, trust)
+    check_vocabulary_fits(model, tokenizer, folder)
     scores = {
         "name": name,
         "path": str(folder),

@@ -194,8 +194,9 @@ def run(ctx) -> dict:
     model.eval()
     model.save_pretrained(ctx.out / "model")
     tokenizer.save_pretrained(ctx.out / "model")
+    # Nothing about interruptions goes in here: a resumed run writes the same files as an uninterrupted one.
     summary = {"steps": total, "blocks": int(blocks.shape[0]), "tokens_per_step": seq_len * batch_size,
-               "final_loss": last_loss, "resumed_from": start}
+               "final_loss": last_loss}
     atomic_write_json(ctx.out / "summary.json", summary)
     return summary
 
