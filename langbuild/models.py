@@ -176,9 +176,15 @@ def load_tokenizer(path: Path, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:
         raise LangbuildError(f"cannot load the tokenizer in {path}: {err}") from None
+    # Without its files transformers may quietly build an empty tokenizer that encodes text to nothing.
+    if len(tokenizer) <= 1 or not tokenizer("a b", add_special_tokens=False)["input_ids"]:
+        raise LangbuildError(
+            f"{path} holds no usable tokenizer (no tokenizer.json or tokenizer.model): add one or pick another model"
+        )
+    return tokenizer
 
 
 def best_device() -> str:
@@ -191,6 +197,7 @@ def best_device() -> str:
 def load_model(path: Path, trust_remote_code: bool = False):
     """Load a causal LM in float32 from safetensors only (no pickle), on the best device."""
     import torch
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM
 
     quiet_hf()
@@ -198,7 +205,7 @@ def load_model(path: Path, trust_remote_code: bool = False):
         model = AutoModelForCausalLM.from_pretrained(
             str(path), dtype=torch.float32, use_safetensors=True, trust_remote_code=trust_remote_code
         )
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, SafetensorError) as err:
         raise LangbuildError(f"cannot load the model in {path}: {err}") from None
     model.eval()
     return model.to(best_device())

@@ -410,3 +410,22 @@ def test_a_model_whose_tokenizer_outgrew_its_embeddings_is_one_line(project, tin
     result = langbuild("select", cwd=project)
     assert_one_line_error(result)
     assert "embedding rows" in result.stderr
+
+
+@pytest.mark.parametrize("damage", ["no-tokenizer", "corrupt-weights"])
+def test_a_damaged_model_folder_is_one_line(project, tiny_models, tmp_path, damage):
+    import shutil
+
+    broken = tmp_path / "broken-model"
+    shutil.copytree(tiny_models["gpt2-bytelevel"], broken)
+    if damage == "no-tokenizer":
+        for name in ("tokenizer.json", "tokenizer_config.json"):
+            (broken / name).unlink()
+    else:
+        (broken / "model.safetensors").write_bytes(b"half-written")
+    _enough_text(project)
+    langbuild("config", "set", "select.candidates", str(broken), cwd=project)
+    result = langbuild("select", cwd=project)
+    assert_one_line_error(result)
+    assert str(broken) in result.stderr
+    assert ("no usable tokenizer" if damage == "no-tokenizer" else "cannot load the model") in result.stderr
