@@ -25,10 +25,6 @@ def write_jsonl_texts(path: Path, texts: Iterable[str]) -> int:
     return count
 
 
-def words(text: str) -> list[str]:
-    return text.split()
-
-
 def script_of(char: str) -> str | None:
     """The Unicode script of a letter, read from its name (LATIN, CYRILLIC, ETHIOPIC, ...)."""
     if not char.isalpha():

@@ -53,7 +53,7 @@ def _save_tokenizer(base_tokenizer, spec: dict, folder) -> None:
     (folder / "tokenizer.model").unlink(missing_ok=True)
 
 
-def _check_tokenizer(base, extended, new_ids: list[int], valid: list[str]) -> dict:
+def _check_tokenizer(base, extended, valid: list[str]) -> dict:
     base_vocab, new_vocab = base.get_vocab(), extended.get_vocab()
     moved = [tok for tok, idx in base_vocab.items() if new_vocab.get(tok) != idx]
     if moved:
@@ -102,7 +102,7 @@ def run(ctx) -> dict:
     folder.mkdir()
     _save_tokenizer(base_tokenizer, new_spec, folder)
     extended_tokenizer = load_tokenizer(folder, trust)
-    checks = _check_tokenizer(base_tokenizer, extended_tokenizer, new_ids, valid)
+    checks = _check_tokenizer(base_tokenizer, extended_tokenizer, valid)
 
     model = load_model(base_path, trust)
     old_rows = model.get_input_embeddings().weight.shape[0]
