@@ -109,3 +109,20 @@ def test_kill_at_random_moments_never_corrupts(tiny_models, tmp_path):
     for step, entry in lock["steps"].items():
         for rel, record in entry["outputs"].items():
             assert (root / step / rel).stat().st_size == record["size"], (step, rel)
+
+
+def test_a_second_run_on_the_same_project_exits_cleanly(tiny_models, tmp_path):
+    root = make_tiny_project(tmp_path / "p", tiny_models["gpt2-bytelevel"], **{"train.max_steps": 30})
+    first = subprocess.Popen([sys.executable, "-m", "langbuild", "run", "-C", str(root)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 60
+        while not (root / ".langbuild/staging").exists() and time.time() < deadline:
+            time.sleep(0.05)  # the staging folder appears once the first run holds the project lock
+        second = _run_cli("run", "-C", str(root), cwd=tmp_path)
+        assert second.returncode != 0
+        assert second.stderr.count("\n") == 1 and "another langbuild command is running" in second.stderr
+    finally:
+        first.wait(timeout=300)
+    assert first.returncode == 0
+    assert [s["state"] for s in pipeline.status(Project(root))] == ["done"] * len(pipeline.STEPS)
