@@ -110,7 +110,7 @@ def get_step(name: str) -> Step:
 
 
 def fingerprints(project: Project, steps: list[Step] | None = None,
-                 problems: dict[str, str] | None = None) -> dict[str, str]:
+                 problems: dict[str, str] | None = None, input_cache: dict[str, Any] | None = None) -> dict[str, str]:
     """Current fingerprint of each step, computed in order so each includes its upstream ones.
 
     Besides the upstream fingerprints, each includes the upstream outputs recorded in the lock, so a
@@ -118,17 +118,23 @@ def fingerprints(project: Project, steps: list[Step] | None = None,
 
     An input that cannot be read (a missing corpus file, say) does not stop the computation: the step
     gets a fingerprint that matches nothing, and the reason goes into ``problems`` for the caller to
-    show or raise when that step is due.
+    show or raise when that step is due. ``input_cache`` keeps input hashes across calls in one run,
+    so corpus files are hashed once, not once per step.
     """
     lock = project.lock()
     result: dict[str, str] = {}
     for step in steps or STEPS:
-        try:
-            inputs = step.external_inputs(project) if step.external_inputs else {}
-        except LangbuildError as err:
-            inputs = {"unreadable": str(err)}
-            if problems is not None:
-                problems[step.name] = one_line(err)
+        if input_cache is not None and step.name in input_cache:
+            inputs = input_cache[step.name]
+        else:
+            try:
+                inputs = step.external_inputs(project) if step.external_inputs else {}
+            except LangbuildError as err:
+                inputs = {"unreadable": str(err)}
+            if input_cache is not None:
+                input_cache[step.name] = inputs
+        if "unreadable" in inputs and problems is not None:
+            problems[step.name] = one_line(inputs["unreadable"])
         result[step.name] = hash_json({
             "step": step.name,
             "code": f"{__version__}/{step.version}",
@@ -212,9 +218,10 @@ def run(project: Project, console: Console, until: str | None = None, from_: str
     results = []
     with project.exclusive():
         _recover(project)
+        input_cache: dict[str, Any] = {}
         for index, step in enumerate(steps):
             problems: dict[str, str] = {}
-            current = fingerprints(project, steps[: index + 1], problems)  # after the steps just run
+            current = fingerprints(project, steps[: index + 1], problems, input_cache)  # after the steps just run
             forced = force is True or (isinstance(force, set) and step.name in force)
             lock = project.lock()
             entry = lock.entry(step.name)
