@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import heapq
 import json
+import operator
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from .core.errors import LangbuildError
@@ -71,8 +72,8 @@ def corpus_words(backend, texts: Iterable[str]) -> Counter:
 class _PairCounts:
     """Pair frequencies over weighted words, with an index pair → words and a lazy max-heap."""
 
-    def __init__(self, words: list[list[str]], freqs: list[int]):
-        self.words, self.freqs = words, freqs
+    def __init__(self, words: list[list[str]], freqs: list[int], join: Callable[[str, str], str] = operator.add):
+        self.words, self.freqs, self.join = words, freqs, join
         self.counts: Counter = Counter()
         self.where: dict[tuple[str, str], set[int]] = defaultdict(set)
         for index, symbols in enumerate(words):
@@ -103,7 +104,7 @@ class _PairCounts:
         return None
 
     def merge(self, pair: tuple[str, str]) -> None:
-        merged = pair[0] + pair[1]
+        merged = self.join(*pair)
         touched: set[tuple[str, str]] = set()
         for index in list(self.where.pop(pair, ())):
             symbols = self.words[index]
@@ -125,36 +126,110 @@ class _PairCounts:
                 heapq.heappush(self.heap, (-self.counts[other], other))
 
 
-def continue_bpe(backend, spec: dict, texts: Iterable[str], max_tokens: int, min_frequency: int) -> Extension:
-    """Learn up to ``max_tokens`` merges on top of the base BPE's segmentation of ``texts``."""
-    model = spec["model"]
-    if model.get("continuing_subword_prefix") or model.get("end_of_word_suffix"):
-        raise LangbuildError("this BPE tokenizer uses subword prefixes/suffixes, which extension does not support yet")
-    vocab: dict[str, int] = model["vocab"]
-    words, freqs = [], []
-    for word, freq in corpus_words(backend, texts).items():
+def _segment(backend, words: Counter, vocab) -> tuple[list[list[str]], list[int]]:
+    """The base model's pieces for each word, keeping only words that merges can still shorten."""
+    segmented, freqs = [], []
+    for word, freq in words.items():
         pieces = [token.value for token in backend.model.tokenize(word)]
         # Byte-fallback pieces are emitted after merging fails; merges can never build on them.
         if len(pieces) > 1 and not any(_BYTE_PIECE.match(p) or p not in vocab for p in pieces):
-            words.append(pieces)
+            segmented.append(pieces)
             freqs.append(freq)
-    pairs = _PairCounts(words, freqs)
-    extension = Extension(method="continued-bpe")
-    blocked: set[tuple[str, str]] = set()
-    seen = set(vocab)
+    return segmented, freqs
+
+
+def protected_pairs(backend, protected: Counter, min_count: int = 1) -> set[tuple[str, str]]:
+    """Adjacent base-piece pairs inside protected words: a merge of any of them would re-tokenise one.
+
+    A merge fires only on a pair that is present, and the pieces of a protected word never change
+    while no merge fires on it; so blocking these pairs keeps every protected word exactly as the
+    base tokenizer splits it (words occurring fewer than ``min_count`` times are not protected).
+    """
+    pairs: set[tuple[str, str]] = set()
+    for word, count in protected.items():
+        if count >= min_count:
+            pieces = [token.value for token in backend.model.tokenize(word)]
+            pairs.update(zip(pieces, pieces[1:]))
+    return pairs
+
+
+def _learn_merges(pairs: _PairCounts, known: set[str], max_tokens: int, min_frequency: int,
+                  blocked: set[tuple[str, str]], method: str) -> Extension:
+    extension = Extension(method=method)
+    blocked = set(blocked)
     while len(extension.tokens) < max_tokens:
         best = pairs.pop_best(blocked)
         if best is None or best[1] < min_frequency:
             break
         pair, _ = best
-        merged = pair[0] + pair[1]
-        if merged in seen:
+        merged = pairs.join(*pair)
+        if merged in known:
             blocked.add(pair)  # the base already has this string; a second path to it would add nothing
             continue
         pairs.merge(pair)
-        seen.add(merged)
+        known.add(merged)
         extension.tokens.append(merged)
         extension.merges.append(pair)
+    return extension
+
+
+def continue_bpe(backend, spec: dict, texts: Iterable[str], max_tokens: int, min_frequency: int,
+                 protected: Counter | None = None) -> Extension:
+    """Learn up to ``max_tokens`` merges on top of the base BPE's segmentation of ``texts``.
+
+    No merge is learned on a pair found inside a ``protected`` word (see ``protected_pairs``).
+    """
+    model = spec["model"]
+    if model.get("continuing_subword_prefix") or model.get("end_of_word_suffix"):
+        raise LangbuildError("this BPE tokenizer uses subword prefixes/suffixes, which extension does not support yet")
+    vocab: dict[str, int] = model["vocab"]
+    words, freqs = _segment(backend, corpus_words(backend, texts), vocab)
+    blocked = protected_pairs(backend, protected) if protected else set()
+    return _learn_merges(_PairCounts(words, freqs), set(vocab), max_tokens, min_frequency, blocked, "continued-bpe")
+
+
+def _missing_characters(words: Counter, vocab: dict[str, int], prefix: str) -> Counter:
+    """WordPiece pieces for single characters the vocabulary lacks, as word starts and as continuations."""
+    missing: Counter = Counter()
+    for word, freq in words.items():
+        for position, char in enumerate(word):
+            piece = char if position == 0 else prefix + char
+            if piece not in vocab:
+                missing[piece] += freq
+    return missing
+
+
+def continue_wordpiece(backend, spec: dict, texts: Iterable[str], max_tokens: int, min_frequency: int,
+                       protected: Counter | None = None) -> Extension:
+    """New WordPiece entries: the characters the base lacks, then continued BPE on its segmentation.
+
+    WordPiece (BERT) has no merges: it splits a word greedily by the longest vocabulary entry, with
+    ``##`` marking pieces that continue a word. A word holding one unknown character becomes [UNK]
+    entirely, so the target alphabet's missing characters come first (word-initial and ``##`` forms).
+    Then BPE continues over the base's segmentation exactly as for BPE tokenizers, joining
+    ``chi`` + ``##chewa`` into ``chichewa``; the learned strings become plain vocabulary entries,
+    found by longest match. Protection of source-language words is checked afterwards on the real
+    tokenizer (``keep_protected_words``), since longest match is not merge order.
+    """
+    from tokenizers import Tokenizer
+
+    model = spec["model"]
+    prefix = model.get("continuing_subword_prefix", "##")
+    words = corpus_words(backend, texts)
+    characters = [(piece, n) for piece, n in _missing_characters(words, model["vocab"], prefix).most_common()
+                  if n >= min_frequency][:max_tokens]
+    extension = Extension(tokens=[piece for piece, _ in characters], method="wordpiece-characters+continued-bpe")
+    with_characters, _ = apply_extension(spec, extension)
+    segmenter = Tokenizer.from_str(json.dumps(with_characters))
+    unk = model.get("unk_token", "[UNK]")
+    segmented, freqs = _segment(segmenter, words, with_characters["model"]["vocab"])
+    keep = [i for i, pieces in enumerate(segmented) if unk not in pieces]
+    pairs = _PairCounts([segmented[i] for i in keep], [freqs[i] for i in keep],
+                        join=lambda left, right: left + right[len(prefix):])
+    blocked = protected_pairs(backend, protected) if protected else set()
+    learned = _learn_merges(pairs, set(with_characters["model"]["vocab"]), max_tokens - len(extension.tokens),
+                            min_frequency, blocked, extension.method)
+    extension.tokens.extend(learned.tokens)
     return extension
 
 
@@ -189,6 +264,11 @@ def apply_extension(spec: dict, extension: Extension) -> tuple[dict, list[int]]:
             model["merges"].append(f"{left} {right}" if string_merges else [left, right])
             ids.append(new_id)
             new_id += 1
+    elif model["type"] == "WordPiece":
+        for token in extension.tokens:
+            model["vocab"][token] = new_id
+            ids.append(new_id)
+            new_id += 1
     elif model["type"] == "Unigram":
         if new_id != len(model["vocab"]):
             raise LangbuildError("this Unigram tokenizer has added tokens after its vocabulary; extension would shift ids")
@@ -197,10 +277,56 @@ def apply_extension(spec: dict, extension: Extension) -> tuple[dict, list[int]]:
             ids.append(new_id)
             new_id += 1
     else:
-        raise LangbuildError(f"extending a {model['type']} tokenizer is not supported yet (BPE and Unigram are)")
+        raise LangbuildError(f"extending a {model['type']} tokenizer is not supported (BPE, Unigram and WordPiece are)")
     return spec, ids
 
 
 def base_pieces(backend, token: str) -> list[int]:
     """The ids the base tokenizer's model splits a new token's string into (for subword-mean)."""
     return [piece.id for piece in backend.model.tokenize(token)]
+
+
+def without_tokens(extension: Extension, dropped: set[str]) -> Extension:
+    """The extension minus ``dropped`` and, for BPE, every merge that builds on a dropped token."""
+    dropped = set(dropped)
+    kept = Extension(method=extension.method)
+    for index, token in enumerate(extension.tokens):
+        merge = extension.merges[index] if extension.merges else None
+        if token in dropped or (merge and (merge[0] in dropped or merge[1] in dropped)):
+            dropped.add(token)  # later merges built from it can no longer fire
+            continue
+        kept.tokens.append(token)
+        if merge:
+            kept.merges.append(merge)
+        if extension.scores:
+            kept.scores.append(extension.scores[index])
+    return kept
+
+
+def keep_protected_words(backend, spec: dict, extension: Extension, protected: Counter, rounds: int = 5) -> tuple[Extension, int]:
+    """Drop new tokens until every protected word splits exactly as in the base tokenizer.
+
+    Checked on the real extended tokenizer, so it holds for every model type (Unigram's global
+    best path and WordPiece's longest match can change a word that contains no new string boundary
+    learned for it). Returns the extension and how many tokens were dropped.
+    """
+    from tokenizers import Tokenizer
+
+    words = list(protected)
+    base = [[t.id for t in backend.model.tokenize(word)] for word in words]
+    original = len(extension.tokens)
+    for _ in range(rounds):
+        new_spec, new_ids = apply_extension(spec, extension)
+        if not new_ids:
+            break
+        extended = Tokenizer.from_str(json.dumps(new_spec)).model
+        token_of = dict(zip(new_ids, extension.tokens))
+        offending = set()
+        for word, base_ids in zip(words, base):
+            ids = [t.id for t in extended.tokenize(word)]
+            if ids != base_ids:
+                offending.update(token_of[i] for i in ids if i in token_of)
+        if not offending:
+            break
+        extension = without_tokens(extension, offending)
+    return extension, original - len(extension.tokens)

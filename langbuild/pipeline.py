@@ -71,22 +71,43 @@ def _model_inputs(project: Project) -> dict[str, Any]:
     return fingerprint_candidates(project.config.get("select.candidates"), project.root)
 
 
-def _eval_inputs(project: Project) -> dict[str, Any]:
-    from .steps.evaluate import fingerprint_source_text
+def _texts(project: Project, *settings: str) -> dict[str, Any]:
+    from .reference_texts import fingerprint_text
 
-    return fingerprint_source_text(project)
+    out: dict[str, Any] = {}
+    for setting in settings:
+        out.update(fingerprint_text(project.config.get(setting), project.root, setting))
+    return out
+
+
+def _tokenizer_inputs(project: Project) -> dict[str, Any]:
+    return {**_model_inputs(project), **_texts(project, "tokenizer.aligned_target", "tokenizer.aligned_source")}
+
+
+def _select_inputs(project: Project) -> dict[str, Any]:
+    return {**_model_inputs(project), **_texts(project, "eval.source_text")}
+
+
+def _extend_inputs(project: Project) -> dict[str, Any]:
+    return _texts(project, "extend.protect_text", "extend.protected_words")
+
+
+def _eval_inputs(project: Project) -> dict[str, Any]:
+    return _texts(project, "eval.source_text")
 
 
 STEPS: list[Step] = [
     Step("corpus", "clean, de-duplicate and split the target-language text",
          ("project.language", "project.seed", "corpus"), (), "1", "corpus", external_inputs=_corpus_inputs),
     Step("tokenizer", "train a target-language tokenizer and compare it with the base tokenizers",
-         ("project.seed", "tokenizer", "select.candidates", "project.trust_remote_code"), ("corpus",), "1",
-         "tokenizer", external_inputs=_model_inputs),
+         ("project.seed", "tokenizer", "select.candidates", "project.trust_remote_code"), ("corpus",), "2",
+         "tokenizer", external_inputs=_tokenizer_inputs),
     Step("select", "score the candidate base models on held-out text and choose one",
-         ("select", "project.trust_remote_code"), ("corpus",), "1", "select", external_inputs=_model_inputs),
+         ("project.seed", "select", "eval.source_text", "train.seq_len", "train.batch_size", "project.trust_remote_code"),
+         ("corpus",), "2", "select", external_inputs=_select_inputs),
     Step("extend", "add target-language tokens to the base model and initialise their embeddings",
-         ("project.seed", "extend", "project.trust_remote_code"), ("corpus", "tokenizer", "select"), "2", "extend"),
+         ("project.seed", "extend", "project.trust_remote_code"), ("corpus", "tokenizer", "select"), "3", "extend",
+         external_inputs=_extend_inputs),
     # Checkpoint cadence and thread count do not change the result (resume is exact), so they are not
     # fingerprinted: changing them never throws away training.
     Step("train", "continued pretraining of the extended model on the train split",

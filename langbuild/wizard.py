@@ -35,8 +35,8 @@ def ask(answers: dict[str, Any]) -> dict[str, Any]:
         answers.get("select.candidates") or SCHEMA["select"]["candidates"].default,
     )
     for key, question in (
-        ("tokenizer.vocab_size", "Target tokenizer vocabulary size"),
-        ("extend.num_new_tokens", "New tokens to add to the base model"),
+        ("tokenizer.vocab_size", "Target tokenizer vocabulary size (a number, or auto)"),
+        ("extend.num_new_tokens", "New tokens to add to the base model (a number, or auto)"),
         ("train.max_steps", "Training steps (budget)"),
     ):
         section, name = key.split(".")

@@ -165,7 +165,7 @@ def test_wizard_answers_and_flag_defaults(tmp_path):
     answers = "\n".join(["", "a.txt, b.txt", "m1,m2", "lots", "500", "0", "25"]) + "\n"  # keeps nya, re-asks "lots"
     result = invoke("init", tmp_path / "p", "--language", "nya", "--interactive", input=answers)
     assert result.exit_code == 0, result.output
-    assert "must be int" in result.output
+    assert "must be a whole number or auto" in result.output
     config = load_config(tmp_path / "p" / CONFIG_NAME)
     assert config.get("project.language") == "nya"
     assert config.get("corpus.paths") == ["a.txt", "b.txt"]

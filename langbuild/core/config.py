@@ -22,7 +22,7 @@ CONFIG_NAME = "langbuild.toml"
 
 @dataclass(frozen=True)
 class Setting:
-    kind: type | str  # int, float, bool, str or "list[str]"
+    kind: type | str  # int, float, bool, str, "list[str]" or "int|auto" (a number, or the word auto)
     default: Any
     help: str
     choices: tuple[str, ...] = ()
@@ -51,18 +51,36 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "valid_fraction": _s(float, 0.05, "share of documents held out when valid_paths is empty", minimum=0.001, maximum=0.5),
     },
     "tokenizer": {
-        "model_type": _s(str, "unigram", "SentencePiece algorithm", choices=("unigram", "bpe")),
-        "vocab_size": _s(int, 8000, "target vocabulary size (capped to what the corpus supports)", minimum=50),
+        "library": _s(str, "sentencepiece", "which library trains it", choices=("sentencepiece", "huggingface")),
+        "model_type": _s(str, "unigram", "algorithm (huggingface bpe is byte-level BPE)", choices=("unigram", "bpe")),
+        "vocab_size": _s("int|auto", 8000, "target vocabulary size, or auto: the knee of a sweep (capped to what the corpus supports)",
+                         minimum=50),
+        "byte_fallback": _s(bool, True, "sentencepiece: spell unseen characters as UTF-8 byte pieces instead of <unk>"),
         "max_sentences": _s(int, 300000, "sample at most this many documents to train the tokenizer", minimum=100),
+        "aligned_target": _s(str, "", "target-language text line-aligned with aligned_source, for parity (a file or flores-msa)"),
+        "aligned_source": _s(str, "", "the same content in the source language (a file or flores-eng)"),
     },
     "select": {
         "candidates": _s("list[str]", ["smollm2-135m"], "base models: local HF folder, packaged name or hub id", required=True),
         "max_eval_bytes": _s(int, 20000, "bytes of held-out text used to score each candidate", minimum=100),
+        "source_max_bytes": _s(int, 5000, "bytes of source-language text (eval.source_text) scored per candidate (0: skip)",
+                               minimum=0),
+        "rule": _s(str, "bpb-within-budget", "how the winner is chosen",
+                   choices=("bpb-within-budget", "bpb", "fewest-parameters", "fastest")),
+        "memory_budget_gb": _s(float, 0.0, "memory a training run may use (0: this machine's GPU memory, else its RAM)",
+                               minimum=0.0),
+        "timing_steps": _s(int, 2, "real training steps timed per candidate for the time estimate (0: skip)", minimum=0),
     },
     "extend": {
-        "num_new_tokens": _s(int, 2000, "how many target-language tokens to add at most (0: none)", minimum=0),
+        "mode": _s(str, "extend", "extend: add tokens to the base tokenizer; replace: use the target tokenizer instead",
+                   choices=("extend", "replace")),
+        "num_new_tokens": _s("int|auto", 2000, "target-language tokens to add at most (0: none; auto: knee of the gain curve)",
+                             minimum=0),
         "init": _s(str, "subword-mean", "how new embedding rows start", choices=("subword-mean", "mean", "random")),
         "min_frequency": _s(int, 2, "a new token must occur at least this often in the train split", minimum=1),
+        "protect_text": _s(str, "flores-eng-a", "source-language text whose tokenisation must not change (file, packaged, or empty)"),
+        "protected_words": _s(str, "", "a file of words (one per line) whose tokenisation must never change"),
+        "pad_to_multiple_of": _s(int, 64, "pad the embedding matrix to a multiple of this many rows (1: no padding)", minimum=1),
     },
     "train": {
         "max_steps": _s(int, 200, "optimizer steps of continued pretraining", minimum=0),
@@ -78,7 +96,7 @@ SCHEMA: dict[str, dict[str, Setting]] = {
     },
     "eval": {
         "max_bytes": _s(int, 30000, "bytes of held-out target text to score (0: all)", minimum=0),
-        "source_text": _s(str, "flores-eng", "held-out source-language text: a file, or flores-eng (packaged)"),
+        "source_text": _s(str, "flores-eng-b", "held-out source-language text: a file, or a packaged one (flores-eng, -a, -b)"),
         "source_max_bytes": _s(int, 15000, "bytes of source-language text to score (0: all)", minimum=0),
         "batch_size": _s(int, 8, "blocks per forward pass", minimum=1),
     },
@@ -86,6 +104,8 @@ SCHEMA: dict[str, dict[str, Setting]] = {
 
 
 def _type_name(setting: Setting) -> str:
+    if setting.kind == "int|auto":
+        return "a whole number or auto"
     return setting.kind if isinstance(setting.kind, str) else setting.kind.__name__
 
 
@@ -103,6 +123,10 @@ def coerce(key: str, value: Any) -> Any:
     setting = lookup(key)
     kind = setting.kind
     bad = ConfigError(f"setting '{key}' must be {_type_name(setting)}, got {value!r}")
+    if kind == "int|auto":
+        if value == "auto":
+            return value
+        kind = int  # otherwise checked as a number below
     if kind == "list[str]":
         if isinstance(value, str):
             value = [value]
@@ -146,6 +170,7 @@ def parse_cli_value(key: str, text: str) -> Any:
     except ParseError:
         value = text
     if setting.kind is str and not isinstance(value, str):
+        value = text
         value = text
     if setting.kind == "list[str]" and not isinstance(value, list):
         value = [part.strip() for part in text.split(",") if part.strip()]

