@@ -39,7 +39,8 @@ class Extension:
     """The new entries, in id order, and what the base tokenizer made of each."""
 
     tokens: list[str] = field(default_factory=list)
-    merges: list[tuple[str, str]] = field(default_factory=list)  # BPE: the merge that builds each token
+    # BPE: the merge that builds each token (None for a single character, which needs none)
+    merges: list[tuple[str, str] | None] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)  # Unigram: each token's log-probability
     method: str = ""
 
@@ -177,15 +178,36 @@ def continue_bpe(backend, spec: dict, texts: Iterable[str], max_tokens: int, min
                  protected: Counter | None = None) -> Extension:
     """Learn up to ``max_tokens`` merges on top of the base BPE's segmentation of ``texts``.
 
-    No merge is learned on a pair found inside a ``protected`` word (see ``protected_pairs``).
+    Characters the base vocabulary lacks come first, as entries without a merge: a SentencePiece-style
+    BPE (Llama-2, Gemma, Mistral) spells them as byte-fallback pieces or <unk>, which no merge can
+    build on, so without them a script the base never saw could gain nothing. (Byte-level BPE has all
+    256 bytes and never lacks one.) No merge is learned on a pair found inside a ``protected`` word
+    (see ``protected_pairs``).
     """
+    from tokenizers import Tokenizer
+
     model = spec["model"]
     if model.get("continuing_subword_prefix") or model.get("end_of_word_suffix"):
         raise LangbuildError("this BPE tokenizer uses subword prefixes/suffixes, which extension does not support yet")
-    vocab: dict[str, int] = model["vocab"]
-    words, freqs = _segment(backend, corpus_words(backend, texts), vocab)
+    words = corpus_words(backend, texts)
+    missing = Counter()
+    for word, freq in words.items():
+        for char in word:
+            if char not in model["vocab"]:
+                missing[char] += freq
+    characters = [char for char, n in missing.most_common() if n >= min_frequency][:max_tokens]
+    extension = Extension(tokens=characters, merges=[None] * len(characters), method="continued-bpe")
+    segmenter, vocab = backend, model["vocab"]
+    if characters:
+        with_characters, _ = apply_extension(spec, extension)
+        segmenter, vocab = Tokenizer.from_str(json.dumps(with_characters)), with_characters["model"]["vocab"]
+    segmented, freqs = _segment(segmenter, words, vocab)
     blocked = protected_pairs(backend, protected) if protected else set()
-    return _learn_merges(_PairCounts(words, freqs), set(vocab), max_tokens, min_frequency, blocked, "continued-bpe")
+    learned = _learn_merges(_PairCounts(segmented, freqs), set(vocab), max_tokens - len(characters), min_frequency,
+                            blocked, "continued-bpe")
+    extension.tokens += learned.tokens
+    extension.merges += learned.merges
+    return extension
 
 
 def _missing_characters(words: Counter, vocab: dict[str, int], prefix: str) -> Counter:
@@ -251,17 +273,44 @@ def unigram_pieces(spec: dict, target_pieces: list[tuple[str, int, float]], max_
     return extension
 
 
+def _anchor_added_tokens(spec: dict) -> None:
+    """Give added tokens that sit past the model's vocabulary (Llama-3's specials, say) a vocabulary entry.
+
+    The tokenizers library does not keep an added token's id from the file: one the model does not
+    know is numbered after the model's vocabulary on load. New entries go exactly there, so they would
+    collide; recorded in the model's vocabulary, an added token keeps its id.
+    """
+    model = spec["model"]
+    outside = sorted((tok["id"], tok["content"]) for tok in spec.get("added_tokens", []))
+    if model["type"] == "Unigram":
+        pieces = {piece for piece, _ in model["vocab"]}
+        floor = min((score for _, score in model["vocab"]), default=0.0)
+        for token_id, content in outside:
+            if content in pieces:
+                continue
+            if token_id != len(model["vocab"]):
+                raise LangbuildError(f"added token {content!r} has id {token_id}, past a gap in the vocabulary: cannot extend safely")
+            model["vocab"].append([content, floor - 10.0])  # reached as an added token, never by the model
+            pieces.add(content)
+    else:
+        for token_id, content in outside:
+            model["vocab"].setdefault(content, token_id)
+
+
 def apply_extension(spec: dict, extension: Extension) -> tuple[dict, list[int]]:
     """A copy of the tokenizer spec with the new entries appended; returns it and the new ids."""
     spec = json.loads(json.dumps(spec))
     model = spec["model"]
+    if extension.tokens:
+        _anchor_added_tokens(spec)
     new_id = next_free_id(spec)
     ids = []
     if model["type"] == "BPE":
         string_merges = bool(model["merges"]) and isinstance(model["merges"][0], str)
-        for token, (left, right) in zip(extension.tokens, extension.merges):
+        for token, merge in zip(extension.tokens, extension.merges):
             model["vocab"][token] = new_id
-            model["merges"].append(f"{left} {right}" if string_merges else [left, right])
+            if merge is not None:
+                model["merges"].append(f"{merge[0]} {merge[1]}" if string_merges else list(merge))
             ids.append(new_id)
             new_id += 1
     elif model["type"] == "WordPiece":
@@ -296,7 +345,7 @@ def without_tokens(extension: Extension, dropped: set[str]) -> Extension:
             dropped.add(token)  # later merges built from it can no longer fire
             continue
         kept.tokens.append(token)
-        if merge:
+        if extension.merges:
             kept.merges.append(merge)
         if extension.scores:
             kept.scores.append(extension.scores[index])
@@ -330,3 +379,27 @@ def keep_protected_words(backend, spec: dict, extension: Extension, protected: C
             break
         extension = without_tokens(extension, offending)
     return extension, original - len(extension.tokens)
+
+
+def _byte_level_alphabet() -> dict[str, int]:
+    """GPT-2's byte-level alphabet, character → byte (bytes that print as themselves keep their character)."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    mapping, shifted = {}, 0
+    for byte in range(256):
+        if byte in printable:
+            mapping[chr(byte)] = byte
+        else:
+            mapping[chr(256 + shifted)] = byte
+            shifted += 1
+    return mapping
+
+
+_BYTE_OF = _byte_level_alphabet()
+
+
+def byte_level_to_text(piece: str) -> str | None:
+    """The text a byte-level BPE token spells (``Ġndi`` → `` ndi``), or None if it is not whole UTF-8."""
+    try:
+        return bytes(_BYTE_OF[char] for char in piece).decode("utf-8")
+    except (KeyError, UnicodeDecodeError):
+        return None

@@ -1,87 +1,361 @@
-"""extend: add target-language tokens to the chosen base model and initialise their embeddings.
+"""extend: give the chosen base model target-language tokens and initialise their embeddings.
 
-Writes ``extend/model/`` (a Hugging Face folder: safetensors weights + extended tokenizer),
+Two modes:
+* ``extend`` (default): new entries are added to the base tokenizer's own model (see
+  langbuild.extension), every existing id is kept and source-language text keeps its tokens;
+* ``replace``: the target tokenizer from the tokenizer step replaces the base one (the FOCUS and
+  WECHSEL setting). Tokens whose text the base vocabulary also has keep their trained rows; the rest
+  are initialised by ``extend.init``.
+
+Writes ``extend/model/`` (a Hugging Face folder: safetensors weights + tokenizer),
 ``extend/new_tokens.json`` (each new token, its id and the base pieces it replaces) and
-``extend/metrics.json`` (tokens per word before/after, round-trip and id-stability checks).
+``extend/metrics.json`` (tokens per word before/after, the gain curve, round-trip and id checks).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
+from pathlib import Path
 
 from ..core.atomic import atomic_write_json
 from ..core.errors import LangbuildError
+from ..curves import knee
 from ..embedding_init import METHODS
-from ..extension import Extension, apply_extension, base_pieces, continue_bpe, unigram_pieces
+from ..extension import (
+    Extension,
+    apply_extension,
+    base_pieces,
+    byte_level_to_text,
+    continue_bpe,
+    continue_wordpiece,
+    corpus_words,
+    keep_protected_words,
+    unigram_pieces,
+)
 from ..metrics import hf_encoder, tokenizer_stats
 from ..models import load_model, load_tokenizer, resolve_model
+from ..reference_texts import read_text_lines
 from ..textio import read_jsonl_texts
 
 MAX_WORD_SAMPLE_DOCS = 200_000  # enough to rank the frequent words of any corpus
+AUTO_SIZES = (500, 1000, 2000, 4000, 8000, 16000)  # the gain curve behind extend.num_new_tokens = "auto"
+CURVE_SAMPLE_DOCS = 2_000  # valid documents used to draw the gain curve
 
 
-def _target_piece_frequencies(spm_path, texts: list[str]) -> list[tuple[str, int, float]]:
-    """The target tokenizer's pieces as (piece, count in ``texts``, score), most frequent first."""
-    import sentencepiece as spm
+# --- what must not change -----------------------------------------------------------------------
 
-    processor = spm.SentencePieceProcessor(model_file=str(spm_path))
+
+def protected_words(ctx, backend) -> Counter:
+    """Words (in the base tokenizer's alphabet) whose tokenisation the extension must keep.
+
+    From ``extend.protect_text`` (source-language text; every word in it) and ``extend.protected_words``
+    (a list; each word both at a line start and after a space, the two forms it takes in text).
+    """
+    config, root = ctx.config, ctx.project.root
+    words: Counter = Counter()
+    if config.get("extend.protect_text"):
+        words.update(corpus_words(backend, read_text_lines(config.get("extend.protect_text"), root, "extend.protect_text")))
+    if config.get("extend.protected_words"):
+        listed = read_text_lines(config.get("extend.protected_words"), root, "extend.protected_words")
+        words.update(corpus_words(backend, [form for word in listed for form in (word, f" {word}")]))
+    return words
+
+
+# --- learning the new entries -------------------------------------------------------------------
+
+
+def _target_tokenizer(ctx):
+    """The tokenizer step's tokenizer as a `tokenizers.Tokenizer` (its Hugging Face export)."""
+    from tokenizers import Tokenizer
+
+    folder = ctx.output_of("tokenizer")
+    if (folder / "hf" / "tokenizer.json").is_file():
+        return Tokenizer.from_file(str(folder / "hf" / "tokenizer.json"))
+    raise LangbuildError("the tokenizer step left no hf/tokenizer.json: re-run it with 'langbuild tokenizer --force'")
+
+
+def _as_metaspace(piece: str, byte_level: bool) -> str | None:
+    """A target piece written the SentencePiece way (``▁`` for a space), or None if it is not text."""
+    if byte_level:
+        piece = byte_level_to_text(piece)
+        if piece is None:
+            return None
+        return piece.replace(" ", "▁")
+    return piece
+
+
+def _target_piece_frequencies(target, texts: list[str]) -> list[tuple[str, int, float]]:
+    """The target tokenizer's pieces as (piece, count in ``texts``, log-probability), most frequent first.
+
+    Scores are the target model's own where it is a Unigram model, else the log relative frequency.
+    """
+    spec = json.loads(target.to_str())
+    byte_level = "ByteLevel" in json.dumps(spec.get("pre_tokenizer"))
+    unigram_scores = dict(map(tuple, spec["model"]["vocab"])) if spec["model"]["type"] == "Unigram" else {}
     counts: Counter = Counter()
-    for ids in processor.encode(texts):
-        counts.update(ids)
-    return [(processor.id_to_piece(i), n, processor.get_score(i)) for i, n in counts.most_common()]
+    for encoding in target.encode_batch(texts, add_special_tokens=False):
+        counts.update(encoding.tokens)
+    total = sum(counts.values()) or 1
+    out = []
+    for token, count in counts.most_common():
+        piece = _as_metaspace(token, byte_level)
+        if piece:
+            out.append((piece, count, unigram_scores.get(token, math.log(count / total))))
+    return out
 
 
-def _learn_extension(ctx, backend, spec: dict, train: list[str]) -> Extension:
-    config = ctx.config
-    budget, min_freq = config.get("extend.num_new_tokens"), config.get("extend.min_frequency")
+def learn_extension(ctx, backend, spec: dict, train: list[str], budget: int, protected: Counter) -> Extension:
+    min_freq = ctx.config.get("extend.min_frequency")
     kind = spec["model"]["type"]
     if budget == 0:
         return Extension(method="none")
     if kind == "BPE":
-        return continue_bpe(backend, spec, train[:MAX_WORD_SAMPLE_DOCS], budget, min_freq)
+        return continue_bpe(backend, spec, train, budget, min_freq, protected)
+    if kind == "WordPiece":
+        return continue_wordpiece(backend, spec, train, budget, min_freq, protected)
     if kind == "Unigram":
-        frequencies = _target_piece_frequencies(ctx.output_of("tokenizer") / "spm.model", train[:MAX_WORD_SAMPLE_DOCS])
-        return unigram_pieces(spec, frequencies, budget, min_freq)
-    raise LangbuildError(f"extending a {kind} tokenizer is not supported yet: set extend.num_new_tokens = 0")
+        return unigram_pieces(spec, _target_piece_frequencies(_target_tokenizer(ctx), train), budget, min_freq)
+    raise LangbuildError(f"extending a {kind} tokenizer is not supported: set extend.num_new_tokens = 0 or extend.mode = replace")
 
 
-def _save_tokenizer(base_tokenizer, spec: dict, folder) -> None:
+def _prefix(extension: Extension, count: int) -> Extension:
+    """The first ``count`` entries: for BPE a prefix of the merge list is itself a consistent extension."""
+    return Extension(extension.tokens[:count], extension.merges[:count], extension.scores[:count], extension.method)
+
+
+def gain_curve(spec: dict, extension: Extension, texts: list[str], sizes: tuple[int, ...] = AUTO_SIZES) -> list[dict]:
+    """Target tokens per word with the first N new entries, for each N in ``sizes`` (and 0)."""
+    from tokenizers import Tokenizer
+
+    words = max(sum(len(t.split()) for t in texts), 1)
+    points = []
+    for size in (0, *[s for s in sizes if s < len(extension.tokens)], len(extension.tokens)):
+        tokenizer = Tokenizer.from_str(json.dumps(apply_extension(spec, _prefix(extension, size))[0]))
+        tokens = sum(len(e.ids) for e in tokenizer.encode_batch(texts, add_special_tokens=False))
+        points.append({"new_tokens": size, "tokens_per_word": tokens / words})
+    return points
+
+
+def choose_count(curve: list[dict]) -> int:
+    """extend.num_new_tokens = "auto": the knee of the gain curve (langbuild.curves.knee)."""
+    usable = [p for p in curve if p["new_tokens"] > 0]
+    if not usable:
+        return 0
+    return knee([p["new_tokens"] for p in usable], [p["tokens_per_word"] for p in usable])
+
+
+# --- the tokenizer on disk ----------------------------------------------------------------------
+
+
+def _save_tokenizer(base_tokenizer, spec: dict, folder: Path) -> None:
+    """Save the base tokenizer's settings with the extended tokenizer.json; it must reload with every old id."""
+    from transformers import AutoTokenizer
+
     base_tokenizer.save_pretrained(folder)
     (folder / "tokenizer.json").write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
     # A stale SentencePiece file would describe the old vocabulary; tokenizer.json is the truth now.
+    # (transformers 5 builds every mainstream tokenizer from tokenizer.json; "slow" ones are gone.)
     (folder / "tokenizer.model").unlink(missing_ok=True)
+    reloaded = AutoTokenizer.from_pretrained(folder)
+    if any(reloaded.convert_tokens_to_ids(t) != i for t, i in base_tokenizer.get_added_vocab().items()):
+        # Some model classes re-add special tokens missing from the model's own vocabulary at the end
+        # of it, which now lies past the new entries. The generic class reads tokenizer.json verbatim.
+        config_path = folder / "tokenizer_config.json"
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+        config["tokenizer_class"] = "TokenizersBackend"
+        config_path.write_text(json.dumps(config, ensure_ascii=False, indent=2), encoding="utf-8")
 
 
-def _check_tokenizer(base, extended, valid: list[str]) -> dict:
+def _decoded(tokenizer, text: str) -> tuple[str, bool]:
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    return tokenizer.decode(ids), tokenizer.unk_token_id is not None and tokenizer.unk_token_id in ids
+
+
+def check_tokenizer(base, extended, valid: list[str]) -> dict:
+    """Every old id kept, special tokens and chat template kept, and the model's own round trip kept.
+
+    Round trip: wherever the base tokenizer decodes a line without <unk>, the extended one must
+    decode it to the same text (that is decode(encode(x)) == x up to the model's own normalisation,
+    e.g. BERT's lower-casing).
+    """
     base_vocab, new_vocab = base.get_vocab(), extended.get_vocab()
     moved = [tok for tok, idx in base_vocab.items() if new_vocab.get(tok) != idx]
     if moved:
         raise LangbuildError(f"internal check failed: extension moved {len(moved)} existing tokens (first: {moved[0]!r})")
-    lost = []
+    base_special = dict(zip(base.all_special_tokens, base.all_special_ids))
+    if dict(zip(extended.all_special_tokens, extended.all_special_ids)) != base_special:
+        raise LangbuildError("internal check failed: the extended tokenizer lost or moved a special token")
+    if getattr(base, "chat_template", None) != getattr(extended, "chat_template", None):
+        raise LangbuildError("internal check failed: the extended tokenizer lost the base model's chat template")
+    checked, lost = 0, []
     for text in valid:
-        same_in_base = base.decode(base(text, add_special_tokens=False)["input_ids"]) == text
-        if same_in_base and extended.decode(extended(text, add_special_tokens=False)["input_ids"]) != text:
+        expected, base_unknown = _decoded(base, text)
+        if base_unknown:
+            continue  # the base cannot say what this line should decode to
+        checked += 1
+        if _decoded(extended, text)[0] != expected:
             lost.append(text)
     if lost:
         raise LangbuildError(f"internal check failed: the extended tokenizer does not round-trip {lost[0][:60]!r}")
-    return {"existing_ids_kept": len(base_vocab), "round_trip_lines": len(valid), "round_trip_failures": 0}
+    return {"existing_ids_kept": len(base_vocab), "special_tokens_kept": len(base_special),
+            "round_trip_lines": checked, "round_trip_failures": 0}
 
 
-def _initialise(model, method: str, new_ids: list[int], old_rows: int, pieces: list[list[int]], seed: int) -> bool:
+# --- the embedding matrices ---------------------------------------------------------------------
+
+
+def _matrices(model) -> tuple[list, bool]:
+    input_weight = model.get_input_embeddings().weight
+    output = model.get_output_embeddings()
+    tied = output is None or output.weight is input_weight or output.weight.data_ptr() == input_weight.data_ptr()
+    return ([input_weight] if tied else [input_weight, output.weight]), tied
+
+
+def initialise_rows(model, method: str, new_ids: list[int], old_rows: int, pieces: list[list[int]], seed: int) -> bool:
+    """Fill ``new_ids`` rows of the input embeddings (and of an untied output head) with ``method``."""
     import torch
 
     init = METHODS[method]
     std = getattr(model.config, "initializer_range", 0.02)
-    input_weight = model.get_input_embeddings().weight
-    output = model.get_output_embeddings()
-    tied = output is None or output.weight is input_weight or output.weight.data_ptr() == input_weight.data_ptr()
-    matrices = [input_weight] if tied else [input_weight, output.weight]
+    matrices, tied = _matrices(model)
     with torch.no_grad():
         for offset, weight in enumerate(matrices):
             generator = torch.Generator().manual_seed(seed + offset)
             init(weight.data, new_ids, old_rows, pieces=pieces, generator=generator, std=std)
     return tied
+
+
+def resize_embeddings(model, rows: int, multiple: int) -> int:
+    """Resize to ``rows`` rounded up to ``multiple`` (matrix shapes that tile well run faster)."""
+    model.resize_token_embeddings(rows, pad_to_multiple_of=multiple if multiple > 1 else None, mean_resizing=False)
+    return model.get_input_embeddings().weight.shape[0]
+
+
+def _fill_padding(model, first: int, old_rows: int) -> None:
+    """Rows past the vocabulary are never input; as outputs they start at the mean, like new tokens."""
+    rows = model.get_input_embeddings().weight.shape[0]
+    if rows > first:
+        initialise_rows(model, "mean", list(range(first, rows)), old_rows, [], 0)
+
+
+# --- the two modes ------------------------------------------------------------------------------
+
+
+def _extend(ctx, base_path: Path, base_tokenizer, train: list[str], valid: list[str]) -> dict:
+    config = ctx.config
+    trust = config.get("project.trust_remote_code")
+    backend = base_tokenizer.backend_tokenizer
+    spec = json.loads(backend.to_str())
+    protected = protected_words(ctx, backend)
+    requested = config.get("extend.num_new_tokens")
+    budget = max(AUTO_SIZES) if requested == "auto" else requested
+    learned = learn_extension(ctx, backend, spec, train[:MAX_WORD_SAMPLE_DOCS], budget, protected)
+    extension, dropped = keep_protected_words(backend, spec, learned, protected) if protected else (learned, 0)
+    curve = gain_curve(spec, extension, valid[:CURVE_SAMPLE_DOCS])
+    if requested == "auto":
+        extension = _prefix(extension, choose_count(curve))
+    new_spec, new_ids = apply_extension(spec, extension)
+
+    folder = ctx.out / "model"
+    folder.mkdir()
+    _save_tokenizer(base_tokenizer, new_spec, folder)
+    extended_tokenizer = load_tokenizer(folder, trust)
+    checks = check_tokenizer(base_tokenizer, extended_tokenizer, valid)
+    checks["protected_words"] = len(protected)
+    checks["tokens_dropped_to_protect_words"] = dropped
+
+    model = load_model(base_path, trust)
+    old_rows = model.get_input_embeddings().weight.shape[0]
+    vocabulary = max(len(extended_tokenizer), max(new_ids, default=-1) + 1)
+    rows = resize_embeddings(model, max(old_rows, vocabulary), config.get("extend.pad_to_multiple_of"))
+    pieces = [base_pieces(backend, token) for token in extension.tokens]
+    method = config.get("extend.init")
+    # Statistics come from the real vocabulary only: some models pad their matrix with unused rows.
+    trained_rows = min(old_rows, len(base_tokenizer))
+    tied = initialise_rows(model, method, new_ids, trained_rows, pieces, config.get("project.seed"))
+    _fill_padding(model, max(old_rows, vocabulary), trained_rows)
+    model.save_pretrained(folder)
+
+    tokens = [{"id": i, "token": t, "base_pieces": p} for i, t, p in zip(new_ids, extension.tokens, pieces)]
+    atomic_write_json(ctx.out / "new_tokens.json", tokens)
+    return {
+        "method": extension.method, "init": method, "tied_embeddings": tied, "added_tokens": len(new_ids),
+        "requested_tokens": requested, "gain_curve": curve, "tokenizer": extended_tokenizer, "checks": checks,
+        "embedding_rows": {"base": old_rows, "extended": rows, "padding": rows - vocabulary},
+        "shown": extension.tokens[:8],
+    }
+
+
+def _surface(token: str, byte_level: bool) -> str | None:
+    """What a vocabulary entry spells, with a space where the tokenizer marks one."""
+    text = byte_level_to_text(token) if byte_level else token
+    return None if text is None else text.replace("▁", " ")
+
+
+def _surface_index(tokenizer) -> dict[str, int]:
+    spec = json.loads(tokenizer.backend_tokenizer.to_str())
+    byte_level = "ByteLevel" in json.dumps(spec.get("pre_tokenizer")) or "ByteLevel" in json.dumps(spec.get("decoder"))
+    special = set(tokenizer.all_special_tokens)
+    index = {}
+    for token, idx in tokenizer.get_vocab().items():
+        surface = _surface(token, byte_level)
+        if surface and token not in special:
+            index.setdefault(surface, idx)
+    return index
+
+
+def _replace(ctx, base_path: Path, base_tokenizer, valid: list[str]) -> dict:
+    """Swap in the target tokenizer; rows of tokens the base also spells are copied, the rest initialised."""
+    import torch
+
+    config = ctx.config
+    trust = config.get("project.trust_remote_code")
+    target = load_tokenizer(ctx.output_of("tokenizer") / "hf", trust)
+    base_index, target_index = _surface_index(base_tokenizer), _surface_index(target)
+    model = load_model(base_path, trust)
+    old_rows = model.get_input_embeddings().weight.shape[0]
+    trained_rows = min(old_rows, len(base_tokenizer))
+    size = len(target)
+    # Work in one matrix [base rows | target rows] so the initialisers see the base rows as usual.
+    resize_embeddings(model, old_rows + size, 1)
+    new_ids = [old_rows + i for i in range(size)]
+    surfaces = {idx: surface for surface, idx in target_index.items()}
+    pieces = [hf_encoder(base_tokenizer)(surfaces[i]) if i in surfaces else [] for i in range(size)]
+    tied = initialise_rows(model, config.get("extend.init"), new_ids, trained_rows, pieces, config.get("project.seed"))
+    copied = 0
+    matrices, _ = _matrices(model)
+    with torch.no_grad():
+        for surface, idx in target_index.items():
+            if surface in base_index:
+                copied += 1
+                for weight in matrices:
+                    weight[old_rows + idx] = weight[base_index[surface]]
+        for weight in matrices:
+            weight[:size] = weight[old_rows:].clone()
+    rows = resize_embeddings(model, size, config.get("extend.pad_to_multiple_of"))
+    _fill_padding(model, size, size)
+    for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
+        value = getattr(target, name)
+        setattr(model.config, name, value)
+        if getattr(model, "generation_config", None) is not None:
+            setattr(model.generation_config, name, value)
+    folder = ctx.out / "model"
+    folder.mkdir()
+    target.save_pretrained(folder)
+    model.save_pretrained(folder)
+    atomic_write_json(ctx.out / "new_tokens.json", [
+        {"id": i, "token": target.convert_ids_to_tokens(i), "base_pieces": pieces[i]}
+        for i in range(size) if surfaces.get(i) not in base_index
+    ])
+    return {
+        "method": "replace", "init": config.get("extend.init"), "tied_embeddings": tied, "added_tokens": size - copied,
+        "requested_tokens": size, "gain_curve": [], "tokenizer": target,
+        "checks": {"rows_copied_from_base": copied, "round_trip_lines": 0, "round_trip_failures": 0},
+        "embedding_rows": {"base": old_rows, "extended": rows, "padding": rows - size},
+        "shown": [t for t in target.convert_ids_to_tokens(list(range(min(size, 40)))) if t][:8],
+    }
 
 
 def run(ctx) -> dict:
@@ -91,48 +365,34 @@ def run(ctx) -> dict:
     # Resolved again rather than read from selection.json: the cache or the project may have moved.
     base_path = resolve_model(selection["chosen"], ctx.project.root, trust)
     base_tokenizer = load_tokenizer(base_path, trust)
-    backend = base_tokenizer.backend_tokenizer
-    spec = json.loads(backend.to_str())
     train = list(read_jsonl_texts(ctx.output_of("corpus") / "train.jsonl"))
     valid = list(read_jsonl_texts(ctx.output_of("corpus") / "valid.jsonl"))
-
-    extension = _learn_extension(ctx, backend, spec, train)
-    new_spec, new_ids = apply_extension(spec, extension)
-    folder = ctx.out / "model"
-    folder.mkdir()
-    _save_tokenizer(base_tokenizer, new_spec, folder)
-    extended_tokenizer = load_tokenizer(folder, trust)
-    checks = _check_tokenizer(base_tokenizer, extended_tokenizer, valid)
-
-    model = load_model(base_path, trust)
-    old_rows = model.get_input_embeddings().weight.shape[0]
-    new_rows = max(old_rows, len(extended_tokenizer), max(new_ids, default=-1) + 1)
-    model.resize_token_embeddings(new_rows, mean_resizing=False)
-    pieces = [base_pieces(backend, token) for token in extension.tokens]
-    method = config.get("extend.init")
-    # Statistics come from the real vocabulary only: some models pad their matrix with unused rows.
-    trained_rows = min(old_rows, len(base_tokenizer))
-    tied = _initialise(model, method, new_ids, trained_rows, pieces, config.get("project.seed"))
-    model.save_pretrained(folder)
+    mode = config.get("extend.mode")
+    if mode == "replace":
+        result = _replace(ctx, base_path, base_tokenizer, valid)
+    else:
+        result = _extend(ctx, base_path, base_tokenizer, train, valid)
 
     before = tokenizer_stats(hf_encoder(base_tokenizer), valid)
-    after = tokenizer_stats(hf_encoder(extended_tokenizer), valid)
-    tokens = [{"id": i, "token": t, "base_pieces": p} for i, t, p in zip(new_ids, extension.tokens, pieces)]
-    atomic_write_json(ctx.out / "new_tokens.json", tokens)
+    new_tokenizer = result.pop("tokenizer")
+    after = tokenizer_stats(hf_encoder(new_tokenizer), valid)
+    result["vocab_size"] = len(new_tokenizer)
+    shown = result.pop("shown")
     metrics = {
         "base_model": selection["chosen"],
-        "method": extension.method,
-        "init": method,
-        "tied_embeddings": tied,
-        "added_tokens": len(new_ids),
-        "vocab_size": {"base": len(base_tokenizer), "extended": len(extended_tokenizer)},
+        "mode": mode,
+        **{k: result[k] for k in ("method", "init", "tied_embeddings", "added_tokens", "requested_tokens")},
+        "vocab_size": {"base": len(base_tokenizer), "extended": result["vocab_size"]},
+        "embedding_rows": result["embedding_rows"],
         "valid_tokens_per_word": {"base": before["tokens_per_word"], "extended": after["tokens_per_word"]},
-        "checks": checks,
+        "gain_curve": result["gain_curve"],
+        "checks": result["checks"],
     }
     atomic_write_json(ctx.out / "metrics.json", metrics)
-    shown = ", ".join(repr(t) for t in extension.tokens[:8])
     ctx.console.print(
-        f"  added {len(new_ids):,} tokens by {extension.method} ({shown}{', ...' if len(new_ids) > 8 else ''}); "
-        f"valid tokens/word {before['tokens_per_word']:.3f} → {after['tokens_per_word']:.3f}; init {method}"
+        f"  {mode}: {result['added_tokens']:,} new tokens by {result['method']} "
+        f"({', '.join(repr(t) for t in shown)}{', ...' if result['added_tokens'] > len(shown) else ''}); "
+        f"valid tokens/word {before['tokens_per_word']:.3f} → {after['tokens_per_word']:.3f}; "
+        f"embedding rows {result['embedding_rows']['base']:,} → {result['embedding_rows']['extended']:,}; init {result['init']}"
     )
-    return {"added_tokens": len(new_ids), "tokens_per_word": after["tokens_per_word"]}
+    return {"added_tokens": result["added_tokens"], "tokens_per_word": after["tokens_per_word"]}
