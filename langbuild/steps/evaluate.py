@@ -39,6 +39,9 @@ def run(ctx) -> dict:
         "trained": ctx.output_of("train") / "model",
     }
     metrics: dict = {side: {"bits_per_byte": {}, "tokens_per_word": {}, "bytes": 0} for side in texts}
+    metrics["source"]["lines_identical"] = _share_identical(
+        load_tokenizer(models["base"], trust), load_tokenizer(models["extended"], trust), texts["source"]
+    )
     for label, folder in models.items():
         ctx.console.print(f"  scoring the {label} model ...")
         tokenizer = load_tokenizer(folder, trust)
@@ -57,6 +60,12 @@ def run(ctx) -> dict:
     return {side: metrics[side]["bits_per_byte"] for side in texts}
 
 
+def _share_identical(base, extended, lines: list[str]) -> float:
+    """Share of source-language lines the extended tokenizer encodes to exactly the base's ids."""
+    encode_base, encode_extended = hf_encoder(base), hf_encoder(extended)
+    return sum(encode_base(line) == encode_extended(line) for line in lines) / max(len(lines), 1)
+
+
 def _print_table(console, metrics: dict) -> None:
     table = Table(title="held-out evaluation (lower is better)")
     for column in ("text", "metric", "base", "extended", "trained"):
@@ -66,3 +75,4 @@ def _print_table(console, metrics: dict) -> None:
         table.add_row(side, "bits/byte", *(f"{bpb[k]:.4f}" for k in ("base", "extended", "trained")))
         table.add_row(side, "tokens/word", f"{tpw['base']:.3f}", f"{tpw['extended']:.3f}", f"{tpw['extended']:.3f}")
     console.print(table)
+    console.print(f"  source lines the extended tokenizer encodes exactly as the base: {metrics['source']['lines_identical']:.1%}")

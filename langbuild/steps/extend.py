@@ -35,7 +35,7 @@ from ..extension import (
     unigram_pieces,
 )
 from ..metrics import hf_encoder, tokenizer_stats
-from ..models import load_model, load_tokenizer, resolve_model
+from ..models import check_vocabulary_fits, load_model, load_tokenizer, resolve_model
 from ..reference_texts import read_text_lines
 from ..textio import read_jsonl_texts
 
@@ -267,6 +267,7 @@ def _extend(ctx, base_path: Path, base_tokenizer, train: list[str], valid: list[
     checks["tokens_dropped_to_protect_words"] = dropped
 
     model = load_model(base_path, trust)
+    check_vocabulary_fits(model, base_tokenizer, base_path)
     old_rows = model.get_input_embeddings().weight.shape[0]
     vocabulary = max(len(extended_tokenizer), max(new_ids, default=-1) + 1)
     rows = resize_embeddings(model, max(old_rows, vocabulary), config.get("extend.pad_to_multiple_of"))
@@ -315,6 +316,7 @@ def _replace(ctx, base_path: Path, base_tokenizer, valid: list[str]) -> dict:
     target = load_tokenizer(ctx.output_of("tokenizer") / "hf", trust)
     base_index, target_index = _surface_index(base_tokenizer), _surface_index(target)
     model = load_model(base_path, trust)
+    check_vocabulary_fits(model, base_tokenizer, base_path)
     old_rows = model.get_input_embeddings().weight.shape[0]
     trained_rows = min(old_rows, len(base_tokenizer))
     size = len(target)

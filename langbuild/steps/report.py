@@ -21,6 +21,22 @@ def _change(before: float, after: float) -> str:
     return f"{(after - before) / before * 100:+.1f} %" if before else "n/a"
 
 
+def _extension_summary(extend: dict) -> str:
+    if extend.get("mode") == "replace":
+        return (f"its tokenizer replaced by the target one ({extend['added_tokens']:,} rows without a base match, "
+                f"initialised by {extend['init']})")
+    return (f"extended with **{extend['added_tokens']:,}** target-language tokens ({extend['method']}, rows initialised "
+            f"by {extend['init']})")
+
+
+def _gain_curve_lines(extend: dict) -> list[str]:
+    curve = extend.get("gain_curve") or []
+    if len(curve) < 2:
+        return []
+    points = ", ".join(f"{p['new_tokens']:,} → {p['tokens_per_word']:.3f}" for p in curve)
+    return [f"- Gain curve (new tokens → held-out tokens per word): {points}."]
+
+
 def render(ctx) -> str:
     config = ctx.config
     corpus = _load(ctx, "corpus", "stats.json")
@@ -34,8 +50,7 @@ def render(ctx) -> str:
     lines = [
         f"# {name}: {config.get('project.language')} language model report",
         "",
-        f"Base model **{selection['chosen']}**, extended with **{extend['added_tokens']:,}** target-language tokens "
-        f"({extend['method']}, rows initialised by {extend['init']}) and trained for **{train['steps']}** steps "
+        f"Base model **{selection['chosen']}**, {_extension_summary(extend)}, and trained for **{train['steps']}** steps "
         f"of {train['tokens_per_step']:,} tokens.",
         "",
         "## Results (held-out text; lower is better for every row)",
@@ -65,13 +80,25 @@ def render(ctx) -> str:
         "rows are only estimates); **trained** is after continued pretraining.",
         "- **source (English)** checks forgetting: the target gain should not cost much English ability.",
         "",
-        f"Evaluated on {tgt['bytes']:,} bytes of held-out target text and {src['bytes']:,} bytes of English.",
+        f"Evaluated on {tgt['bytes']:,} bytes of held-out target text and {src['bytes']:,} bytes of English"
+        + (f"; {src['lines_identical']:.1%} of the English lines keep exactly the base model's token ids." if "lines_identical" in src
+           else "."),
+        "",
+        "## Vocabulary",
+        "",
+        f"- Held-out target tokens per word: {extend['valid_tokens_per_word']['base']:.3f} with the base tokenizer, "
+        f"{extend['valid_tokens_per_word']['extended']:.3f} after {extend['mode']} "
+        f"({_change(extend['valid_tokens_per_word']['base'], extend['valid_tokens_per_word']['extended'])}).",
+        f"- Embedding rows: {extend['embedding_rows']['base']:,} → {extend['embedding_rows']['extended']:,} "
+        f"(of which {extend['embedding_rows']['padding']:,} padding to a multiple of {config.get('extend.pad_to_multiple_of')}).",
+        *_gain_curve_lines(extend),
         "",
         "## Data and tokenizer",
         "",
         f"- Corpus: {corpus['train']['documents']:,} train documents ({corpus['train']['words']:,} words), "
         f"{corpus['valid']['documents']:,} held-out documents; removed {corpus['removed'] or 'nothing'}.",
-        f"- Target tokenizer: SentencePiece {tokenizer['model_type']}, {tokenizer['vocab_size']['trained']:,} pieces, "
+        f"- Target tokenizer: {tokenizer.get('library', 'sentencepiece')} {tokenizer['model_type']}, "
+        f"{tokenizer['vocab_size']['trained']:,} pieces, "
         f"{tokenizer['tokenizers']['target']['tokens_per_word']:.3f} tokens per word on the held-out text.",
         f"- Base model choice: {selection['rule']}.",
         "",

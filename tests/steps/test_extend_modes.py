@@ -1,0 +1,102 @@
+"""The extend step's choices: replace mode, an automatic token count, protected words, padding."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from rich.console import Console
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from langbuild import pipeline
+from langbuild.core.project import Project
+from langbuild.curves import knee
+from tests.tiny import chichewa_split, make_tiny_project, read_json, write_lines
+
+QUIET = Console(quiet=True)
+
+
+def _ids(tokenizer, text):
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def test_replace_mode_swaps_in_the_target_tokenizer_and_keeps_shared_rows(tmp_path, tiny_models):
+    base_folder = tiny_models["gpt2-bytelevel"]
+    root = make_tiny_project(tmp_path, base_folder, train_books=1, **{
+        "extend.mode": "replace", "tokenizer.library": "huggingface", "tokenizer.model_type": "bpe",
+        "train.max_steps": 2,
+    })
+    pipeline.run(Project(root), QUIET, until="eval")
+    target = AutoTokenizer.from_pretrained(root / "tokenizer/hf")
+    replaced = AutoTokenizer.from_pretrained(root / "extend/model")
+    assert replaced.get_vocab() == target.get_vocab()
+    base_tok = AutoTokenizer.from_pretrained(base_folder)
+    base_model = AutoModelForCausalLM.from_pretrained(base_folder)
+    model = AutoModelForCausalLM.from_pretrained(root / "extend/model")
+    rows = model.get_input_embeddings().weight
+    assert rows.shape[0] == math.ceil(len(target) / 64) * 64
+    assert model.config.eos_token_id == target.eos_token_id
+    # Tokens both vocabularies spell the same way keep their trained rows.
+    shared = [(t, i) for t, i in target.get_vocab().items() if t in base_tok.get_vocab() and t not in target.all_special_tokens]
+    assert len(shared) > 50
+    base_rows = base_model.get_input_embeddings().weight
+    for token, idx in shared[:50]:
+        assert torch.equal(rows[idx], base_rows[base_tok.get_vocab()[token]])
+    metrics = read_json(root / "extend/metrics.json")
+    assert metrics["mode"] == "replace" and metrics["checks"]["rows_copied_from_base"] >= len(shared)
+    assert metrics["valid_tokens_per_word"]["extended"] < metrics["valid_tokens_per_word"]["base"]
+    evaluation = read_json(root / "eval/metrics.json")
+    assert math.isfinite(evaluation["target"]["bits_per_byte"]["trained"])
+
+
+def test_auto_token_count_is_the_knee_of_the_recorded_gain_curve(tmp_path, tiny_models):
+    root = make_tiny_project(tmp_path, tiny_models["gpt2-bytelevel"], **{"extend.num_new_tokens": "auto"})
+    pipeline.run(Project(root), QUIET, until="extend")
+    metrics = read_json(root / "extend/metrics.json")
+    curve = metrics["gain_curve"]
+    assert curve[0]["new_tokens"] == 0 and len(curve) >= 3
+    values = [p["tokens_per_word"] for p in curve]
+    assert values == sorted(values, reverse=True)  # more entries never cost tokens on the target
+    sizes = [p["new_tokens"] for p in curve[1:]]
+    assert metrics["added_tokens"] == knee(sizes, values[1:])
+    assert metrics["requested_tokens"] == "auto"
+
+
+def test_knee_of_a_textbook_curve():
+    sizes = [500, 1000, 2000, 4000, 8000, 16000]
+    assert knee(sizes, [2.2, 2.0, 1.6, 1.55, 1.52, 1.50]) == 2000  # the bend
+    assert knee([1000, 2000], [2.0, 1.9]) == 2000  # too few points for a bend: the largest
+
+
+def test_protected_words_keep_their_tokens(tmp_path, tiny_models):
+    train, _ = chichewa_split()
+    frequent = ["Mulungu", "dziko", "anthu"]
+    assert all(any(word in verse for verse in train) for word in frequent)
+    write_lines(tmp_path / "keep.txt", frequent)
+    root = make_tiny_project(tmp_path / "p", tiny_models["gpt2-bytelevel"], **{"extend.protected_words": str(tmp_path / "keep.txt")})
+    pipeline.run(Project(root), QUIET, until="extend")
+    base = AutoTokenizer.from_pretrained(tiny_models["gpt2-bytelevel"])
+    extended = AutoTokenizer.from_pretrained(root / "extend/model")
+    for word in frequent:
+        for form in (word, f" {word}", f"Ndi {word} ndi"):
+            assert _ids(extended, form) == _ids(base, form)
+    # Without the list the same corpus does shorten them: the list is what kept them.
+    free = make_tiny_project(tmp_path / "free", tiny_models["gpt2-bytelevel"])
+    pipeline.run(Project(free), QUIET, until="extend")
+    unprotected = AutoTokenizer.from_pretrained(free / "extend/model")
+    assert any(len(_ids(unprotected, f" {word}")) < len(_ids(base, f" {word}")) for word in frequent)
+
+
+def test_embedding_padding_follows_the_setting(tmp_path, tiny_models):
+    for multiple in (1, 64):
+        root = make_tiny_project(tmp_path / str(multiple), tiny_models["llama-spm"],
+                                 **{"extend.pad_to_multiple_of": multiple})
+        pipeline.run(Project(root), QUIET, until="extend")
+        tokenizer = AutoTokenizer.from_pretrained(root / "extend/model")
+        model = AutoModelForCausalLM.from_pretrained(root / "extend/model")
+        rows = model.get_input_embeddings().weight.shape[0]
+        assert rows == math.ceil(len(tokenizer) / multiple) * multiple
+        assert model.get_output_embeddings().weight.shape[0] == rows  # the untied head follows
+        metrics = read_json(root / "extend/metrics.json")
+        assert metrics["embedding_rows"] == {"base": metrics["vocab_size"]["base"], "extended": rows,
+                                             "padding": rows - len(tokenizer)}
