@@ -397,9 +397,18 @@ def _byte_level_alphabet() -> dict[str, int]:
 _BYTE_OF = _byte_level_alphabet()
 
 
+def byte_level_to_bytes(piece: str) -> bytes | None:
+    """The bytes a byte-level BPE token stands for, or None if it is not in the byte-level alphabet."""
+    try:
+        return bytes(_BYTE_OF[char] for char in piece)
+    except KeyError:
+        return None
+
+
 def byte_level_to_text(piece: str) -> str | None:
     """The text a byte-level BPE token spells (``Ġndi`` → `` ndi``), or None if it is not whole UTF-8."""
+    raw = byte_level_to_bytes(piece)
     try:
-        return bytes(_BYTE_OF[char] for char in piece).decode("utf-8")
-    except (KeyError, UnicodeDecodeError):
+        return None if raw is None else raw.decode("utf-8")
+    except UnicodeDecodeError:
         return None

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from ..extension import (
     Extension,
     apply_extension,
     base_pieces,
+    byte_level_to_bytes,
     byte_level_to_text,
     continue_bpe,
     continue_wordpiece,
@@ -251,8 +253,12 @@ def _extend(ctx, base_path: Path, base_tokenizer, train: list[str], valid: list[
     protected = protected_words(ctx, backend)
     requested = config.get("extend.num_new_tokens")
     budget = max(AUTO_SIZES) if requested == "auto" else requested
-    learned = learn_extension(ctx, backend, spec, train[:MAX_WORD_SAMPLE_DOCS], budget, protected)
+    # Unigram and WordPiece entries can only be checked against protected words after learning; learn
+    # some spare ones so that dropped entries are replaced. (BPE blocks protected pairs while learning.)
+    spare = budget // 4 if protected and spec["model"]["type"] != "BPE" else 0
+    learned = learn_extension(ctx, backend, spec, train[:MAX_WORD_SAMPLE_DOCS], budget + spare, protected)
     extension, dropped = keep_protected_words(backend, spec, learned, protected) if protected else (learned, 0)
+    extension = _prefix(extension, budget)
     curve = gain_curve(spec, extension, valid[:CURVE_SAMPLE_DOCS])
     if requested == "auto":
         extension = _prefix(extension, choose_count(curve))
@@ -289,22 +295,44 @@ def _extend(ctx, base_path: Path, base_tokenizer, train: list[str], valid: list[
     }
 
 
-def _surface(token: str, byte_level: bool) -> str | None:
-    """What a vocabulary entry spells, with a space where the tokenizer marks one."""
-    text = byte_level_to_text(token) if byte_level else token
-    return None if text is None else text.replace("▁", " ")
+_BYTE_FALLBACK_PIECE = re.compile(r"<0x([0-9A-Fa-f]{2})>\Z")
 
 
-def _surface_index(tokenizer) -> dict[str, int]:
+def _surface(token: str, byte_level: bool) -> bytes | None:
+    """The bytes a vocabulary entry spells, a marked space (``Ġ``, ``▁``) as a space; None if not text."""
+    if byte_level:
+        return byte_level_to_bytes(token)
+    fallback = _BYTE_FALLBACK_PIECE.match(token)
+    if fallback:
+        return bytes([int(fallback.group(1), 16)])
+    return token.replace("▁", " ").encode("utf-8")
+
+
+def _is_byte_level(tokenizer) -> bool:
     spec = json.loads(tokenizer.backend_tokenizer.to_str())
-    byte_level = "ByteLevel" in json.dumps(spec.get("pre_tokenizer")) or "ByteLevel" in json.dumps(spec.get("decoder"))
+    return "ByteLevel" in json.dumps(spec.get("pre_tokenizer")) or "ByteLevel" in json.dumps(spec.get("decoder"))
+
+
+def _surface_index(tokenizer) -> dict[bytes, int]:
+    """Surface bytes → id. Bytes, not text: byte-level vocabularies hold pieces of characters too."""
+    byte_level = _is_byte_level(tokenizer)
     special = set(tokenizer.all_special_tokens)
     index = {}
-    for token, idx in tokenizer.get_vocab().items():
+    for token, idx in sorted(tokenizer.get_vocab().items(), key=lambda item: item[1]):
         surface = _surface(token, byte_level)
         if surface and token not in special:
             index.setdefault(surface, idx)
     return index
+
+
+def _base_pieces_of(base_tokenizer, base_index: dict[bytes, int], surface: bytes | None) -> list[int]:
+    """The base ids that spell ``surface``: its encoding when it is whole text, else its single bytes."""
+    if surface is None:
+        return []
+    try:
+        return hf_encoder(base_tokenizer)(surface.decode("utf-8"))
+    except UnicodeDecodeError:
+        return [base_index[bytes([b])] for b in surface if bytes([b]) in base_index]
 
 
 def _replace(ctx, base_path: Path, base_tokenizer, valid: list[str]) -> dict:
@@ -324,7 +352,7 @@ def _replace(ctx, base_path: Path, base_tokenizer, valid: list[str]) -> dict:
     resize_embeddings(model, old_rows + size, 1)
     new_ids = [old_rows + i for i in range(size)]
     surfaces = {idx: surface for surface, idx in target_index.items()}
-    pieces = [hf_encoder(base_tokenizer)(surfaces[i]) if i in surfaces else [] for i in range(size)]
+    pieces = [_base_pieces_of(base_tokenizer, base_index, surfaces.get(i)) for i in range(size)]
     tied = initialise_rows(model, config.get("extend.init"), new_ids, trained_rows, pieces, config.get("project.seed"))
     copied = 0
     matrices, _ = _matrices(model)

@@ -37,6 +37,26 @@ def _gain_curve_lines(extend: dict) -> list[str]:
     return [f"- Gain curve (new tokens → held-out tokens per word): {points}."]
 
 
+def _candidate_table(selection: dict) -> list[str]:
+    def maybe(value, fmt: str) -> str:
+        return "—" if value is None else fmt.format(value)
+
+    rows = [
+        "| candidate | parameters | tokens per word | bits per byte | English bits per byte | training memory | fits"
+        " | s per 1M tokens |",
+        "|---|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    for c in selection["candidates"]:
+        name = f"**{c['name']}**" if c["name"] == selection["chosen"] else c["name"]
+        memory = c.get("memory_gb")
+        rows.append(
+            f"| {name} | {c['parameters'] / 1e6:.1f}M | {c['tokens_per_word']:.3f} | {c['bits_per_byte']:.4f} | "
+            f"{maybe(c.get('source_bits_per_byte'), '{:.4f}')} | {maybe(memory, '{:.2f} GB')} | "
+            f"{'yes' if c.get('fits', True) else 'no'} | {maybe(c.get('seconds_per_million_tokens'), '{:,.0f}')} |"
+        )
+    return rows
+
+
 def render(ctx) -> str:
     config = ctx.config
     corpus = _load(ctx, "corpus", "stats.json")
@@ -100,7 +120,12 @@ def render(ctx) -> str:
         f"- Target tokenizer: {tokenizer.get('library', 'sentencepiece')} {tokenizer['model_type']}, "
         f"{tokenizer['vocab_size']['trained']:,} pieces, "
         f"{tokenizer['tokenizers']['target']['tokens_per_word']:.3f} tokens per word on the held-out text.",
-        f"- Base model choice: {selection['rule']}.",
+        "",
+        "## Base model choice",
+        "",
+        f"Rule: {selection['rule']}.",
+        "",
+        *_candidate_table(selection),
         "",
         "## Settings",
         "",
