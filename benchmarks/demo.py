@@ -39,7 +39,20 @@ def table(root: Path, total: float) -> str:
         result.append(f"| {label} | bits per byte | {bpb['base']:.3f} | {bpb['extended']:.3f} | {bpb['trained']:.3f} |")
         result.append(f"| {label} | tokens per word | {tpw['base']:.2f} | {tpw['extended']:.2f} | {tpw['extended']:.2f} |")
     machine = f"{platform.machine()}, {__import__('os').cpu_count()} CPU cores, no GPU"
-    return "\n".join([f"Measured {time.strftime('%Y-%m-%d')} on {machine}.", "", *result, "", *rows])
+    return "\n".join([f"Measured {time.strftime('%Y-%m-%d')} on {machine}.", "", *result, "", extension_line(root, metrics),
+                      "", *rows])
+
+
+def extension_line(root: Path, metrics: dict) -> str:
+    """The vocabulary targets: target tokens/word ratio, English tokens/word ratio, English lines kept."""
+    extend = json.loads((root / "extend/metrics.json").read_text())
+    target, source = metrics["target"]["tokens_per_word"], metrics["source"]["tokens_per_word"]
+    return (f"Extension: {extend['added_tokens']:,} new tokens (extend.num_new_tokens = {extend['requested_tokens']!r}); "
+            f"Chichewa tokens/word extended ÷ base = **{target['extended'] / target['base']:.3f}**; "
+            f"English tokens/word extended ÷ base = **{source['extended'] / source['base']:.4f}**; "
+            f"English lines with identical ids: **{metrics['source']['lines_identical']:.1%}** "
+            f"(a sample of FLORES+ devtest lines 507-1,012; protection used lines 1-506); embedding rows "
+            f"{extend['embedding_rows']['base']:,} → {extend['embedding_rows']['extended']:,}.")
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ DEMO_SETTINGS: dict[str, Any] = {
     "corpus.valid_paths": ["data/bible-nya-rute.txt"],
     "select.candidates": ["smollm2-135m"],
     "tokenizer.vocab_size": 8000,
-    "extend.num_new_tokens": 4000,
+    "extend.num_new_tokens": "auto",
     "train.max_steps": 40,
     "train.save_every": 20,
     "eval.max_bytes": 0,

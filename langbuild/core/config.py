@@ -55,7 +55,7 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "model_type": _s(str, "unigram", "algorithm (huggingface bpe is byte-level BPE)", choices=("unigram", "bpe")),
         "vocab_size": _s("int|auto", 8000, "target vocabulary size, or auto: the knee of a sweep (capped to what the corpus supports)",
                          minimum=50),
-        "byte_fallback": _s(bool, True, "sentencepiece: spell unseen characters as UTF-8 byte pieces instead of <unk>"),
+        "byte_fallback": _s(bool, True, "unigram and sentencepiece bpe: spell unseen characters as UTF-8 byte pieces, not <unk>"),
         "max_sentences": _s(int, 300000, "sample at most this many documents to train the tokenizer", minimum=100),
         "aligned_target": _s(str, "", "target-language text line-aligned with aligned_source, for parity (a file or flores-msa)"),
         "aligned_source": _s(str, "", "the same content in the source language (a file or flores-eng)"),
