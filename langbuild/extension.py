@@ -12,10 +12,11 @@ edit the tokenizer's own model instead, keeping every existing id:
   merges of a separately trained tokenizer saves only ~10 % on a Latin-script language, because the
   base merges fire first and leave pieces those merges never expected.)
 * Unigram (SentencePiece unigram, T5/XLM-R style): the target tokenizer's pieces that the base lacks,
-  most frequent first. Each keeps its own log-probability from the target model, capped at the base's
-  lowest score: a new piece never outranks an old one, yet frequent pieces stay usable. (Scores
-  strictly below every old score left ~95 % of new pieces unused on held-out text; uncapped target
-  scores re-tokenised most English lines.)
+  most frequent first. Each takes its log-probability from the target model, capped at the base's
+  lowest score (in practice nearly all sit at the cap, ordered by frequency): a new piece never
+  outranks an old one, yet frequent pieces stay usable. (Scores far below every old score left ~95 %
+  of new pieces unused on held-out text; uncapped target scores re-tokenised most English lines.)
+* WordPiece (BERT): see ``continue_wordpiece``.
 """
 
 from __future__ import annotations
@@ -129,11 +130,13 @@ class _PairCounts:
 
 def _segment(backend, words: Counter, vocab) -> tuple[list[list[str]], list[int]]:
     """The base model's pieces for each word, keeping only words that merges can still shorten."""
+    unk = _unknown_token(backend)
     segmented, freqs = [], []
     for word, freq in words.items():
         pieces = [token.value for token in backend.model.tokenize(word)]
-        # Byte-fallback pieces are emitted after merging fails; merges can never build on them.
-        if len(pieces) > 1 and not any(_BYTE_PIECE.match(p) or p not in vocab for p in pieces):
+        # Byte-fallback pieces are emitted after merging fails, and <unk> stands for text the model
+        # cannot spell: merges built on either would decode to something else than the text.
+        if len(pieces) > 1 and not any(_BYTE_PIECE.match(p) or p not in vocab or p == unk for p in pieces):
             segmented.append(pieces)
             freqs.append(freq)
     return segmented, freqs
@@ -268,7 +271,9 @@ def unigram_pieces(spec: dict, target_pieces: list[tuple[str, int, float]], max_
         if piece in have or _BYTE_PIECE.match(piece) or not piece.strip(_METASPACE):
             continue
         extension.tokens.append(piece)
-        extension.scores.append(min(score, floor))
+        # Capped at the base's floor, and a hair lower for each rank, so that the target's frequency
+        # order survives among pieces the cap makes equal.
+        extension.scores.append(min(score, floor) - 1e-6 * len(extension.tokens))
         have.add(piece)
     return extension
 
@@ -330,9 +335,18 @@ def apply_extension(spec: dict, extension: Extension) -> tuple[dict, list[int]]:
     return spec, ids
 
 
+def _unknown_token(backend) -> str | None:
+    return getattr(backend.model, "unk_token", None)
+
+
 def base_pieces(backend, token: str) -> list[int]:
-    """The ids the base tokenizer's model splits a new token's string into (for subword-mean)."""
-    return [piece.id for piece in backend.model.tokenize(token)]
+    """The ids the base tokenizer's model splits a new token's string into (for subword-mean).
+
+    The unknown token is left out: its row says "unreadable", not what the new token means; a token
+    with no other piece starts from the mean of all rows instead.
+    """
+    unk = _unknown_token(backend)
+    return [piece.id for piece in backend.model.tokenize(token) if piece.value != unk]
 
 
 def without_tokens(extension: Extension, dropped: set[str]) -> Extension:
@@ -352,7 +366,7 @@ def without_tokens(extension: Extension, dropped: set[str]) -> Extension:
     return kept
 
 
-def keep_protected_words(backend, spec: dict, extension: Extension, protected: Counter, rounds: int = 5) -> tuple[Extension, int]:
+def keep_protected_words(backend, spec: dict, extension: Extension, protected: Counter) -> tuple[Extension, int]:
     """Drop new tokens until every protected word splits exactly as in the base tokenizer.
 
     Checked on the real extended tokenizer, so it holds for every model type (Unigram's global
@@ -364,7 +378,7 @@ def keep_protected_words(backend, spec: dict, extension: Extension, protected: C
     words = list(protected)
     base = [[t.id for t in backend.model.tokenize(word)] for word in words]
     original = len(extension.tokens)
-    for _ in range(rounds):
+    while True:  # ends: every round that does not stop removes at least one token
         new_spec, new_ids = apply_extension(spec, extension)
         if not new_ids:
             break
@@ -381,7 +395,7 @@ def keep_protected_words(backend, spec: dict, extension: Extension, protected: C
     return extension, original - len(extension.tokens)
 
 
-def _byte_level_alphabet() -> dict[str, int]:
+def byte_level_alphabet() -> dict[str, int]:
     """GPT-2's byte-level alphabet, character → byte (bytes that print as themselves keep their character)."""
     printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
     mapping, shifted = {}, 0
@@ -394,7 +408,7 @@ def _byte_level_alphabet() -> dict[str, int]:
     return mapping
 
 
-_BYTE_OF = _byte_level_alphabet()
+_BYTE_OF = byte_level_alphabet()
 
 
 def byte_level_to_bytes(piece: str) -> bytes | None:

@@ -51,6 +51,12 @@ class Step:
     module: str
     resumable: bool = False
     external_inputs: Callable[[Project], dict[str, Any]] | None = field(default=None, compare=False)
+    # Keys of this step's recorded summary that later steps depend on, instead of its fingerprint and
+    # every output: select's timings and memory estimates change from run to run, but only the model
+    # it chose (and that model's files) matters to extend, train and eval.
+    passes_on: tuple[str, ...] = ()
+    # A step that shows every upstream output (the report) depends on all of them regardless.
+    sees_all_upstream: bool = False
 
     def runner(self) -> Callable[[StepContext], dict]:
         # Imported on use: torch and transformers stay out of CLI start-up and --help.
@@ -104,7 +110,7 @@ STEPS: list[Step] = [
          "tokenizer", external_inputs=_tokenizer_inputs),
     Step("select", "score the candidate base models on held-out text and choose one",
          ("project.seed", "select", "eval.source_text", "train.seq_len", "train.batch_size", "project.trust_remote_code"),
-         ("corpus",), "2", "select", external_inputs=_select_inputs),
+         ("corpus",), "2", "select", external_inputs=_select_inputs, passes_on=("chosen", "chosen_model")),
     Step("extend", "add target-language tokens to the base model and initialise their embeddings",
          ("project.seed", "extend", "project.trust_remote_code"), ("corpus", "tokenizer", "select"), "3", "extend",
          external_inputs=_extend_inputs),
@@ -117,8 +123,8 @@ STEPS: list[Step] = [
     Step("eval", "bits per byte and tokens per word: base vs extended vs trained",
          ("eval", "project.trust_remote_code"), ("corpus", "select", "extend", "train"), "1", "evaluate",
          external_inputs=_eval_inputs),
-    Step("report", "write report/report.md", ("project",), ("corpus", "tokenizer", "select", "extend", "train", "eval"),
-         "1", "report"),
+    Step("report", "write report/report.md", ("project", "extend.pad_to_multiple_of"),
+         ("corpus", "tokenizer", "select", "extend", "train", "eval"), "2", "report", sees_all_upstream=True),
 ]
 STEP_NAMES = [step.name for step in STEPS]
 
@@ -160,11 +166,20 @@ def fingerprints(project: Project, steps: list[Step] | None = None,
             "step": step.name,
             "code": f"{__version__}/{step.version}",
             "config": project.config.subset(list(step.reads)),
-            "upstream": {need: result[need] for need in step.needs},
-            "upstream_outputs": {need: hash_json((lock.entry(need) or {}).get("outputs")) for need in step.needs},
+            "upstream": {need: _upstream_identity(lock, get_step(need), result[need], step) for need in step.needs},
             "inputs": inputs,
         })
     return result
+
+
+def _upstream_identity(lock, upstream: Step, fingerprint: str, consumer: Step) -> Any:
+    """What ``consumer`` depends on from ``upstream``: its fingerprint and recorded outputs, or, while
+    the upstream step is up to date and declares ``passes_on``, just those values of its summary."""
+    entry = lock.entry(upstream.name) or {}
+    if upstream.passes_on and not consumer.sees_all_upstream and entry.get("fingerprint") == fingerprint:
+        summary = entry.get("summary") or {}
+        return {"passes_on": {key: summary.get(key) for key in upstream.passes_on}}
+    return {"fingerprint": fingerprint, "outputs": hash_json(entry.get("outputs"))}
 
 
 def step_state(project: Project, step: Step, fingerprint: str, lock_entry: dict | None) -> str:

@@ -128,3 +128,17 @@ def test_interrupted_folder_swap_is_recovered(project):
     (project / "report").rename(trash / "report")
     assert _ran(project) == []  # run puts the folder back first, so nothing needs re-running
     assert (project / "report/report.md").is_file()
+
+
+def test_select_rerun_with_the_same_choice_keeps_the_model_steps(project):
+    # Its timings differ on every run, but extend, train and eval depend only on the chosen model.
+    assert _ran(project, force={"select"}) == ["select", "report"]
+    _set(project, "select.timing_steps", 3)
+    assert _ran(project) == ["select", "report"]
+
+
+def test_changing_the_source_text_reruns_scoring_not_training(project, tmp_path):
+    english = tmp_path / "english.txt"
+    english.write_text("A short English text for scoring.\nAnother line of it, for the check.\n", encoding="utf-8")
+    _set(project, "eval.source_text", str(english))
+    assert _ran(project) == ["select", "eval", "report"]

@@ -28,6 +28,7 @@ from ..extension import (
     Extension,
     apply_extension,
     base_pieces,
+    byte_level_alphabet,
     byte_level_to_bytes,
     byte_level_to_text,
     continue_bpe,
@@ -133,7 +134,7 @@ def gain_curve(spec: dict, extension: Extension, texts: list[str], sizes: tuple[
 
     words = max(sum(len(t.split()) for t in texts), 1)
     points = []
-    for size in (0, *[s for s in sizes if s < len(extension.tokens)], len(extension.tokens)):
+    for size in sorted({0, *[s for s in sizes if s < len(extension.tokens)], len(extension.tokens)}):
         tokenizer = Tokenizer.from_str(json.dumps(apply_extension(spec, _prefix(extension, size))[0]))
         tokens = sum(len(e.ids) for e in tokenizer.encode_batch(texts, add_special_tokens=False))
         points.append({"new_tokens": size, "tokens_per_word": tokens / words})
@@ -276,7 +277,9 @@ def _extend(ctx, base_path: Path, base_tokenizer, train: list[str], valid: list[
     check_vocabulary_fits(model, base_tokenizer, base_path)
     old_rows = model.get_input_embeddings().weight.shape[0]
     vocabulary = max(len(extended_tokenizer), max(new_ids, default=-1) + 1)
-    rows = resize_embeddings(model, max(old_rows, vocabulary), config.get("extend.pad_to_multiple_of"))
+    # With no new token the model is left exactly as it was: no padding either.
+    multiple = config.get("extend.pad_to_multiple_of") if new_ids else 1
+    rows = resize_embeddings(model, max(old_rows, vocabulary), multiple)
     pieces = [base_pieces(backend, token) for token in extension.tokens]
     method = config.get("extend.init")
     # Statistics come from the real vocabulary only: some models pad their matrix with unused rows.
@@ -296,6 +299,7 @@ def _extend(ctx, base_path: Path, base_tokenizer, train: list[str], valid: list[
 
 
 _BYTE_FALLBACK_PIECE = re.compile(r"<0x([0-9A-Fa-f]{2})>\Z")
+_BYTE_LEVEL_CHAR = {byte: char for char, byte in byte_level_alphabet().items()}
 
 
 def _surface(token: str, byte_level: bool) -> bytes | None:
@@ -318,7 +322,9 @@ def _surface_index(tokenizer) -> dict[bytes, int]:
     byte_level = _is_byte_level(tokenizer)
     special = set(tokenizer.all_special_tokens)
     index = {}
-    for token, idx in sorted(tokenizer.get_vocab().items(), key=lambda item: item[1]):
+    # Real tokens before byte-fallback pieces: "a" must map to the piece "a", not to <0x61>.
+    ranked = sorted(tokenizer.get_vocab().items(), key=lambda item: (bool(_BYTE_FALLBACK_PIECE.match(item[0])), item[1]))
+    for token, idx in ranked:
         surface = _surface(token, byte_level)
         if surface and token not in special:
             index.setdefault(surface, idx)
@@ -326,13 +332,19 @@ def _surface_index(tokenizer) -> dict[bytes, int]:
 
 
 def _base_pieces_of(base_tokenizer, base_index: dict[bytes, int], surface: bytes | None) -> list[int]:
-    """The base ids that spell ``surface``: its encoding when it is whole text, else its single bytes."""
+    """The base ids that spell ``surface``, split by the base model alone (no dummy prefix added):
+    in its own alphabet when the bytes are whole text, else byte by byte."""
     if surface is None:
         return []
     try:
-        return hf_encoder(base_tokenizer)(surface.decode("utf-8"))
+        text = surface.decode("utf-8")
     except UnicodeDecodeError:
         return [base_index[bytes([b])] for b in surface if bytes([b]) in base_index]
+    if _is_byte_level(base_tokenizer):
+        text = "".join(_BYTE_LEVEL_CHAR[b] for b in surface)
+    else:
+        text = text.replace(" ", "▁")
+    return base_pieces(base_tokenizer.backend_tokenizer, text)
 
 
 def _replace(ctx, base_path: Path, base_tokenizer, valid: list[str]) -> dict:
@@ -342,7 +354,7 @@ def _replace(ctx, base_path: Path, base_tokenizer, valid: list[str]) -> dict:
     config = ctx.config
     trust = config.get("project.trust_remote_code")
     target = load_tokenizer(ctx.output_of("tokenizer") / "hf", trust)
-    base_index, target_index = _surface_index(base_tokenizer), _surface_index(target)
+    base_index = _surface_index(base_tokenizer)
     model = load_model(base_path, trust)
     check_vocabulary_fits(model, base_tokenizer, base_path)
     old_rows = model.get_input_embeddings().weight.shape[0]
@@ -351,13 +363,15 @@ def _replace(ctx, base_path: Path, base_tokenizer, valid: list[str]) -> dict:
     # Work in one matrix [base rows | target rows] so the initialisers see the base rows as usual.
     resize_embeddings(model, old_rows + size, 1)
     new_ids = [old_rows + i for i in range(size)]
-    surfaces = {idx: surface for surface, idx in target_index.items()}
+    target_byte_level = _is_byte_level(target)
+    special = set(target.all_special_tokens)
+    surfaces = {idx: _surface(token, target_byte_level) for token, idx in target.get_vocab().items() if token not in special}
     pieces = [_base_pieces_of(base_tokenizer, base_index, surfaces.get(i)) for i in range(size)]
     tied = initialise_rows(model, config.get("extend.init"), new_ids, trained_rows, pieces, config.get("project.seed"))
     copied = 0
     matrices, _ = _matrices(model)
     with torch.no_grad():
-        for surface, idx in target_index.items():
+        for idx, surface in surfaces.items():
             if surface in base_index:
                 copied += 1
                 for weight in matrices:
@@ -382,7 +396,8 @@ def _replace(ctx, base_path: Path, base_tokenizer, valid: list[str]) -> dict:
     return {
         "method": "replace", "init": config.get("extend.init"), "tied_embeddings": tied, "added_tokens": size - copied,
         "requested_tokens": size, "gain_curve": [], "tokenizer": target,
-        "checks": {"rows_copied_from_base": copied, "round_trip_lines": 0, "round_trip_failures": 0},
+        # Round trip of the target tokenizer is the tokenizer step's check (tokenizer/metrics.json).
+        "checks": {"rows_copied_from_base": copied},
         "embedding_rows": {"base": old_rows, "extended": rows, "padding": rows - size},
         "shown": [t for t in target.convert_ids_to_tokens(list(range(min(size, 40)))) if t][:8],
     }

@@ -32,7 +32,7 @@ from ..budget import FLOAT32, GB, machine_memory, memory_budget, time_training_s
 from ..core.atomic import atomic_write_json
 from ..core.errors import LangbuildError
 from ..metrics import bits_per_byte, context_length, hf_encoder, tokenizer_stats
-from ..models import check_vocabulary_fits, load_model, load_tokenizer, parameter_count, resolve_model
+from ..models import check_vocabulary_fits, fingerprint_candidates, load_model, load_tokenizer, parameter_count, resolve_model
 from ..reference_texts import read_text_lines
 from ..textio import read_jsonl_texts, sample_by_bytes
 
@@ -242,7 +242,9 @@ def run(ctx) -> dict:
     for c in candidates:
         if c["note"]:
             ctx.console.print(f"  [yellow]{c['name']}: {c['note']}[/]")
-    return {"chosen": chosen["name"], "bits_per_byte": chosen["bits_per_byte"], "rule": rule}
+    # "chosen" and "chosen_model" are what later steps depend on (pipeline: Step.passes_on).
+    return {"chosen": chosen["name"], "chosen_model": fingerprint_candidates([chosen["name"]], ctx.project.root),
+            "bits_per_byte": chosen["bits_per_byte"], "rule": rule}
 
 
 def _byte_count(lines: list[str]) -> int:

@@ -163,6 +163,8 @@ def sentencepiece_settings(sample: Path, prefix: Path, model_type: str, vocab_si
         allow_whitespace_only_pieces=True,
         num_threads=2,
         minloglevel=2,
+        # The default (4,192 bytes) silently skips longer lines: paragraph-per-line corpora would lose most text.
+        max_sentence_length=1 << 20,
     )
 
 

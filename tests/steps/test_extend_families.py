@@ -179,3 +179,13 @@ def test_protected_word_list_pins_words_the_corpus_would_change(bases):
     for word in words:
         for form in (word, " " + word):
             assert pinned_tok.encode(form).ids == backend.encode(form).ids
+
+
+def test_new_tokens_never_start_from_the_unknown_row(bases):
+    from langbuild.extension import base_pieces
+
+    base = AutoTokenizer.from_pretrained(bases["bert-wordpiece"])
+    backend = base.backend_tokenizer
+    assert [t.value for t in backend.model.tokenize("ሰላም")] == ["[UNK]"]
+    assert base_pieces(backend, "ሰላም") == []  # subword-mean then falls back to the mean of all rows
+    assert base_pieces(backend, "hello") == [t.id for t in backend.model.tokenize("hello")]

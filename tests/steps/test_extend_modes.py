@@ -100,3 +100,17 @@ def test_embedding_padding_follows_the_setting(tmp_path, tiny_models):
         metrics = read_json(root / "extend/metrics.json")
         assert metrics["embedding_rows"] == {"base": metrics["vocab_size"]["base"], "extended": rows,
                                              "padding": rows - len(tokenizer)}
+
+
+def test_replace_mode_with_sentencepiece_gives_single_characters_their_base_rows(tmp_path, tiny_models):
+    base_folder = tiny_models["llama-spm"]  # byte fallback on both sides: "a" must not match <0x61>
+    root = make_tiny_project(tmp_path, base_folder, train_books=1, **{"extend.mode": "replace"})
+    pipeline.run(Project(root), QUIET, until="extend")
+    base_tok, target = AutoTokenizer.from_pretrained(base_folder), AutoTokenizer.from_pretrained(root / "extend/model")
+    base_rows = AutoModelForCausalLM.from_pretrained(base_folder).get_input_embeddings().weight
+    rows = AutoModelForCausalLM.from_pretrained(root / "extend/model").get_input_embeddings().weight
+    base_vocab = base_tok.get_vocab()
+    letters = [t for t in "aeiou" if t in target.get_vocab() and t in base_vocab]
+    assert letters
+    for letter in letters:
+        assert torch.equal(rows[target.convert_tokens_to_ids(letter)], base_rows[base_vocab[letter]])
