@@ -216,8 +216,12 @@ def _matrices(model) -> tuple[list, bool]:
     return ([input_weight] if tied else [input_weight, output.weight]), tied
 
 
-def initialise_rows(model, method: str, new_ids: list[int], old_rows: int, pieces: list[list[int]], seed: int) -> bool:
-    """Fill ``new_ids`` rows of the input embeddings (and of an untied output head) with ``method``."""
+def initialise_rows(model, method: str, new_ids: list[int], old_rows: int, pieces: list[list[int]], seed: int,
+                    base_tokens: list[str] | None = None, new_tokens: list[str] | None = None) -> bool:
+    """Fill ``new_ids`` rows of the input embeddings (and of an untied output head) with ``method``.
+
+    ``base_tokens`` (one string per base row) and ``new_tokens`` (one per new row) serve the methods
+    that look at what a token spells (``script``)."""
     import torch
 
     init = METHODS[method]
@@ -226,8 +230,23 @@ def initialise_rows(model, method: str, new_ids: list[int], old_rows: int, piece
     with torch.no_grad():
         for offset, weight in enumerate(matrices):
             generator = torch.Generator().manual_seed(seed + offset)
-            init(weight.data, new_ids, old_rows, pieces=pieces, generator=generator, std=std)
+            init(weight.data, new_ids, old_rows, pieces=pieces, generator=generator, std=std,
+                 base_tokens=base_tokens or [], new_tokens=new_tokens or [])
     return tied
+
+
+def _readable(tokens: list[str], byte_level: bool) -> list[str]:
+    """Token strings as text: byte-level BPE writes "é" as "Ã©", which would read as Latin twice."""
+    return [(byte_level_to_text(t) or "") for t in tokens] if byte_level else tokens
+
+
+def _token_strings(tokenizer, rows: int) -> list[str]:
+    """The text of each id below ``rows`` ("" where an id has none or spells no whole character)."""
+    strings = [""] * rows
+    for token, idx in tokenizer.get_vocab().items():
+        if idx < rows:
+            strings[idx] = token
+    return _readable(strings, _is_byte_level(tokenizer))
 
 
 def resize_embeddings(model, rows: int, multiple: int) -> int:
@@ -284,7 +303,9 @@ def _extend(ctx, base_path: Path, base_tokenizer, train: list[str], valid: list[
     method = config.get("extend.init")
     # Statistics come from the real vocabulary only: some models pad their matrix with unused rows.
     trained_rows = min(old_rows, len(base_tokenizer))
-    tied = initialise_rows(model, method, new_ids, trained_rows, pieces, config.get("project.seed"))
+    tied = initialise_rows(model, method, new_ids, trained_rows, pieces, config.get("project.seed"),
+                           _token_strings(base_tokenizer, trained_rows),
+                           _readable(extension.tokens, _is_byte_level(base_tokenizer)))
     _fill_padding(model, max(old_rows, vocabulary), trained_rows)
     model.save_pretrained(folder)
 
@@ -367,7 +388,8 @@ def _replace(ctx, base_path: Path, base_tokenizer, valid: list[str]) -> dict:
     special = set(target.all_special_tokens)
     surfaces = {idx: _surface(token, target_byte_level) for token, idx in target.get_vocab().items() if token not in special}
     pieces = [_base_pieces_of(base_tokenizer, base_index, surfaces.get(i)) for i in range(size)]
-    tied = initialise_rows(model, config.get("extend.init"), new_ids, trained_rows, pieces, config.get("project.seed"))
+    tied = initialise_rows(model, config.get("extend.init"), new_ids, trained_rows, pieces, config.get("project.seed"),
+                           _token_strings(base_tokenizer, trained_rows), _token_strings(target, size))
     copied = 0
     matrices, _ = _matrices(model)
     with torch.no_grad():

@@ -141,7 +141,7 @@ def test_parse_cli_value(key, text, expected):
         ("corpus.valid_fraction", "0.9", "at most 0.5"),
         ("corpus.valid_fraction", "0", "at least 0.001"),
         ("tokenizer.model_type", "wordpiece", "must be one of unigram, bpe"),
-        ("extend.init", "zeros", "must be one of subword-mean, mean, random"),
+        ("extend.init", "zeros", "must be one of subword-mean, mean, multivariate, script, random"),
     ],
 )
 def test_parse_cli_value_rejects_bad_values_naming_the_key(key, text, fragment):

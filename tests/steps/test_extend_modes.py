@@ -114,3 +114,15 @@ def test_replace_mode_with_sentencepiece_gives_single_characters_their_base_rows
     assert letters
     for letter in letters:
         assert torch.equal(rows[target.convert_tokens_to_ids(letter)], base_rows[base_vocab[letter]])
+
+
+def test_sampling_initialisers_run_in_the_step_for_both_matrices(tmp_path, tiny_models):
+    for method in ("multivariate", "script"):
+        root = make_tiny_project(tmp_path / method, tiny_models["llama-spm"], **{"extend.init": method})
+        pipeline.run(Project(root), QUIET, until="extend")
+        model = AutoModelForCausalLM.from_pretrained(root / "extend/model")
+        new_ids = [entry["id"] for entry in read_json(root / "extend/new_tokens.json")]
+        for weight in (model.get_input_embeddings().weight, model.get_output_embeddings().weight):
+            rows = weight[new_ids]
+            assert torch.isfinite(rows).all()
+            assert rows.std(dim=0).mean() > 0  # sampled: rows differ, unlike the single mean
