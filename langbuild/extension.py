@@ -30,8 +30,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from .core.errors import LangbuildError
+from .metrics import BYTE_PIECE
 
-_BYTE_PIECE = re.compile(r"^<0x[0-9A-Fa-f]{2}>$")
 _METASPACE = "▁"
 
 
@@ -136,7 +136,7 @@ def _segment(backend, words: Counter, vocab) -> tuple[list[list[str]], list[int]
         pieces = [token.value for token in backend.model.tokenize(word)]
         # Byte-fallback pieces are emitted after merging fails, and <unk> stands for text the model
         # cannot spell: merges built on either would decode to something else than the text.
-        if len(pieces) > 1 and not any(_BYTE_PIECE.match(p) or p not in vocab or p == unk for p in pieces):
+        if len(pieces) > 1 and not any(BYTE_PIECE.match(p) or p not in vocab or p == unk for p in pieces):
             segmented.append(pieces)
             freqs.append(freq)
     return segmented, freqs
@@ -268,7 +268,7 @@ def unigram_pieces(spec: dict, target_pieces: list[tuple[str, int, float]], max_
     for piece, freq, score in target_pieces:
         if len(extension.tokens) >= max_tokens or freq < min_frequency:
             break
-        if piece in have or _BYTE_PIECE.match(piece) or not piece.strip(_METASPACE):
+        if piece in have or BYTE_PIECE.match(piece) or not piece.strip(_METASPACE):
             continue
         extension.tokens.append(piece)
         # Capped at the base's floor, and a hair lower for each rank, so that the target's frequency
@@ -409,6 +409,11 @@ def byte_level_alphabet() -> dict[str, int]:
 
 
 _BYTE_OF = byte_level_alphabet()
+
+
+def is_byte_level(spec: dict) -> bool:
+    """Whether a tokenizer.json spec writes bytes GPT-2's way (a ByteLevel pre-tokenizer or decoder)."""
+    return "ByteLevel" in json.dumps(spec.get("pre_tokenizer")) or "ByteLevel" in json.dumps(spec.get("decoder"))
 
 
 def byte_level_to_bytes(piece: str) -> bytes | None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections import Counter
 from pathlib import Path
 
@@ -34,10 +33,11 @@ from ..extension import (
     continue_bpe,
     continue_wordpiece,
     corpus_words,
+    is_byte_level,
     keep_protected_words,
     unigram_pieces,
 )
-from ..metrics import hf_encoder, tokenizer_stats
+from ..metrics import BYTE_PIECE, hf_encoder, tokenizer_stats
 from ..models import check_vocabulary_fits, load_model, load_tokenizer, resolve_model
 from ..reference_texts import read_text_lines
 from ..textio import read_jsonl_texts
@@ -95,7 +95,7 @@ def _target_piece_frequencies(target, texts: list[str]) -> list[tuple[str, int, 
     Scores are the target model's own where it is a Unigram model, else the log relative frequency.
     """
     spec = json.loads(target.to_str())
-    byte_level = "ByteLevel" in json.dumps(spec.get("pre_tokenizer"))
+    byte_level = is_byte_level(spec)
     unigram_scores = dict(map(tuple, spec["model"]["vocab"])) if spec["model"]["type"] == "Unigram" else {}
     counts: Counter = Counter()
     for encoding in target.encode_batch(texts, add_special_tokens=False):
@@ -319,7 +319,6 @@ def _extend(ctx, base_path: Path, base_tokenizer, train: list[str], valid: list[
     }
 
 
-_BYTE_FALLBACK_PIECE = re.compile(r"<0x([0-9A-Fa-f]{2})>\Z")
 _BYTE_LEVEL_CHAR = {byte: char for char, byte in byte_level_alphabet().items()}
 
 
@@ -327,15 +326,13 @@ def _surface(token: str, byte_level: bool) -> bytes | None:
     """The bytes a vocabulary entry spells, a marked space (``Ġ``, ``▁``) as a space; None if not text."""
     if byte_level:
         return byte_level_to_bytes(token)
-    fallback = _BYTE_FALLBACK_PIECE.match(token)
-    if fallback:
-        return bytes([int(fallback.group(1), 16)])
+    if BYTE_PIECE.match(token):
+        return bytes([int(token[3:5], 16)])
     return token.replace("▁", " ").encode("utf-8")
 
 
 def _is_byte_level(tokenizer) -> bool:
-    spec = json.loads(tokenizer.backend_tokenizer.to_str())
-    return "ByteLevel" in json.dumps(spec.get("pre_tokenizer")) or "ByteLevel" in json.dumps(spec.get("decoder"))
+    return is_byte_level(json.loads(tokenizer.backend_tokenizer.to_str()))
 
 
 def _surface_index(tokenizer) -> dict[bytes, int]:
@@ -344,7 +341,7 @@ def _surface_index(tokenizer) -> dict[bytes, int]:
     special = set(tokenizer.all_special_tokens)
     index = {}
     # Real tokens before byte-fallback pieces: "a" must map to the piece "a", not to <0x61>.
-    ranked = sorted(tokenizer.get_vocab().items(), key=lambda item: (bool(_BYTE_FALLBACK_PIECE.match(item[0])), item[1]))
+    ranked = sorted(tokenizer.get_vocab().items(), key=lambda item: (bool(BYTE_PIECE.match(item[0])), item[1]))
     for token, idx in ranked:
         surface = _surface(token, byte_level)
         if surface and token not in special:
