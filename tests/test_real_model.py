@@ -63,7 +63,7 @@ def test_extension_of_the_real_gemma3_tokenizer(tmp_path):
     import json
 
     from langbuild.extension import apply_extension, continue_bpe, corpus_words, keep_protected_words
-    from langbuild.steps.extend import _save_tokenizer, check_tokenizer
+    from langbuild.steps.extend import check_tokenizer, save_extended_tokenizer
 
     base = AutoTokenizer.from_pretrained(resolve_model("gemma3-270m"))
     backend = base.backend_tokenizer
@@ -74,7 +74,7 @@ def test_extension_of_the_real_gemma3_tokenizer(tmp_path):
     extension = continue_bpe(backend, spec, train, 2000, 2, protected)
     extension, _ = keep_protected_words(backend, spec, extension, protected)
     new_spec, new_ids = apply_extension(spec, extension)
-    _save_tokenizer(base, new_spec, tmp_path)
+    save_extended_tokenizer(base, new_spec, tmp_path)
     extended = AutoTokenizer.from_pretrained(tmp_path)
     english = read_text_lines("flores-eng-b", tmp_path, "test")
     checks = check_tokenizer(base, extended, books["Rute"] + english)  # ids, specials, chat template, round trip

@@ -38,13 +38,12 @@ def run(ctx) -> dict:
         "extended": ctx.output_of("extend") / "model",
         "trained": ctx.output_of("train") / "model",
     }
+    tokenizers = {label: load_tokenizer(folder, trust) for label, folder in models.items()}
     metrics: dict = {side: {"bits_per_byte": {}, "tokens_per_word": {}, "bytes": 0} for side in texts}
-    metrics["source"]["lines_identical"] = _share_identical(
-        load_tokenizer(models["base"], trust), load_tokenizer(models["extended"], trust), texts["source"]
-    )
+    metrics["source"]["lines_identical"] = _share_identical(tokenizers["base"], tokenizers["extended"], texts["source"])
     for label, folder in models.items():
         ctx.console.print(f"  scoring the {label} model ...")
-        tokenizer = load_tokenizer(folder, trust)
+        tokenizer = tokenizers[label]
         model = load_model(folder, trust)
         for side, sample in texts.items():
             scored = bits_per_byte(model, tokenizer, sample, batch_size=config.get("eval.batch_size"))

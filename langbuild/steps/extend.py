@@ -152,23 +152,13 @@ def choose_count(curve: list[dict]) -> int:
 # --- the tokenizer on disk ----------------------------------------------------------------------
 
 
-def _save_tokenizer(base_tokenizer, spec: dict, folder: Path) -> None:
-    """Save the base tokenizer's settings with the extended tokenizer.json; it must reload with every old id."""
-    from transformers import AutoTokenizer
-
+def save_extended_tokenizer(base_tokenizer, spec: dict, folder: Path) -> None:
+    """Save the base tokenizer's settings with the extended tokenizer.json (check_tokenizer verifies the reload)."""
     base_tokenizer.save_pretrained(folder)
     (folder / "tokenizer.json").write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
     # A stale SentencePiece file would describe the old vocabulary; tokenizer.json is the truth now.
     # (transformers 5 builds every mainstream tokenizer from tokenizer.json; "slow" ones are gone.)
     (folder / "tokenizer.model").unlink(missing_ok=True)
-    reloaded = AutoTokenizer.from_pretrained(folder)
-    if any(reloaded.convert_tokens_to_ids(t) != i for t, i in base_tokenizer.get_added_vocab().items()):
-        # Some model classes re-add special tokens missing from the model's own vocabulary at the end
-        # of it, which now lies past the new entries. The generic class reads tokenizer.json verbatim.
-        config_path = folder / "tokenizer_config.json"
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-        config["tokenizer_class"] = "TokenizersBackend"
-        config_path.write_text(json.dumps(config, ensure_ascii=False, indent=2), encoding="utf-8")
 
 
 def _decoded(tokenizer, text: str) -> tuple[str, bool]:
@@ -286,7 +276,7 @@ def _extend(ctx, base_path: Path, base_tokenizer, train: list[str], valid: list[
 
     folder = ctx.out / "model"
     folder.mkdir()
-    _save_tokenizer(base_tokenizer, new_spec, folder)
+    save_extended_tokenizer(base_tokenizer, new_spec, folder)
     extended_tokenizer = load_tokenizer(folder, trust)
     checks = check_tokenizer(base_tokenizer, extended_tokenizer, valid)
     checks["protected_words"] = len(protected)

@@ -24,7 +24,7 @@ from langbuild.extension import (
     keep_protected_words,
     unigram_pieces,
 )
-from langbuild.steps.extend import _save_tokenizer, check_tokenizer
+from langbuild.steps.extend import check_tokenizer, save_extended_tokenizer
 from tests.tiny import _gpt2_tokenizer, english_lines, write_lines
 
 SCRIPTS = json.loads((Path(__file__).parent.parent / "data" / "scripts.json").read_text(encoding="utf-8"))
@@ -117,7 +117,7 @@ def test_extension_guarantees(bases, tmp_path, family, script):
     new_spec, new_ids = apply_extension(spec, extension)
     folder = tmp_path / "extended"
     folder.mkdir()
-    _save_tokenizer(base, new_spec, folder)
+    save_extended_tokenizer(base, new_spec, folder)
     extended = AutoTokenizer.from_pretrained(folder)
 
     # Old ids, special tokens and the model's own round trip (checked as the extend step does).
