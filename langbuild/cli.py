@@ -100,11 +100,45 @@ def _step_command(step_name: str, help_text: str):
     return command
 
 
+def _extend_command(help_text: str):
+    def command(
+        project: Path = ProjectDir,
+        force: bool = typer.Option(False, "--force", help="re-run this step even if it is up to date"),
+        compare: str | None = typer.Option(
+            None, "--compare", help="initialisations to compare by a short probe, e.g. subword-mean,focus,tokenadapt "
+                                    "(saved as extend.compare; the best is kept)"),
+    ) -> None:
+        from . import pipeline
+
+        if compare is not None:
+            _save_setting(project, "extend.compare", compare)
+        pipeline.run(_open(project), console, until="extend", force={"extend"} if force else False)
+
+    command.__doc__ = f"{help_text[0].upper()}{help_text[1:]} (runs earlier steps first if needed)."
+    return command
+
+
+def _save_setting(project: Path, key: str, text: str) -> None:
+    """Write one setting into langbuild.toml (validated first, comments kept), as 'config set' does."""
+    import tomlkit
+
+    from .core.atomic import atomic_write_text
+    from .core.config import CONFIG_NAME, parse_cli_value, read_document, set_value, validate_document
+
+    path = project / CONFIG_NAME
+    doc = read_document(path)
+    set_value(doc, key, parse_cli_value(key, text))
+    validate_document(doc.unwrap(), str(path))
+    atomic_write_text(path, tomlkit.dumps(doc))
+
+
 def _register_steps() -> None:
     from .pipeline import STEPS
 
     for step in STEPS:
-        app.command(name=step.name)(_step_command(step.name, step.help))
+        factory = _extend_command if step.name == "extend" else None
+        command = factory(step.help) if factory else _step_command(step.name, step.help)
+        app.command(name=step.name)(command)
 
 
 @app.command()
@@ -157,14 +191,10 @@ def config_set(
     """Change one setting, keeping the file's comments and layout."""
     import tomlkit
 
-    from .core.atomic import atomic_write_text
-    from .core.config import CONFIG_NAME, parse_cli_value, read_document, set_value, validate_document
+    from .core.config import CONFIG_NAME, read_document
 
-    path = project / CONFIG_NAME
-    doc = read_document(path)
-    set_value(doc, key, parse_cli_value(key, value))
-    validate_document(doc.unwrap(), str(path))
-    atomic_write_text(path, tomlkit.dumps(doc))
+    _save_setting(project, key, value)
+    doc = read_document(project / CONFIG_NAME)
     console.print(f"{key} = {tomlkit.item(doc[key.split('.')[0]][key.split('.')[1]]).as_string()}", markup=False)
 
 

@@ -95,7 +95,8 @@ def _select_inputs(project: Project) -> dict[str, Any]:
 
 
 def _extend_inputs(project: Project) -> dict[str, Any]:
-    return _texts(project, "extend.protect_text", "extend.protected_words")
+    return _texts(project, "extend.protect_text", "extend.protected_words", "extend.zero_shot_text",
+                  "extend.source_vectors", "extend.target_vectors", "extend.dictionary")
 
 
 def _eval_inputs(project: Project) -> dict[str, Any]:
@@ -112,7 +113,7 @@ STEPS: list[Step] = [
          ("project.seed", "select", "eval.source_text", "train.seq_len", "train.batch_size", "project.trust_remote_code"),
          ("corpus",), "2", "select", external_inputs=_select_inputs, passes_on=("chosen", "chosen_model")),
     Step("extend", "add target-language tokens to the base model and initialise their embeddings",
-         ("project.seed", "extend", "project.trust_remote_code"), ("corpus", "tokenizer", "select"), "3", "extend",
+         ("project.seed", "extend", "project.trust_remote_code"), ("corpus", "tokenizer", "select"), "4", "extend",
          external_inputs=_extend_inputs),
     # Checkpoint cadence and thread count do not change the result (resume is exact), so they are not
     # fingerprinted: changing them never throws away training.

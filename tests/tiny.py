@@ -101,6 +101,8 @@ TINY_SETTINGS = {
     "tokenizer.vocab_size": 400,
     "select.max_eval_bytes": 3000,
     "extend.num_new_tokens": 120,
+    "extend.zero_shot_max_bytes": 3000,
+    "extend.probe_steps": 3,
     "train.max_steps": 6,
     "train.seq_len": 32,
     "train.batch_size": 2,

@@ -35,6 +35,11 @@ def _s(kind, default, help, **kw) -> Setting:  # noqa: A002 - short alias keeps 
     return Setting(kind, default, help, **kw)
 
 
+# Embedding initialisers (langbuild.embedding_init.METHODS; a test keeps the two lists equal).
+INIT_METHODS = ("subword-mean", "mean", "multivariate", "script", "random", "focus", "tokenadapt", "wechsel")
+# What extend.init = "auto" compares when extend.compare is empty (wechsel needs files, so it is opt-in).
+AUTO_COMPARE = ("subword-mean", "focus", "tokenadapt")
+
 SCHEMA: dict[str, dict[str, Setting]] = {
     "project": {
         "language": _s(str, "", "ISO 639 code of the target language, e.g. nya", required=True),
@@ -76,8 +81,18 @@ SCHEMA: dict[str, dict[str, Setting]] = {
                    choices=("extend", "replace")),
         "num_new_tokens": _s("int|auto", 2000, "target-language tokens to add at most (0: none; auto: knee of the gain curve)",
                              minimum=0),
-        "init": _s(str, "subword-mean", "how new embedding rows start",
-                   choices=("subword-mean", "mean", "multivariate", "script", "random")),
+        "init": _s(str, "subword-mean", "how new embedding rows start (auto: the best of compare, by a short probe)",
+                   choices=(*INIT_METHODS, "auto")),
+        "compare": _s("list[str]", [], "initialisations to try with a short probe; the best is kept (empty: just init)",
+                      choices=INIT_METHODS),
+        "probe_steps": _s(int, 30, "embeddings-only training steps of the probe behind compare and auto", minimum=1),
+        "source_vectors": _s(str, "", "wechsel: source-language word vectors (.vec text format, e.g. fastText cc.en.300.vec)"),
+        "target_vectors": _s(str, "", "wechsel: target-language word vectors of the same dimension"),
+        "dictionary": _s(str, "", "wechsel: bilingual dictionary, one 'source_word<TAB>target_word' per line"),
+        "max_word_vectors": _s(int, 100000, "wechsel: read at most this many words from each vectors file", minimum=10),
+        "zero_shot_text": _s(str, "flores-eng-b", "held-out source-language text scored before training (file, packaged, or empty)"),
+        "zero_shot_max_bytes": _s(int, 10000, "bytes of held-out target and source text scored after extension (0: skip)",
+                                  minimum=0),
         "min_frequency": _s(int, 2, "a new token must occur at least this often in the train split", minimum=1),
         "protect_text": _s(str, "flores-eng-a", "source-language text whose tokenisation must not change (file, packaged, or empty)"),
         "protected_words": _s(str, "", "a file of words (one per line) whose tokenisation must never change"),
@@ -149,7 +164,11 @@ def coerce(key: str, value: Any) -> Any:
         if not isinstance(value, str):
             raise bad
         value = str(value)
-    if setting.choices and value not in setting.choices:
+    if setting.choices and kind == "list[str]":
+        for item in value:
+            if item not in setting.choices:
+                raise ConfigError(f"setting '{key}' lists {item!r}: each entry must be one of {', '.join(setting.choices)}")
+    elif setting.choices and value not in setting.choices:
         raise ConfigError(f"setting '{key}' must be one of {', '.join(setting.choices)}, got {value!r}")
     if setting.minimum is not None and value < setting.minimum:
         raise ConfigError(f"setting '{key}' must be at least {setting.minimum}, got {value}")

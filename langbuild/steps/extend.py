@@ -19,7 +19,7 @@ import math
 from collections import Counter
 from pathlib import Path
 
-from ..core.atomic import atomic_write_json
+from ..core.atomic import atomic_write_json, atomic_write_text
 from ..core.errors import LangbuildError
 from ..curves import knee
 from ..embedding_init import METHODS
@@ -40,7 +40,18 @@ from ..extension import (
 from ..metrics import BYTE_PIECE, hf_encoder, tokenizer_stats
 from ..models import check_vocabulary_fits, load_model, load_tokenizer, resolve_model
 from ..reference_texts import read_text_lines
-from ..textio import read_jsonl_texts
+from ..textio import read_jsonl_texts, sample_by_bytes
+from .extend_init import (
+    PROBE_VALID_BYTES,
+    SpaceInputs,
+    best_method,
+    check_init_inputs,
+    compare_methods,
+    methods_to_try,
+    token_space_for,
+    zero_shot_diagnostics,
+    zero_shot_texts,
+)
 
 MAX_WORD_SAMPLE_DOCS = 200_000  # enough to rank the frequent words of any corpus
 AUTO_SIZES = (500, 1000, 2000, 4000, 8000, 16000)  # the gain curve behind extend.num_new_tokens = "auto"
@@ -207,11 +218,13 @@ def _matrices(model) -> tuple[list, bool]:
 
 
 def initialise_rows(model, method: str, new_ids: list[int], old_rows: int, pieces: list[list[int]], seed: int,
-                    base_tokens: list[str] | None = None, new_tokens: list[str] | None = None) -> bool:
+                    base_tokens: list[str] | None = None, new_tokens: list[str] | None = None,
+                    token_space=None) -> bool:
     """Fill ``new_ids`` rows of the input embeddings (and of an untied output head) with ``method``.
 
     ``base_tokens`` (one string per base row) and ``new_tokens`` (one per new row) serve the methods
-    that look at what a token spells (``script``)."""
+    that look at what a token spells (``script``); ``token_space`` the methods that mix base rows by
+    an auxiliary space (``focus``, ``tokenadapt``, ``wechsel``). Each matrix mixes its own rows."""
     import torch
 
     init = METHODS[method]
@@ -221,7 +234,7 @@ def initialise_rows(model, method: str, new_ids: list[int], old_rows: int, piece
         for offset, weight in enumerate(matrices):
             generator = torch.Generator().manual_seed(seed + offset)
             init(weight.data, new_ids, old_rows, pieces=pieces, generator=generator, std=std,
-                 base_tokens=base_tokens or [], new_tokens=new_tokens or [])
+                 base_tokens=base_tokens or [], new_tokens=new_tokens or [], token_space=token_space)
     return tied
 
 
@@ -282,29 +295,32 @@ def _extend(ctx, base_path: Path, base_tokenizer, train: list[str], valid: list[
     checks["protected_words"] = len(protected)
     checks["tokens_dropped_to_protect_words"] = dropped
 
-    model = load_model(base_path, trust)
-    check_vocabulary_fits(model, base_tokenizer, base_path)
-    old_rows = model.get_input_embeddings().weight.shape[0]
+    old_rows = _embedding_rows(base_path, trust)
     vocabulary = max(len(extended_tokenizer), max(new_ids, default=-1) + 1)
     # With no new token the model is left exactly as it was: no padding either.
     multiple = config.get("extend.pad_to_multiple_of") if new_ids else 1
-    rows = resize_embeddings(model, max(old_rows, vocabulary), multiple)
     pieces = [base_pieces(backend, token) for token in extension.tokens]
-    method = config.get("extend.init")
     # Statistics come from the real vocabulary only: some models pad their matrix with unused rows.
     trained_rows = min(old_rows, len(base_tokenizer))
-    tied = initialise_rows(model, method, new_ids, trained_rows, pieces, config.get("project.seed"),
-                           _token_strings(base_tokenizer, trained_rows),
-                           _readable(extension.tokens, _is_byte_level(base_tokenizer)))
-    _fill_padding(model, max(old_rows, vocabulary), trained_rows)
-    model.save_pretrained(folder)
+    base_tokens = _token_strings(base_tokenizer, trained_rows)
+    new_tokens = _readable(extension.tokens, _is_byte_level(base_tokenizer))
+    spaces = SpaceInputs(extended_tokenizer, base_tokenizer, train, trained_rows, list(new_ids))
+
+    def make_model(method: str):
+        model = load_model(base_path, trust)
+        check_vocabulary_fits(model, base_tokenizer, base_path)
+        rows = resize_embeddings(model, max(old_rows, vocabulary), multiple)
+        tied = initialise_rows(model, method, new_ids, trained_rows, pieces, config.get("project.seed"), base_tokens,
+                               new_tokens, token_space_for(method, spaces, ctx) if new_ids else None)
+        _fill_padding(model, max(old_rows, vocabulary), trained_rows)
+        return model, {"tied_embeddings": tied, "embedding_rows": {"base": old_rows, "extended": rows,
+                                                                   "padding": rows - vocabulary}}
 
     tokens = [{"id": i, "token": t, "base_pieces": p} for i, t, p in zip(new_ids, extension.tokens, pieces)]
     atomic_write_json(ctx.out / "new_tokens.json", tokens)
     return {
-        "method": extension.method, "init": method, "tied_embeddings": tied, "added_tokens": len(new_ids),
+        "method": extension.method, "added_tokens": len(new_ids), "make_model": make_model,
         "requested_tokens": requested, "gain_curve": curve, "tokenizer": extended_tokenizer, "checks": checks,
-        "embedding_rows": {"base": old_rows, "extended": rows, "padding": rows - vocabulary},
         "shown": extension.tokens[:8],
     }
 
@@ -355,65 +371,82 @@ def _base_pieces_of(base_tokenizer, base_index: dict[bytes, int], surface: bytes
     return base_pieces(base_tokenizer.backend_tokenizer, text)
 
 
-def _replace(ctx, base_path: Path, base_tokenizer, valid: list[str]) -> dict:
+def _replace(ctx, base_path: Path, base_tokenizer, train: list[str]) -> dict:
     """Swap in the target tokenizer; rows of tokens the base also spells are copied, the rest initialised."""
-    import torch
-
     config = ctx.config
     trust = config.get("project.trust_remote_code")
     target = load_tokenizer(ctx.output_of("tokenizer") / "hf", trust)
     base_index = _surface_index(base_tokenizer)
-    model = load_model(base_path, trust)
-    check_vocabulary_fits(model, base_tokenizer, base_path)
-    old_rows = model.get_input_embeddings().weight.shape[0]
+    old_rows = _embedding_rows(base_path, trust)
     trained_rows = min(old_rows, len(base_tokenizer))
     size = len(target)
-    # Work in one matrix [base rows | target rows] so the initialisers see the base rows as usual.
-    resize_embeddings(model, old_rows + size, 1)
-    new_ids = [old_rows + i for i in range(size)]
     target_byte_level = _is_byte_level(target)
     special = set(target.all_special_tokens)
     surfaces = {idx: _surface(token, target_byte_level) for token, idx in target.get_vocab().items() if token not in special}
     pieces = [_base_pieces_of(base_tokenizer, base_index, surfaces.get(i)) for i in range(size)]
-    tied = initialise_rows(model, config.get("extend.init"), new_ids, trained_rows, pieces, config.get("project.seed"),
-                           _token_strings(base_tokenizer, trained_rows), _token_strings(target, size))
-    copied = 0
-    matrices, _ = _matrices(model)
-    with torch.no_grad():
-        for idx, surface in surfaces.items():
-            if surface in base_index:
-                copied += 1
-                for weight in matrices:
-                    weight[old_rows + idx] = weight[base_index[surface]]
-        for weight in matrices:
-            weight[:size] = weight[old_rows:].clone()
-    rows = resize_embeddings(model, size, config.get("extend.pad_to_multiple_of"))
-    _fill_padding(model, size, size)
-    for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
-        value = getattr(target, name)
-        setattr(model.config, name, value)
-        if getattr(model, "generation_config", None) is not None:
-            setattr(model.generation_config, name, value)
-    folder = ctx.out / "model"
-    folder.mkdir()
-    target.save_pretrained(folder)
-    model.save_pretrained(folder)
+    shared = {idx: base_index[surface] for idx, surface in surfaces.items() if surface in base_index}
+    base_tokens, target_tokens = _token_strings(base_tokenizer, trained_rows), _token_strings(target, size)
+    spaces = SpaceInputs(target, base_tokenizer, train, trained_rows, list(range(size)), base_of_token=shared)
+
+    def make_model(method: str):
+        model = load_model(base_path, trust)
+        check_vocabulary_fits(model, base_tokenizer, base_path)
+        tied = _initialise_replacement(model, method, old_rows, trained_rows, size, pieces, shared, base_tokens,
+                                       target_tokens, token_space_for(method, spaces, ctx), config.get("project.seed"))
+        rows = resize_embeddings(model, size, config.get("extend.pad_to_multiple_of"))
+        _fill_padding(model, size, size)
+        for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
+            value = getattr(target, name)
+            setattr(model.config, name, value)
+            if getattr(model, "generation_config", None) is not None:
+                setattr(model.generation_config, name, value)
+        return model, {"tied_embeddings": tied, "embedding_rows": {"base": old_rows, "extended": rows, "padding": rows - size}}
+
     atomic_write_json(ctx.out / "new_tokens.json", [
-        {"id": i, "token": target.convert_ids_to_tokens(i), "base_pieces": pieces[i]}
-        for i in range(size) if surfaces.get(i) not in base_index
+        {"id": i, "token": target.convert_ids_to_tokens(i), "base_pieces": pieces[i]} for i in range(size) if i not in shared
     ])
     return {
-        "method": "replace", "init": config.get("extend.init"), "tied_embeddings": tied, "added_tokens": size - copied,
+        "method": "replace", "added_tokens": size - len(shared), "make_model": make_model,
         "requested_tokens": size, "gain_curve": [], "tokenizer": target,
         # Round trip of the target tokenizer is the tokenizer step's check (tokenizer/metrics.json).
-        "checks": {"rows_copied_from_base": copied},
-        "embedding_rows": {"base": old_rows, "extended": rows, "padding": rows - size},
+        "checks": {"rows_copied_from_base": len(shared)},
         "shown": [t for t in target.convert_ids_to_tokens(list(range(min(size, 40)))) if t][:8],
     }
 
 
-def run(ctx) -> dict:
+def _initialise_replacement(model, method, old_rows, trained_rows, size, pieces, shared, base_tokens, target_tokens,
+                            token_space, seed) -> bool:
+    """Rows [base | target] in one matrix (so initialisers see the base rows as usual), shared tokens
+    copied from their base row, then the target rows moved to the front."""
+    import torch
+
+    resize_embeddings(model, old_rows + size, 1)
+    new_ids = [old_rows + i for i in range(size)]
+    tied = initialise_rows(model, method, new_ids, trained_rows, pieces, seed, base_tokens, target_tokens, token_space)
+    matrices, _ = _matrices(model)
+    with torch.no_grad():
+        for weight in matrices:
+            if shared:
+                targets = torch.tensor([old_rows + idx for idx in shared], device=weight.device)
+                weight[targets] = weight[torch.tensor(list(shared.values()), device=weight.device)]
+            weight[:size] = weight[old_rows:].clone()
+    return tied
+
+
+def _embedding_rows(base_path: Path, trust: bool) -> int:
+    """Rows of the base model's input embedding matrix, from its config (no weights loaded)."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(base_path, trust_remote_code=trust)
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    return int(text_config.vocab_size)
+
+
+def prepare(ctx) -> dict:
+    """Everything up to the embedding rows: the new tokenizer (saved in ``ctx.out/model``) and a
+    ``make_model(method)`` that builds the resized, initialised model. Benchmarks reuse this."""
     config = ctx.config
+    check_init_inputs(config)
     trust = config.get("project.trust_remote_code")
     selection = json.loads((ctx.output_of("select") / "selection.json").read_text())
     # Resolved again rather than read from selection.json: the cache or the project may have moved.
@@ -421,25 +454,52 @@ def run(ctx) -> dict:
     base_tokenizer = load_tokenizer(base_path, trust)
     train = list(read_jsonl_texts(ctx.output_of("corpus") / "train.jsonl"))
     valid = list(read_jsonl_texts(ctx.output_of("corpus") / "valid.jsonl"))
-    mode = config.get("extend.mode")
-    if mode == "replace":
-        result = _replace(ctx, base_path, base_tokenizer, valid)
+    if config.get("extend.mode") == "replace":
+        result = _replace(ctx, base_path, base_tokenizer, train)
+        (ctx.out / "model").mkdir()
+        result["tokenizer"].save_pretrained(ctx.out / "model")
     else:
         result = _extend(ctx, base_path, base_tokenizer, train, valid)
+    return {**result, "base_path": base_path, "base_tokenizer": base_tokenizer, "train": train, "valid": valid,
+            "base_model": selection["chosen"]}
+
+
+def run(ctx) -> dict:
+    config = ctx.config
+    trust = config.get("project.trust_remote_code")
+    mode = config.get("extend.mode")
+    result = prepare(ctx)
+    base_path, base_tokenizer, train, valid = (result.pop(k) for k in ("base_path", "base_tokenizer", "train", "valid"))
+    new_tokenizer = result.pop("tokenizer")
+    folder = ctx.out / "model"
+
+    texts = zero_shot_texts(ctx, valid)
+    init, comparison = _choose_init(ctx, result["make_model"], new_tokenizer, train, valid, texts,
+                                    result["added_tokens"] > 0)
+    model, shape = result.pop("make_model")(init)
+    model.save_pretrained(folder)
+    zero_shot = {}
+    if texts:
+        ctx.console.print("  zero-shot bits per byte (before any training) ...")
+        base_model = load_model(base_path, trust)
+        zero_shot = zero_shot_diagnostics(base_model, base_tokenizer, model, new_tokenizer, texts)
+        del base_model
+    del model
 
     before = tokenizer_stats(hf_encoder(base_tokenizer), valid)
-    new_tokenizer = result.pop("tokenizer")
     after = tokenizer_stats(hf_encoder(new_tokenizer), valid)
-    result["vocab_size"] = len(new_tokenizer)
     shown = result.pop("shown")
     metrics = {
-        "base_model": selection["chosen"],
+        "base_model": result["base_model"],
         "mode": mode,
-        **{k: result[k] for k in ("method", "init", "tied_embeddings", "added_tokens", "requested_tokens")},
-        "vocab_size": {"base": len(base_tokenizer), "extended": result["vocab_size"]},
-        "embedding_rows": result["embedding_rows"],
+        "method": result["method"], "init": init, "tied_embeddings": shape["tied_embeddings"],
+        "added_tokens": result["added_tokens"], "requested_tokens": result["requested_tokens"],
+        "vocab_size": {"base": len(base_tokenizer), "extended": len(new_tokenizer)},
+        "embedding_rows": shape["embedding_rows"],
         "valid_tokens_per_word": {"base": before["tokens_per_word"], "extended": after["tokens_per_word"]},
         "gain_curve": result["gain_curve"],
+        "init_comparison": comparison,
+        "zero_shot_bits_per_byte": zero_shot,
         "checks": result["checks"],
     }
     atomic_write_json(ctx.out / "metrics.json", metrics)
@@ -447,6 +507,39 @@ def run(ctx) -> dict:
         f"  {mode}: {result['added_tokens']:,} new tokens by {result['method']} "
         f"({', '.join(repr(t) for t in shown)}{', ...' if result['added_tokens'] > len(shown) else ''}); "
         f"valid tokens/word {before['tokens_per_word']:.3f} → {after['tokens_per_word']:.3f}; "
-        f"embedding rows {result['embedding_rows']['base']:,} → {result['embedding_rows']['extended']:,}; init {result['init']}"
+        f"embedding rows {shape['embedding_rows']['base']:,} → {shape['embedding_rows']['extended']:,}; init {init}"
     )
+    _print_zero_shot(ctx.console, zero_shot)
     return {"added_tokens": result["added_tokens"], "tokens_per_word": after["tokens_per_word"]}
+
+
+def _choose_init(ctx, make_model, tokenizer, train: list[str], valid: list[str], texts: dict, any_new: bool):
+    """extend.init, or the probe winner among several methods; and the comparison table ([] if none)."""
+    methods = methods_to_try(ctx.config)
+    if len(methods) == 1 or not any_new:
+        return (methods[0] if methods[0] != "auto" else "subword-mean"), []
+    ctx.console.print(f"  comparing {', '.join(methods)} by a {ctx.config.get('extend.probe_steps')}-step probe ...")
+    sample = texts.get("target") or sample_by_bytes(valid, PROBE_VALID_BYTES)
+    results = compare_methods(methods, make_model, tokenizer, train, sample, ctx.config.get("extend.probe_steps"),
+                              ctx.config.get("project.seed"), ctx.console)
+    best = best_method(results)
+    table = [{"method": r.method, "zero_shot_bits_per_byte": r.zero_shot_bpb, "probe_bits_per_byte": r.probe_bpb,
+              "seconds": r.seconds, "chosen": r.method == best} for r in results]
+    _write_comparison(ctx.out / "init_comparison.md", table, ctx.config.get("extend.probe_steps"))
+    ctx.console.print(f"  kept {best} (lowest held-out bits per byte after the probe)")
+    return best, table
+
+
+def _write_comparison(path: Path, table: list[dict], steps: int) -> None:
+    lines = [f"| init | held-out bits/byte at start | after {steps} embeddings-only steps | seconds |", "|---|---|---|---|"]
+    for row in table:
+        mark = " (kept)" if row["chosen"] else ""
+        lines.append(f"| {row['method']}{mark} | {row['zero_shot_bits_per_byte']:.4f} | {row['probe_bits_per_byte']:.4f} "
+                     f"| {row['seconds']:.0f} |")
+    atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def _print_zero_shot(console, zero_shot: dict) -> None:
+    for side, row in zero_shot.items():
+        console.print(f"  zero-shot {side} bits/byte: base {row['base']:.3f}, extended {row['extended']:.3f} "
+                      f"(× {row['ratio']:.3f})")
