@@ -23,6 +23,7 @@ Records the table in benchmarks/RESULTS.md.
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -126,6 +127,7 @@ def main() -> None:
     parser.add_argument("--deepfocus-rows", type=Path, default=None)
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--speedup-limit", type=int, default=8, help="random may run this many times K steps")
+    parser.add_argument("--skip-speedup", action="store_true", help="reuse the recorded random-init speed-up run")
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     project = _project(args.dir)
@@ -139,12 +141,25 @@ def main() -> None:
     del base_model
     console.print(f"base model: {base}")
     blocks = probe_blocks(tokenizer, prepared["train"], args.steps * args.speedup_limit, 0)
-    methods = args.methods.split(",") + (["deepfocus"] if args.deepfocus_rows else [])
-    rows = [measure(m, make_model, args.deepfocus_rows, tokenizer, blocks, texts, base, args.steps) for m in methods]
+    methods = [m for m in args.methods.split(",") if m] + (["deepfocus"] if args.deepfocus_rows else [])
+    # Rows accumulate across runs (same extension, same batches), so one method can be re-measured alone.
+    saved = args.dir / f"rows-k{args.steps}.json"
+    cached = {r["method"]: r for r in json.loads(saved.read_text())} if saved.exists() else {}
+    for method in methods:
+        cached[method] = measure(method, make_model, args.deepfocus_rows, tokenizer, blocks, texts, base, args.steps)
+        saved.write_text(json.dumps(list(cached.values()), indent=1))
+    order = [*METHODS, "deepfocus"]
+    rows = sorted(cached.values(), key=lambda r: order.index(r["method"]) if r["method"] in order else len(order))
     ours = [r for r in rows if r["method"] != "deepfocus"]
     best = min(ours, key=lambda r: r["embeddings_only"])
-    random_steps = random_steps_to_reach(best["embeddings_only"], make_model, tokenizer, blocks, texts,
-                                         args.steps * args.speedup_limit)
+    random_steps = None
+    if not args.skip_speedup:
+        random_steps = random_steps_to_reach(best["embeddings_only"], make_model, tokenizer, blocks, texts,
+                                             args.steps * args.speedup_limit)
+        (args.dir / f"speedup-k{args.steps}.json").write_text(json.dumps({"best": best["method"], "steps": random_steps}))
+    elif (args.dir / f"speedup-k{args.steps}.json").exists():
+        recorded = json.loads((args.dir / f"speedup-k{args.steps}.json").read_text())
+        random_steps = recorded["steps"] if recorded["best"] == best["method"] else None
     record(rows, base, best, random_steps, args)
 
 

@@ -11,19 +11,18 @@ dynamic windows; the word2vec/fastText recipe) directly in torch, over token ids
 * batched: one step trains thousands of centre tokens at once, so a 50k-token vocabulary over a few
   million tokens trains in a minute or two on two cores.
 
-fastText's character n-grams are left out: a token rarer than ``min_count`` gets no vector here and
-its initialiser falls back to its subword decomposition, which says more about a rare token than
-n-grams of a string that is itself a subword.
+Given the token strings, each token is also represented, as in fastText, by hashed character
+n-grams of its text (3 to 6 characters): tokens spelt alike start alike, and a token too rare to
+train on (below ``min_count``) still gets a vector from its n-grams.
 """
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-
-from .embedding_init.token_space import TokenSpace
 
 
 @dataclass(frozen=True)
@@ -37,6 +36,33 @@ class VectorSettings:
     batch_size: int = 4096
     learning_rate: float = 0.01
     max_tokens: int = 5_000_000  # enough text for stable vectors; bounds the time on a big corpus
+    ngram_buckets: int = 1 << 17  # hashed n-gram vectors (fastText uses 2M; a token vocabulary needs far fewer)
+    min_n: int = 3
+    max_n: int = 6
+    max_ngrams: int = 32  # per token: enough for a 12-character token
+
+
+def char_ngrams(text: str, settings: VectorSettings) -> list[int]:
+    """Bucket ids of the character n-grams of ``<text>`` (fastText's word boundary marks), crc32-hashed."""
+    marked = f"<{text}>"
+    buckets = []
+    for n in range(settings.min_n, settings.max_n + 1):
+        for start in range(0, len(marked) - n + 1):
+            buckets.append(zlib.crc32(marked[start : start + n].encode("utf-8")) % settings.ngram_buckets)
+    return buckets[: settings.max_ngrams]
+
+
+def _ngram_table(strings: list[str], settings: VectorSettings) -> tuple[torch.Tensor, torch.Tensor]:
+    """[tokens, max_ngrams] bucket ids (padding points at the extra, always-zero bucket) and counts."""
+    pad = settings.ngram_buckets
+    table = torch.full((len(strings), settings.max_ngrams), pad, dtype=torch.long)
+    counts = torch.zeros(len(strings), dtype=torch.float32)
+    for row, text in enumerate(strings):
+        buckets = char_ngrams(text, settings) if text else []
+        if buckets:
+            table[row, : len(buckets)] = torch.tensor(buckets, dtype=torch.long)
+            counts[row] = len(buckets)
+    return table, counts
 
 
 def _stream(sequences: list[list[int]], max_tokens: int) -> tuple[np.ndarray, np.ndarray]:
@@ -79,45 +105,84 @@ def _contexts(ids: np.ndarray, docs: np.ndarray, window: int, rng: np.random.Gen
     return context, mask
 
 
-def train_token_vectors(sequences: list[list[int]], vocab_size: int, seed: int,
-                        settings: VectorSettings = VectorSettings()) -> tuple[torch.Tensor, torch.Tensor]:
-    """CBOW vectors [vocab_size, dim] for token-id sequences, and which ids occurred ``min_count`` times.
+class _InputVectors(torch.nn.Module):
+    """fastText's input side: a token is the mean of its own vector and its n-gram vectors."""
 
-    Like fastText, tokens rarer than ``min_count`` are dropped from the stream; the rest are renumbered
-    densely, so the optimizer only touches rows that train (a target corpus uses a fraction of a big
-    base vocabulary).
+    def __init__(self, size: int, ngrams: torch.Tensor | None, ngram_counts: torch.Tensor | None,
+                 settings: VectorSettings, generator: torch.Generator):
+        super().__init__()
+        bound = 0.5 / settings.dim
+        self.words = torch.nn.Parameter(torch.empty(size, settings.dim).uniform_(-bound, bound, generator=generator))
+        self.ngrams, self.ngram_counts = ngrams, ngram_counts
+        if ngrams is not None:
+            buckets = torch.empty(settings.ngram_buckets + 1, settings.dim).uniform_(-bound, bound, generator=generator)
+            buckets[-1] = 0
+            self.buckets = torch.nn.EmbeddingBag.from_pretrained(buckets, freeze=False, mode="sum",
+                                                                 padding_idx=settings.ngram_buckets)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        """Vectors of dense ids [...] -> [..., dim] (n-grams looked up once per distinct id)."""
+        distinct, inverse = torch.unique(ids, return_inverse=True)
+        # F.embedding, not indexing: its backward accumulates deterministically on the CPU.
+        return torch.nn.functional.embedding(inverse, self.represent(distinct))
+
+    def represent(self, distinct: torch.Tensor) -> torch.Tensor:
+        own = torch.nn.functional.embedding(distinct, self.words)
+        if self.ngrams is None:
+            return own
+        summed = own + self.buckets(self.ngrams[distinct])
+        return summed / (1 + self.ngram_counts[distinct]).unsqueeze(1)
+
+
+def train_token_vectors(sequences: list[list[int]], vocab_size: int, seed: int, settings: VectorSettings = VectorSettings(),
+                        strings: list[str] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """CBOW token vectors [vocab_size, dim] from token-id sequences.
+
+    Returns (vectors, trained, spelled): ``trained`` marks ids seen ``min_count`` times (the rest are
+    dropped from the stream, as fastText drops rare words); ``spelled`` marks ids whose vector comes
+    from their character n-grams alone (``strings`` given: one text per id, "" for none).
+    Trained ids are renumbered densely so the optimizer only touches rows that train.
     """
     ids, docs = _stream(sequences, settings.max_tokens)
-    counts = np.bincount(ids, minlength=vocab_size).astype(np.float64)
+    counts = np.bincount(ids, minlength=vocab_size).astype(np.float64)[:vocab_size]
     kept_ids = np.flatnonzero(counts >= settings.min_count)
-    known = torch.zeros(vocab_size, dtype=torch.bool)
-    known[torch.from_numpy(kept_ids)] = True
-    generator = torch.Generator().manual_seed(seed)
+    trained = torch.zeros(vocab_size, dtype=torch.bool)
+    trained[torch.from_numpy(kept_ids)] = True
+    spelled = torch.zeros(vocab_size, dtype=torch.bool)
     vectors = torch.zeros(vocab_size, settings.dim)
     if len(kept_ids) == 0:
-        return vectors, known
+        return vectors, trained, spelled
+    generator = torch.Generator().manual_seed(seed)
+    # Dense numbering: trained ids first, then (with strings) every other id that has a spelling.
+    rare = [i for i in range(vocab_size) if strings and not trained[i] and i < len(strings) and strings[i]]
+    order = np.concatenate([kept_ids, np.asarray(rare, dtype=np.int64)])
+    ngrams = counts_ngram = None
+    if strings:
+        ngrams, counts_ngram = _ngram_table([strings[i] if i < len(strings) else "" for i in order], settings)
     dense = np.full(vocab_size, -1, dtype=np.int64)
     dense[kept_ids] = np.arange(len(kept_ids))
     frequent = dense[ids] >= 0
-    trained = _train_dense(dense[ids[frequent]], docs[frequent], counts[kept_ids], seed, generator, settings)
-    # CBOW vectors share one large common direction (all cosines near 1 early on); removing the mean
-    # leaves the part that tells tokens apart (Mu & Viswanath 2018, "All-but-the-Top").
-    vectors[torch.from_numpy(kept_ids)] = trained - trained.mean(dim=0)
-    return vectors, known
-
-
-def _train_dense(ids: np.ndarray, docs: np.ndarray, counts: np.ndarray, seed: int, generator: torch.Generator,
-                 settings: VectorSettings) -> torch.Tensor:
-    """CBOW with negative sampling over densely numbered ids; returns the input vectors."""
-    rng = np.random.default_rng(seed)
-    size = len(counts)
-    bound = 0.5 / settings.dim
-    inputs = torch.nn.Embedding(size, settings.dim)
-    outputs = torch.nn.Embedding(size, settings.dim)
+    inputs = _InputVectors(len(order), ngrams, counts_ngram, settings, generator)
+    _train(inputs, dense[ids[frequent]], docs[frequent], counts[kept_ids], seed, generator, settings)
     with torch.no_grad():
-        inputs.weight.uniform_(-bound, bound, generator=generator)
+        result = torch.cat([inputs.represent(torch.arange(start, min(start + 8192, len(order))))
+                            for start in range(0, len(order), 8192)])
+    # CBOW vectors share one large common direction (all cosines near 1 early on); removing the mean
+    # of the trained ones leaves the part that tells tokens apart (Mu & Viswanath 2018, "All-but-the-Top").
+    result -= result[: len(kept_ids)].mean(dim=0)
+    vectors[torch.from_numpy(order)] = result
+    spelled[torch.tensor(rare, dtype=torch.long)] = True
+    return vectors, trained, spelled
+
+
+def _train(inputs: _InputVectors, ids: np.ndarray, docs: np.ndarray, counts: np.ndarray, seed: int,
+           generator: torch.Generator, settings: VectorSettings) -> None:
+    """CBOW with negative sampling over densely numbered ids (the trained ones: 0 .. len(counts) - 1)."""
+    rng = np.random.default_rng(seed)
+    outputs = torch.nn.Embedding(len(counts), settings.dim)
+    with torch.no_grad():
         outputs.weight.zero_()
-    optimizer = torch.optim.Adam([inputs.weight, outputs.weight], lr=settings.learning_rate)
+    optimizer = torch.optim.Adam([*inputs.parameters(), outputs.weight], lr=settings.learning_rate)
     noise = torch.from_numpy(counts ** 0.75)  # word2vec's smoothed unigram noise distribution
     keep = _keep_probability(counts, settings.subsample)
     for _ in range(settings.epochs):
@@ -131,7 +196,6 @@ def _train_dense(ids: np.ndarray, docs: np.ndarray, counts: np.ndarray, seed: in
             batch = order[start : start + settings.batch_size]
             _cbow_step(inputs, outputs, optimizer, torch.from_numpy(context[batch]), torch.from_numpy(mask[batch]),
                        torch.from_numpy(centres[batch]), noise, settings.negatives, generator)
-    return inputs.weight.detach().clone()
 
 
 def _cbow_step(inputs, outputs, optimizer, context, mask, centres, noise, negatives: int, generator) -> None:
@@ -146,18 +210,3 @@ def _cbow_step(inputs, outputs, optimizer, context, mask, centres, noise, negati
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
-
-
-def corpus_token_space(encode_batch, texts: list[str], old_rows: int, new_ids: list[int], vocab_size: int, seed: int,
-                       settings: VectorSettings = VectorSettings()) -> TokenSpace:
-    """The FOCUS auxiliary space: vectors for every id of the new tokenizer, trained on ``texts`` tokenised by it.
-
-    ``encode_batch`` is the new (extended or replacement) tokenizer; ids below ``old_rows`` are base
-    rows. In replace mode the caller maps target ids onto base rows itself (see ``remap_base``).
-    """
-    sequences = encode_batch(texts)
-    vectors, known = train_token_vectors(sequences, max(vocab_size, max(new_ids, default=-1) + 1, old_rows), seed, settings)
-    index = torch.tensor(new_ids, dtype=torch.long)
-    return TokenSpace(base=vectors[:old_rows], base_known=known[:old_rows].clone(),
-                      new=vectors[index], new_known=known[index])
-

@@ -104,12 +104,23 @@ def _toy_corpus(seed: int) -> list[list[int]]:
 
 def test_token_vectors_place_co_occurring_tokens_together_and_are_seeded():
     settings = VectorSettings(dim=16, epochs=10, batch_size=512, subsample=1.0, min_count=5)
-    vectors, known = train_token_vectors(_toy_corpus(0), 25, seed=0, settings=settings)
-    again, _ = train_token_vectors(_toy_corpus(0), 25, seed=0, settings=settings)
+    vectors, known, spelled = train_token_vectors(_toy_corpus(0), 25, seed=0, settings=settings)
+    again, _, _ = train_token_vectors(_toy_corpus(0), 25, seed=0, settings=settings)
     assert torch.equal(vectors, again)
-    assert known[:20].all() and not known[20:].any()  # ids 20-24 never occur
+    assert known[:20].all() and not known[20:].any() and not spelled.any()  # ids 20-24 never occur
     unit = vectors[:20] / vectors[:20].norm(dim=1, keepdim=True)
     similarity = unit @ unit.T
     same = torch.cat([similarity[:10, :10].flatten(), similarity[10:, 10:].flatten()])
     across = similarity[:10, 10:].flatten()
     assert same.mean() > 0.5 > across.mean() + 0.5
+
+
+def test_token_vectors_from_spelling_place_rare_tokens_by_their_n_grams():
+    settings = VectorSettings(dim=16, epochs=10, batch_size=512, subsample=1.0, min_count=5)
+    strings = [f"alpha{i}" for i in range(10)] + [f"zulu{i}" for i in range(10)] + ["alpha", "zulu", "", "", ""]
+    vectors, trained, spelled = train_token_vectors(_toy_corpus(0), 25, seed=0, settings=settings, strings=strings)
+    assert spelled[20] and spelled[21] and not spelled[22:].any() and not trained[20:].any()
+    unit = vectors / vectors.norm(dim=1, keepdim=True).clamp_min(1e-8)
+    # Never seen in the corpus, "alpha" sits with the alpha tokens and "zulu" with the zulu ones.
+    assert (unit[20] @ unit[:10].T).mean() > (unit[20] @ unit[10:20].T).mean()
+    assert (unit[21] @ unit[10:20].T).mean() > (unit[21] @ unit[:10].T).mean()

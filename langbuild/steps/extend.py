@@ -307,8 +307,7 @@ def _extend(ctx, base_path: Path, base_tokenizer, train: list[str], valid: list[
     spaces = SpaceInputs(extended_tokenizer, base_tokenizer, train, trained_rows, list(new_ids))
 
     def make_model(method: str):
-        model = load_model(base_path, trust)
-        check_vocabulary_fits(model, base_tokenizer, base_path)
+        model = _load_base(base_path, trust, base_tokenizer, old_rows)
         rows = resize_embeddings(model, max(old_rows, vocabulary), multiple)
         tied = initialise_rows(model, method, new_ids, trained_rows, pieces, config.get("project.seed"), base_tokens,
                                new_tokens, token_space_for(method, spaces, ctx) if new_ids else None)
@@ -389,8 +388,7 @@ def _replace(ctx, base_path: Path, base_tokenizer, train: list[str]) -> dict:
     spaces = SpaceInputs(target, base_tokenizer, train, trained_rows, list(range(size)), base_of_token=shared)
 
     def make_model(method: str):
-        model = load_model(base_path, trust)
-        check_vocabulary_fits(model, base_tokenizer, base_path)
+        model = _load_base(base_path, trust, base_tokenizer, old_rows)
         tied = _initialise_replacement(model, method, old_rows, trained_rows, size, pieces, shared, base_tokens,
                                        target_tokens, token_space_for(method, spaces, ctx), config.get("project.seed"))
         rows = resize_embeddings(model, size, config.get("extend.pad_to_multiple_of"))
@@ -431,6 +429,16 @@ def _initialise_replacement(model, method, old_rows, trained_rows, size, pieces,
                 weight[targets] = weight[torch.tensor(list(shared.values()), device=weight.device)]
             weight[:size] = weight[old_rows:].clone()
     return tied
+
+
+def _load_base(base_path: Path, trust: bool, base_tokenizer, old_rows: int):
+    model = load_model(base_path, trust)
+    check_vocabulary_fits(model, base_tokenizer, base_path)
+    rows = model.get_input_embeddings().weight.shape[0]
+    if rows != old_rows:
+        raise LangbuildError(f"{base_path}: the config says {old_rows:,} vocabulary rows but the embedding matrix has "
+                             f"{rows:,}: fix vocab_size in its config.json")
+    return model
 
 
 def _embedding_rows(base_path: Path, trust: bool) -> int:
@@ -517,7 +525,7 @@ def _choose_init(ctx, make_model, tokenizer, train: list[str], valid: list[str],
     """extend.init, or the probe winner among several methods; and the comparison table ([] if none)."""
     methods = methods_to_try(ctx.config)
     if len(methods) == 1 or not any_new:
-        return (methods[0] if methods[0] != "auto" else "subword-mean"), []
+        return methods[0], []
     ctx.console.print(f"  comparing {', '.join(methods)} by a {ctx.config.get('extend.probe_steps')}-step probe ...")
     sample = texts.get("target") or sample_by_bytes(valid, PROBE_VALID_BYTES)
     results = compare_methods(methods, make_model, tokenizer, train, sample, ctx.config.get("extend.probe_steps"),

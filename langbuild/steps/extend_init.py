@@ -9,6 +9,7 @@ method: ``extend.init``, or the best of ``extend.compare`` (or of ``AUTO_COMPARE
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -84,16 +85,33 @@ def _corpus_space(inputs: SpaceInputs, ctx) -> TokenSpace:
 
     sequences = hf_batch_encoder(inputs.new_tokenizer)(inputs.train)
     size = max([len(inputs.new_tokenizer), inputs.old_rows, *[i + 1 for i in inputs.token_ids]])
-    vectors, known = train_token_vectors(sequences, size, ctx.config.get("project.seed"))
+    strings = token_texts(inputs.new_tokenizer, size)
+    vectors, trained, spelled = train_token_vectors(sequences, size, ctx.config.get("project.seed"), strings=strings)
     index = torch.tensor(inputs.token_ids, dtype=torch.long)
+    # New tokens too rare to train still have a vector from their spelling; base tokens are anchors
+    # only when the target corpus uses them (FOCUS's overlapping tokens with an auxiliary vector).
+    new_known = (trained | spelled)[index]
     if inputs.base_of_token is None:
-        return TokenSpace(vectors[: inputs.old_rows], known[: inputs.old_rows].clone(), vectors[index], known[index])
+        return TokenSpace(vectors[: inputs.old_rows], trained[: inputs.old_rows].clone(), vectors[index], new_known)
     base = torch.zeros((inputs.old_rows, vectors.shape[1]))
     base_known = torch.zeros(inputs.old_rows, dtype=torch.bool)
     for token, row in inputs.base_of_token.items():  # one entry per shared token: a dict walk, not a tensor loop
-        if row < inputs.old_rows and known[token]:
+        if row < inputs.old_rows and trained[token]:
             base[row], base_known[row] = vectors[token], True
-    return TokenSpace(base, base_known, vectors[index], known[index])
+    return TokenSpace(base, base_known, vectors[index], new_known)
+
+
+def token_texts(tokenizer, size: int) -> list[str]:
+    """The text each id spells (word-start marks as spaces), "" where it spells no whole characters."""
+    from ..extension import byte_level_to_text, is_byte_level
+
+    spec_is_byte_level = is_byte_level(json.loads(tokenizer.backend_tokenizer.to_str()))
+    texts = [""] * size
+    for token, idx in tokenizer.get_vocab().items():
+        if idx < size:
+            text = byte_level_to_text(token) if spec_is_byte_level else token.replace("▁", " ")
+            texts[idx] = text or ""
+    return texts
 
 
 def check_init_inputs(config) -> None:
@@ -183,14 +201,16 @@ def probe_blocks(tokenizer, train: list[str], steps: int, seed: int, batch: int 
 
     from .train import pack_blocks
 
-    needed_tokens = steps * batch * seq_len
+    # Text is chosen by bytes, generously (6 bytes per token is more than any tokenizer here averages):
+    # fewer blocks than batches would only repeat blocks, but not one block at all is an error.
+    needed_bytes = steps * batch * seq_len * 6
     order = list(range(len(train)))
     random.Random(seed).shuffle(order)
-    chosen, tokens = [], 0
+    chosen, size = [], 0
     for index in order:
         chosen.append(train[index])
-        tokens += len(train[index]) // 3  # about 3 bytes per token at most on target text: never too few blocks
-        if tokens >= needed_tokens:
+        size += len(train[index].encode("utf-8"))
+        if size >= needed_bytes:
             break
     return pack_blocks(tokenizer, chosen, seq_len)
 
