@@ -36,10 +36,17 @@ def sparsemax(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
     return weights, order[:, :width], width
 
 
+GATHER_ELEMENTS = 1 << 25  # at most this many floats gathered at once (128 MB): wide supports use smaller chunks
+
+
 def mix_rows(weight: torch.Tensor, anchor_rows: torch.Tensor, weights: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
-    """sum_k weights[r, k] * weight[anchor_rows[columns[r, k]]]: one gather and one batched product."""
-    rows = weight[anchor_rows[columns]].float()  # [block, k, dim]
-    return torch.einsum("bk,bkd->bd", weights, rows)
+    """sum_k weights[r, k] * weight[anchor_rows[columns[r, k]]]: gathers and batched products, chunked by size."""
+    chunk = max(1, GATHER_ELEMENTS // max(1, columns.shape[1] * weight.shape[1]))
+    parts = []
+    for start in range(0, columns.shape[0], chunk):
+        rows = weight[anchor_rows[columns[start : start + chunk]]].float()  # [chunk, k, dim]
+        parts.append(torch.einsum("bk,bkd->bd", weights[start : start + chunk], rows))
+    return torch.cat(parts)
 
 
 def focus_init(weight: torch.Tensor, new_ids: list[int], old_rows: int, *, token_space: TokenSpace | None = None,
