@@ -125,11 +125,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--max-docs", type=int, default=None, help="only the first N documents (default: all)")
     args = parser.parse_args()
+    for name in ("base", "extended", "train", "out"):
+        setattr(args, name, getattr(args, name).expanduser())
     torch.set_num_threads(1)
     started = time.perf_counter()
     base_tokenizer = AutoTokenizer.from_pretrained(args.base)
     extended = AutoTokenizer.from_pretrained(args.extended)
-    embeddings = input_embeddings(args.base.expanduser())
+    embeddings = input_embeddings(args.base)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     text = train_file(args.train, args.max_docs, args.out.parent)
     documents = sum(1 for _ in text.open(encoding="utf-8"))
@@ -143,8 +145,8 @@ def main() -> None:
     examples = ", ".join(f"{extended.convert_ids_to_tokens(i)!r}" for i in changed[:6])
     old, new = embeddings.shape[0], rows.shape[0] - embeddings.shape[0]
     print(f"rows {tuple(rows.shape)} -> {args.out}")
-    print(f"new rows: {len(captured['focus_new']):,} mixed by FOCUS, {len(drawn):,} random N(mean, std) (below min_count), of {new:,}; "
-          f"{len(captured['anchors']):,} anchors")
+    print(f"new rows: {len(captured['focus_new']):,} mixed by FOCUS, {len(drawn):,} random N(mean, std) (below min_count), "
+          f"of {new:,}; {len(captured['anchors']):,} anchors")
     print(f"old rows deepfocus changed: {len(changed):,} of {old:,} (e.g. {examples})")
     print(f"{time.perf_counter() - started:.0f} s")
 

@@ -70,9 +70,11 @@ from langbuild.word_vectors import (
     wechsel_token_space,
 )
 
-try:
-    from results import record_section  # run as a script: benchmarks/ is on sys.path
+try:  # run as a script: benchmarks/ is on sys.path
+    from deepfocus_rows import changed_rows, focus_sets, random_ids
+    from results import record_section
 except ImportError:
+    from benchmarks.deepfocus_rows import changed_rows, focus_sets, random_ids
     from benchmarks.results import record_section
 
 BASE = Path("~/.cache/langbuild/models/smollm2-135m-0.1.2").expanduser()
@@ -174,26 +176,11 @@ def train_focus_fasttext(inputs: Inputs) -> Path:
 
 
 def run_deepfocus(inputs: Inputs, fasttext_path: Path) -> tuple[torch.Tensor, dict]:
-    """deepfocus.FOCUS in the extend setting, capturing the token sets it decided on along the way."""
-    captured: dict = {}
-    overlap_fn, mix_fn = deepfocus_focus.get_overlapping_tokens, deepfocus_focus.focus_additional_token_initialization
-
-    def overlapping(*args, **kwargs):
-        overlap, new = overlap_fn(*args, **kwargs)
-        captured["overlap"], captured["new_before"] = overlap, [info.target.id for info in new.values()]
-        return overlap, new
-
-    def mix(anchors, new_tokens, *args, **kwargs):
-        captured["anchors"], captured["focus_new"] = dict(anchors), dict(new_tokens)
-        return mix_fn(anchors, new_tokens, *args, **kwargs)
-
-    deepfocus_focus.get_overlapping_tokens, deepfocus_focus.focus_additional_token_initialization = overlapping, mix
-    try:
+    """deepfocus.FOCUS in the extend setting on our fastText model, with the token sets it decided on."""
+    with focus_sets() as captured:
         rows = deepfocus_focus.FOCUS(target_tokenizer=inputs.extended, source_tokenizer=inputs.base_tokenizer,
                                      source_embeddings=inputs.embeddings, extend_tokenizer=inputs.extended,
                                      fasttext_model_path=str(fasttext_path), processes=1, verbosity="silent")
-    finally:
-        deepfocus_focus.get_overlapping_tokens, deepfocus_focus.focus_additional_token_initialization = overlap_fn, mix_fn
     return rows, captured
 
 
@@ -243,14 +230,32 @@ def changed_base_rows(reference: torch.Tensor, inputs: Inputs, overlap: dict) ->
 
     deepfocus matches tokens by their decoded text; byte tokens that decode to U+FFFD and distinct
     whitespace tokens share one decoded form, and every such token gets the first one's row."""
-    changed = torch.nonzero((reference[: inputs.old_rows] != inputs.embeddings).any(dim=1)).flatten().tolist()
     source = {info.target.id: info.source[0].id for info in overlap.values()}
-    return [(row, source.get(row, -1)) for row in changed]
+    return [(row, source.get(row, -1)) for row in changed_rows(reference, inputs.embeddings)]
 
 
-def _example(inputs: Inputs, row: int, source: int) -> str:
+def _short(token: str) -> str:
+    return token if len(token) <= 8 else f"{token[:4]}…({len(token)} chars)"
+
+
+def focus_quirks(inputs: Inputs, reference: torch.Tensor, captured: dict, own: TokenSpace) -> dict:
+    """What deepfocus did that langbuild does not: base rows it changed (and whose rows they got), random rows."""
+    changed = changed_base_rows(reference, inputs, captured["overlap"])
+    decoded = {row: inputs.base_tokenizer.decode([row]) for row, _ in changed}
+    replacement = [(row, src) for row, src in changed if "\ufffd" in decoded[row]]
+    # The plain space first when it is among them: it is the most frequent whitespace token.
+    whitespace = sorted(((row, src) for row, src in changed if decoded[row].isspace()), key=lambda pair: decoded[pair[0]] != " ")
+    anchors = {info.target.id for info in captured["anchors"].values()}
     token = inputs.extended.convert_ids_to_tokens
-    return f"`{token(row)}` gets `{token(source)}`'s row"
+    examples = [f"`{_short(token(row))}` gets `{_short(token(src))}`'s row" for row, src in [*replacement[:1], *whitespace[:1]]]
+    return dict(
+        focus_changed=len(changed), focus_changed_fffd=len(replacement), focus_changed_space=len(whitespace),
+        focus_changed_sources=len({src for _, src in changed}), focus_changed_examples=", ".join(examples),
+        focus_changed_later=all(src > row for row, src in changed),
+        focus_changed_anchors=", ".join(f"`{token(row)}`" for row in sorted(anchors & set(decoded))) or "none",
+        focus_random=len(random_ids(captured)), focus_mixed=len(captured["focus_new"]), focus_anchors=len(anchors),
+        focus_same_anchors=anchors == set(torch.nonzero(own.base_known).flatten().tolist()),
+        focus_own_anchors=int(own.base_known.sum()), focus_own_zero=bool(own.base_known[0]))
 
 
 def focus_part(inputs: Inputs, table: Table) -> None:
@@ -260,15 +265,16 @@ def focus_part(inputs: Inputs, table: Table) -> None:
     new_ids, old = inputs.new_ids, inputs.old_rows
     pieces = inputs.pieces()
     mixed = sorted(info.target.id for info in captured["focus_new"].values())
-    random_ids = sorted(set(captured["new_before"]) - set(mixed))
 
     same = space_from_deepfocus(captured, inputs)
+    same_rows = focus_rows(inputs.embeddings, inputs, same, pieces)
     table.add("FOCUS", "(a) same inputs: deepfocus's fastText vectors, anchors and FOCUS set; SmolLM2 rows",
-              row_cosines(focus_rows(inputs.embeddings, inputs, same, pieces), reference, mixed), key="focus_a")
+              row_cosines(same_rows, reference, mixed), key="focus_a")
     # deepfocus mixes the rows it copied into its anchors, some of which are another token's (see changed_base_rows).
-    table.add("FOCUS", "(a') same, mixing deepfocus's own (partly overwritten) base rows",
-              row_cosines(focus_rows(reference[:old], inputs, same, pieces), reference, mixed))
+    their_rows = focus_rows(reference[:old], inputs, same, pieces)
+    table.add("FOCUS", "(a') same, mixing deepfocus's own (partly overwritten) base rows", row_cosines(their_rows, reference, mixed))
     own_anchors = space_from_fasttext(fasttext_path, inputs)
+    fasttext_path.unlink()  # 0.8 GB (fastText's 2M hashed n-gram buckets), and rebuilt in seconds
     ours = focus_rows(inputs.embeddings, inputs, own_anchors, pieces)
     table.add("FOCUS", "(b) same fastText, langbuild's anchors (every base token with a vector); deepfocus's FOCUS set",
               row_cosines(ours, reference, mixed))
@@ -284,20 +290,11 @@ def focus_part(inputs: Inputs, table: Table) -> None:
     table.add("FOCUS", "calibration: subword-mean (no auxiliary space at all); deepfocus's FOCUS set",
               row_cosines(baseline, reference, mixed), key="focus_subword_mean")
 
-    changed = changed_base_rows(reference, inputs, captured["overlap"])
-    decoded = {row: inputs.base_tokenizer.decode([row]) for row, _ in changed}
-    replacement = [(row, src) for row, src in changed if "\ufffd" in decoded[row]]
-    whitespace = [(row, src) for row, src in changed if decoded[row].isspace()]
-    anchors = {info.target.id for info in captured["anchors"].values()}
-    table.notes.update(
-        focus_changed=len(changed), focus_changed_fffd=len(replacement), focus_changed_space=len(whitespace),
-        focus_changed_examples=", ".join(_example(inputs, *pair) for pair in [*replacement[:2], *whitespace[:1]]),
-        focus_changed_anchors=len(anchors & set(decoded)), focus_random=len(random_ids), focus_mixed=len(mixed),
-        focus_anchors=len(anchors), focus_own_anchors=int(own_anchors.base_known.sum()),
-        focus_own_zero=bool(own_anchors.base_known[0]), corpus_new_known=int(corpus.new_known.sum()),
-        corpus_anchors=int(corpus.base_known.sum()), focus_seconds=time.perf_counter() - started)
+    table.notes.update(focus_quirks(inputs, reference, captured, own_anchors), corpus_new_known=int(corpus.new_known.sum()),
+                       focus_a_same=torch.equal(same_rows[mixed], their_rows[mixed]), corpus_anchors=int(corpus.base_known.sum()),
+                       focus_seconds=time.perf_counter() - started)
     table.add("FOCUS", f"deepfocus quirks: base rows it changed (of {old:,}) / new rows it drew at random (of {len(new_ids):,})",
-              value=f"{len(changed)} / {len(random_ids):,}")
+              value=f"{table.notes['focus_changed']} / {table.notes['focus_random']:,}")
 
 
 # --- WECHSEL --------------------------------------------------------------------------------------
@@ -489,6 +486,12 @@ def wechsel_part(inputs: Inputs, table: Table) -> None:
 
 def explanations(n: dict) -> list[str]:
     """The bullets under the table, from this run's numbers."""
+    sources = "always get a later (higher-id) token's row" if n["focus_changed_later"] else "get another token's row"
+    anchors_hit = f"anchors among them: {n['focus_changed_anchors']}"
+    if n["focus_a_same"]:
+        anchors_hit += ", with no sparsemax weight in any mix here, hence (a) = (a')"
+    same_anchors = "the same" if n["focus_same_anchors"] else "other"
+    token_zero = "" if n["focus_own_zero"] else "; id 0 has no vector here anyway"
     return [
         f"- (a) is the fidelity check and holds. FOCUS: on deepfocus's own fastText vectors, anchors and FOCUS set, langbuild's "
         f"sparsemax mixing reproduces all {n['focus_mixed']:,} FOCUS rows (cos {n['focus_a']:.4f}). WECHSEL: on wechsel's own aligned "
@@ -497,17 +500,18 @@ def explanations(n: dict) -> list[str]:
         "words have identical vectors and the two break the tie differently (np.argpartition vs torch.topk), neither more right. "
         f"langbuild's Procrustes (float64 SVD) equals scipy's to {n['float64_gap']:.0e}; wechsel hands scipy float32 pairs, "
         f"whose float32 SVD is off by {n['float32_gap']:.0e}.",
-        f"- deepfocus quirks (extend mode): {n['focus_changed']} SmolLM2 base rows come back changed - it matches tokens by decoded "
-        f"text, so {n['focus_changed_fffd']} byte tokens that decode to U+FFFD and {n['focus_changed_space']} whitespace runs all get "
-        f"the first match's row (e.g. {n['focus_changed_examples']}); {n['focus_changed_anchors']} of them are anchors here, hence "
-        f"(a) = (a'). {n['focus_random']:,} new tokens rarer than fastText's min_count 10 get random N(mean, std) rows where "
-        f"langbuild uses subword-mean: that alone takes all-new-rows agreement down to {n['focus_b_all']:.2f}. Token id 0 can "
-        "never be an anchor (`vocab.get(token)` is 0, falsy); no effect here, <|endoftext|> has no vector.",
-        f"- (b) FOCUS: langbuild's own anchor rule (every base token with a fastText vector) gives {n['focus_own_anchors']:,} "
-        f"anchors, deepfocus {n['focus_anchors']:,}; (c) uses a different auxiliary space - langbuild's own torch CBOW with "
-        f"character n-grams (min_count 3, mean removed; {n['corpus_anchors']:,} anchors, all {n['corpus_new_known']:,} new tokens "
-        f"placed, rare ones by spelling) - so sparsemax picks other neighbours: {n['focus_c']:.3f}, not ~1, against "
-        f"{n['focus_subword_mean']:.3f} for subword-mean, which uses no auxiliary space.",
+        f"- deepfocus quirks (extend mode): {n['focus_changed']} SmolLM2 base rows come back changed. It matches tokens by decoded, "
+        f"left-stripped text, so {n['focus_changed_fffd']} byte tokens that decode to U+FFFD and {n['focus_changed_space']} "
+        f"whitespace tokens share a form with other tokens and {sources} ({n['focus_changed_sources']} source rows in all; "
+        f"e.g. {n['focus_changed_examples']}); {anchors_hit}. {n['focus_random']:,} new tokens rarer than fastText's min_count 10 "
+        "get random N(mean, std) rows where langbuild uses subword-mean: that alone takes agreement over all new rows down to "
+        f"{n['focus_b_all']:.2f}.",
+        f"- (b) FOCUS: langbuild's anchor rule (every base token with a fastText vector) picks {same_anchors} "
+        f"{n['focus_own_anchors']:,} anchors as deepfocus (which can never use token id 0: `vocab.get(token)` is 0, "
+        f"falsy{token_zero}). (c) uses a different auxiliary space - langbuild's own torch CBOW with character n-grams "
+        f"(min_count 3, mean removed; {n['corpus_anchors']:,} anchors, all {n['corpus_new_known']:,} new tokens placed, rare ones "
+        f"by spelling) - so sparsemax picks other neighbours: {n['focus_c']:.3f}, not ~1; subword-mean, with no auxiliary space, "
+        f"gets {n['focus_subword_mean']:.3f}.",
         f"- WECHSEL (b) end to end ({n['wechsel_b']:.3f}) differs mostly by the rotation: wechsel fits it on {n['wechsel_pairs']:,} "
         "correspondences, one per spelling combination found (a lower-case pair four times), langbuild on the "
         f"{n['langbuild_pairs']} distinct pairs; with a made-up dictionary the fit is loose and this weighting moves entries by up to "

@@ -125,7 +125,7 @@ STEPS: list[Step] = [
          ("eval", "project.trust_remote_code"), ("corpus", "select", "extend", "train"), "1", "evaluate",
          external_inputs=_eval_inputs),
     Step("report", "write report/report.md", ("project", "extend.pad_to_multiple_of"),
-         ("corpus", "tokenizer", "select", "extend", "train", "eval"), "2", "report", sees_all_upstream=True),
+         ("corpus", "tokenizer", "select", "extend", "train", "eval"), "3", "report", sees_all_upstream=True),
 ]
 STEP_NAMES = [step.name for step in STEPS]
 

@@ -37,6 +37,8 @@ def test_every_step_writes_its_outputs(finished_projects, family):
     assert metrics["target"]["tokens_per_word"]["extended"] < metrics["target"]["tokens_per_word"]["base"]
     report = (root / "report/report.md").read_text()
     assert "bits per byte" in report and "tokens per word" in report
+    extend = read_json(root / "extend/metrics.json")["zero_shot_bits_per_byte"]["target"]
+    assert f"Zero-shot target bits per byte (extended, before training): {extend['extended']:.3f}" in report
     assert [s["state"] for s in pipeline.status(Project(root))] == ["done"] * len(pipeline.STEPS)
 
 

@@ -29,6 +29,21 @@ def _extension_summary(extend: dict) -> str:
             f"by {extend['init']})")
 
 
+def _initialisation_lines(extend: dict) -> list[str]:
+    """Zero-shot bits per byte after extension and, when several were probed, the initialiser comparison."""
+    lines = []
+    for side, row in (extend.get("zero_shot_bits_per_byte") or {}).items():
+        lines.append(f"- Zero-shot {side} bits per byte (extended, before training): {row['extended']:.3f} against the "
+                     f"base model's {row['base']:.3f} ({_change(row['base'], row['extended'])}).")
+    comparison = extend.get("init_comparison") or []
+    if comparison:
+        lines += ["", "| init | held-out bits/byte at start | after the probe |", "|---|---:|---:|"]
+        for row in comparison:
+            lines.append(f"| {row['method']}{' (kept)' if row['chosen'] else ''} | {row['zero_shot_bits_per_byte']:.3f} "
+                         f"| {row['probe_bits_per_byte']:.3f} |")
+    return lines
+
+
 def _gain_curve_lines(extend: dict) -> list[str]:
     curve = extend.get("gain_curve") or []
     if len(curve) < 2:
@@ -112,6 +127,7 @@ def render(ctx) -> str:
         f"- Embedding rows: {extend['embedding_rows']['base']:,} → {extend['embedding_rows']['extended']:,} "
         f"(of which {extend['embedding_rows']['padding']:,} padding to a multiple of {config.get('extend.pad_to_multiple_of')}).",
         *_gain_curve_lines(extend),
+        *_initialisation_lines(extend),
         "",
         "## Data and tokenizer",
         "",
