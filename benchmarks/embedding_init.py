@@ -167,6 +167,25 @@ def _fmt(value) -> str:
     return f"{value:.4f}" if isinstance(value, float) else ("—" if value is None else str(value))
 
 
+def _targets(rows, base, best, random_steps, args) -> list[str]:
+    """The issue's targets, each marked met or missed."""
+    ours = [r for r in rows if r["method"] != "deepfocus"]
+    zero = min(ours, key=lambda r: r["zero_shot"])
+    deepfocus = next((r for r in rows if r["method"] == "deepfocus"), None)
+    source = zero["zero_shot_source"] / base["source"]
+    speedup = (random_steps / args.steps) if random_steps else args.speedup_limit
+    checks = [
+        (f"best zero-shot ({zero['method']}) ≤ 0.97 × deepfocus", deepfocus is not None
+         and zero["zero_shot"] <= 0.97 * deepfocus["zero_shot"]),
+        (f"best zero-shot ≤ base ({zero['zero_shot'] / base['target']:.3f} × base)", zero["zero_shot"] <= base["target"]),
+        ("aim: best zero-shot ≤ 0.90 × base", zero["zero_shot"] <= 0.90 * base["target"]),
+        (f"random-init steps to reach the best K-step embeddings-only result ÷ K ≥ 5 ({'>' if not random_steps else ''}"
+         f"{speedup:.1f})", speedup >= 5),
+        (f"English bits per byte after extension within ±0.5 % ({zero['method']}: {source - 1:+.2%})", abs(source - 1) <= 0.005),
+    ]
+    return ["Targets:", *[f"- {'met' if ok else '**missed**'}: {text}" for text, ok in checks]]
+
+
 def record(rows, base, best, random_steps, args) -> None:
     k = args.steps
     lines = [
@@ -192,6 +211,7 @@ def record(rows, base, best, random_steps, args) -> None:
         best_zero = min((r for r in rows if r["method"] != "deepfocus"), key=lambda r: r["zero_shot"])
         lines.append(f"Best zero-shot ({best_zero['method']}) ÷ deepfocus zero-shot: "
                      f"{best_zero['zero_shot'] / deepfocus['zero_shot']:.3f}.")
+    lines += ["", *_targets(rows, base, best, random_steps, args)]
     table = "\n".join(lines)
     print(table)
     record_section("embedding-init", "Embedding initialisation (SmolLM2-135M + Chichewa)", table)
