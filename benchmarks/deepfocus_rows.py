@@ -17,17 +17,9 @@ rows included - deepfocus rewrites some of them, and a package user gets them so
 
 from __future__ import annotations
 
-import os
+import single_thread_offline  # noqa: F401 - before the heavy imports: it sets their environment
 
-# Before the heavy imports: they read these when loaded. No network, one thread everywhere.
-os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ["HF_DATASETS_OFFLINE"] = "1"
-os.environ["TOKENIZERS_PARALLELISM"] = "false"
-os.environ["OMP_NUM_THREADS"] = "1"
-os.environ["MKL_NUM_THREADS"] = "1"
-os.environ["OPENBLAS_NUM_THREADS"] = "1"
-os.environ["NUMBA_NUM_THREADS"] = "1"
-os.environ["TQDM_DISABLE"] = "1"  # deepfocus draws progress bars whatever its verbosity
+# isort: split
 
 import argparse
 import hashlib
