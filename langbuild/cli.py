@@ -136,8 +136,7 @@ def _register_steps() -> None:
     from .pipeline import STEPS
 
     for step in STEPS:
-        factory = _extend_command if step.name == "extend" else None
-        command = factory(step.help) if factory else _step_command(step.name, step.help)
+        command = _extend_command(step.help) if step.name == "extend" else _step_command(step.name, step.help)
         app.command(name=step.name)(command)
 
 

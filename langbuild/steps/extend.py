@@ -47,8 +47,11 @@ from .extend_init import (
     best_method,
     check_init_inputs,
     compare_methods,
+    is_byte_level_tokenizer,
     methods_to_try,
+    readable,
     token_space_for,
+    token_strings,
     zero_shot_diagnostics,
     zero_shot_texts,
 )
@@ -238,20 +241,6 @@ def initialise_rows(model, method: str, new_ids: list[int], old_rows: int, piece
     return tied
 
 
-def _readable(tokens: list[str], byte_level: bool) -> list[str]:
-    """Token strings as text: byte-level BPE writes "é" as "Ã©", which would read as Latin twice."""
-    return [(byte_level_to_text(t) or "") for t in tokens] if byte_level else tokens
-
-
-def _token_strings(tokenizer, rows: int) -> list[str]:
-    """The text of each id below ``rows`` ("" where an id has none or spells no whole character)."""
-    strings = [""] * rows
-    for token, idx in tokenizer.get_vocab().items():
-        if idx < rows:
-            strings[idx] = token
-    return _readable(strings, _is_byte_level(tokenizer))
-
-
 def resize_embeddings(model, rows: int, multiple: int) -> int:
     """Resize to ``rows`` rounded up to ``multiple`` (matrix shapes that tile well run faster)."""
     model.resize_token_embeddings(rows, pad_to_multiple_of=multiple if multiple > 1 else None, mean_resizing=False)
@@ -302,8 +291,8 @@ def _extend(ctx, base_path: Path, base_tokenizer, train: list[str], valid: list[
     pieces = [base_pieces(backend, token) for token in extension.tokens]
     # Statistics come from the real vocabulary only: some models pad their matrix with unused rows.
     trained_rows = min(old_rows, len(base_tokenizer))
-    base_tokens = _token_strings(base_tokenizer, trained_rows)
-    new_tokens = _readable(extension.tokens, _is_byte_level(base_tokenizer))
+    base_tokens = token_strings(base_tokenizer, trained_rows)
+    new_tokens = readable(extension.tokens, is_byte_level_tokenizer(base_tokenizer))
     spaces = SpaceInputs(extended_tokenizer, base_tokenizer, train, trained_rows, list(new_ids))
 
     def make_model(method: str):
@@ -336,13 +325,9 @@ def _surface(token: str, byte_level: bool) -> bytes | None:
     return token.replace("▁", " ").encode("utf-8")
 
 
-def _is_byte_level(tokenizer) -> bool:
-    return is_byte_level(json.loads(tokenizer.backend_tokenizer.to_str()))
-
-
 def _surface_index(tokenizer) -> dict[bytes, int]:
     """Surface bytes → id. Bytes, not text: byte-level vocabularies hold pieces of characters too."""
-    byte_level = _is_byte_level(tokenizer)
+    byte_level = is_byte_level_tokenizer(tokenizer)
     special = set(tokenizer.all_special_tokens)
     index = {}
     # Real tokens before byte-fallback pieces: "a" must map to the piece "a", not to <0x61>.
@@ -363,7 +348,7 @@ def _base_pieces_of(base_tokenizer, base_index: dict[bytes, int], surface: bytes
         text = surface.decode("utf-8")
     except UnicodeDecodeError:
         return [base_index[bytes([b])] for b in surface if bytes([b]) in base_index]
-    if _is_byte_level(base_tokenizer):
+    if is_byte_level_tokenizer(base_tokenizer):
         text = "".join(_BYTE_LEVEL_CHAR[b] for b in surface)
     else:
         text = text.replace(" ", "▁")
@@ -379,12 +364,12 @@ def _replace(ctx, base_path: Path, base_tokenizer, train: list[str]) -> dict:
     old_rows = _embedding_rows(base_path, trust)
     trained_rows = min(old_rows, len(base_tokenizer))
     size = len(target)
-    target_byte_level = _is_byte_level(target)
+    target_byte_level = is_byte_level_tokenizer(target)
     special = set(target.all_special_tokens)
     surfaces = {idx: _surface(token, target_byte_level) for token, idx in target.get_vocab().items() if token not in special}
     pieces = [_base_pieces_of(base_tokenizer, base_index, surfaces.get(i)) for i in range(size)]
     shared = {idx: base_index[surface] for idx, surface in surfaces.items() if surface in base_index}
-    base_tokens, target_tokens = _token_strings(base_tokenizer, trained_rows), _token_strings(target, size)
+    base_tokens, target_tokens = token_strings(base_tokenizer, trained_rows), token_strings(target, size)
     spaces = SpaceInputs(target, base_tokenizer, train, trained_rows, list(range(size)), base_of_token=shared)
 
     def make_model(method: str):

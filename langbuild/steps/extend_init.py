@@ -13,13 +13,13 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from ..core.config import AUTO_COMPARE
 from ..core.errors import LangbuildError
 from ..embedding_init.token_space import TokenSpace
-from ..metrics import bits_per_byte, hf_batch_encoder
-from ..reference_texts import read_text_lines
+from ..extension import byte_level_to_text, is_byte_level
+from ..metrics import bits_per_byte, hf_batch_encoder, hf_encoder
+from ..reference_texts import read_text_lines, text_path
 from ..textio import sample_by_bytes
 
 CORPUS_SPACE_METHODS = ("focus", "tokenadapt")  # methods that mix base rows by corpus-trained token vectors
@@ -101,17 +101,27 @@ def _corpus_space(inputs: SpaceInputs, ctx) -> TokenSpace:
     return TokenSpace(base, base_known, vectors[index], new_known)
 
 
-def token_texts(tokenizer, size: int) -> list[str]:
-    """The text each id spells (word-start marks as spaces), "" where it spells no whole characters."""
-    from ..extension import byte_level_to_text, is_byte_level
+def is_byte_level_tokenizer(tokenizer) -> bool:
+    return is_byte_level(json.loads(tokenizer.backend_tokenizer.to_str()))
 
-    spec_is_byte_level = is_byte_level(json.loads(tokenizer.backend_tokenizer.to_str()))
-    texts = [""] * size
+
+def readable(tokens: list[str], byte_level: bool) -> list[str]:
+    """Token strings as text: byte-level BPE writes "é" as "Ã©", which would read as Latin twice."""
+    return [(byte_level_to_text(t) or "") for t in tokens] if byte_level else tokens
+
+
+def token_strings(tokenizer, rows: int) -> list[str]:
+    """The text of each id below ``rows`` ("" where an id has none or spells no whole character)."""
+    strings = [""] * rows
     for token, idx in tokenizer.get_vocab().items():
-        if idx < size:
-            text = byte_level_to_text(token) if spec_is_byte_level else token.replace("▁", " ")
-            texts[idx] = text or ""
-    return texts
+        if idx < rows:
+            strings[idx] = token
+    return readable(strings, is_byte_level_tokenizer(tokenizer))
+
+
+def token_texts(tokenizer, size: int) -> list[str]:
+    """As ``token_strings``, with SentencePiece's word-start mark written as the space it stands for."""
+    return [text.replace("▁", " ") for text in token_strings(tokenizer, size)]
 
 
 def check_init_inputs(config) -> None:
@@ -130,22 +140,16 @@ def _wechsel_space(inputs: SpaceInputs, ctx) -> TokenSpace:
     config, root = ctx.config, ctx.project.root
     check_init_inputs(config)
     limit = config.get("extend.max_word_vectors")
-    source_words, source_vectors = read_word_vectors(_path(root, config.get("extend.source_vectors")), limit,
-                                                     setting="extend.source_vectors")
-    target_words, target_vectors = read_word_vectors(_path(root, config.get("extend.target_vectors")), limit,
-                                                     setting="extend.target_vectors")
-    dictionary = read_dictionary(_path(root, config.get("extend.dictionary")), setting="extend.dictionary")
 
-    def encoder(tokenizer):
-        return lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]
+    def read_vectors(setting: str):
+        return read_word_vectors(text_path(config.get(setting), root, setting), limit, setting=setting)
 
+    source_words, source_vectors = read_vectors("extend.source_vectors")
+    target_words, target_vectors = read_vectors("extend.target_vectors")
+    dictionary = read_dictionary(text_path(config.get("extend.dictionary"), root, "extend.dictionary"), setting="extend.dictionary")
     return wechsel_token_space(source_words, source_vectors, target_words, target_vectors, dictionary,
-                               encoder(inputs.base_tokenizer), encoder(inputs.new_tokenizer), inputs.old_rows, inputs.token_ids)
-
-
-def _path(root: Path, name: str) -> Path:
-    path = Path(name).expanduser()
-    return path if path.is_absolute() else root / path
+                               hf_encoder(inputs.base_tokenizer), hf_encoder(inputs.new_tokenizer), inputs.old_rows,
+                               inputs.token_ids)
 
 
 # --- the probe ----------------------------------------------------------------------------------
