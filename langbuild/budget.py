@@ -181,12 +181,12 @@ def time_training_steps(model, vocab_size: int, batch_size: int, seq_len: int, s
     """
     import torch
 
-    from .steps.train import _make_optimizer
+    from .training.loop import make_optimizer
 
     device = model.device
     generator = torch.Generator().manual_seed(seed)
     batch = torch.randint(0, vocab_size, (batch_size, seq_len), generator=generator).to(device)
-    optimizer = _make_optimizer(model, lr=0.0, weight_decay=0.0)
+    optimizer = make_optimizer([{"params": list(model.parameters()), "peak": 0.0, "weight_decay": 0.0}])
     on_gpu = device.type == "cuda"
     if on_gpu:
         torch.cuda.reset_peak_memory_stats(device)

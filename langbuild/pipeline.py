@@ -99,6 +99,20 @@ def _extend_inputs(project: Project) -> dict[str, Any]:
                   "extend.source_vectors", "extend.target_vectors", "extend.dictionary")
 
 
+def _train_inputs(project: Project) -> dict[str, Any]:
+    if project.config.get("train.replay_fraction") <= 0:
+        return {}
+    return _texts(project, "train.replay_text")
+
+
+# Train settings that change the trained model (the others are about how it runs).
+TRAIN_RESULT_KEYS = ("stages", "embedding_steps", "max_steps", "tokens", "seq_len", "batch_size", "tokens_per_step",
+                     "learning_rate", "embedding_learning_rate", "schedule", "decay_fraction", "warmup_steps",
+                     "weight_decay", "max_grad_norm", "replay_fraction", "replay_text", "lora_rank", "lora_alpha",
+                     "unfreeze_layers", "precision", "gradient_checkpointing", "eval_every", "eval_max_bytes",
+                     "early_stopping")
+
+
 def _eval_inputs(project: Project) -> dict[str, Any]:
     return _texts(project, "eval.source_text")
 
@@ -115,12 +129,12 @@ STEPS: list[Step] = [
     Step("extend", "add target-language tokens to the base model and initialise their embeddings",
          ("project.seed", "extend", "project.trust_remote_code"), ("corpus", "tokenizer", "select"), "4", "extend",
          external_inputs=_extend_inputs),
-    # Checkpoint cadence and thread count do not change the result (resume is exact), so they are not
-    # fingerprinted: changing them never throws away training.
+    # Checkpoint cadence, threads, process count and logging do not change the result (resume is exact;
+    # several processes share one global batch), so they are not fingerprinted: changing them never
+    # throws away training.
     Step("train", "continued pretraining of the extended model on the train split",
-         ("project.seed", "train.max_steps", "train.seq_len", "train.batch_size", "train.learning_rate",
-          "train.warmup_steps", "train.weight_decay", "train.max_grad_norm"), ("corpus", "extend"), "1", "train",
-         resumable=True),
+         ("project.seed", "project.trust_remote_code", *(f"train.{key}" for key in TRAIN_RESULT_KEYS)),
+         ("corpus", "extend"), "2", "train", external_inputs=_train_inputs, resumable=True),
     Step("eval", "bits per byte and tokens per word: base vs extended vs trained",
          ("eval", "project.trust_remote_code"), ("corpus", "select", "extend", "train"), "1", "evaluate",
          external_inputs=_eval_inputs),

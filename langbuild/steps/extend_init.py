@@ -21,6 +21,7 @@ from ..extension import byte_level_to_text, is_byte_level
 from ..metrics import bits_per_byte, hf_batch_encoder, hf_encoder
 from ..reference_texts import read_text_lines, text_path
 from ..textio import sample_by_bytes
+from ..training.stages import embedding_parameters
 
 CORPUS_SPACE_METHODS = ("focus", "tokenadapt")  # methods that mix base rows by corpus-trained token vectors
 PROBE_SEQ_LEN = 128
@@ -153,15 +154,6 @@ def _wechsel_space(inputs: SpaceInputs, ctx) -> TokenSpace:
 
 
 # --- the probe ----------------------------------------------------------------------------------
-
-
-def embedding_parameters(model) -> list:
-    """The input embedding matrix and, when untied, the output head: what the probe trains."""
-    params = [model.get_input_embeddings().weight]
-    output = model.get_output_embeddings()
-    if output is not None and output.weight is not params[0]:
-        params.append(output.weight)
-    return params
 
 
 def train_embeddings_only(model, blocks, steps: int, seed: int, learning_rate: float = PROBE_LEARNING_RATE,

@@ -1,0 +1,81 @@
+"""Resumable checkpoints: written to a temporary folder and renamed into place, so one exists only
+once it is complete; a damaged newest one falls back to the one before it.
+
+Each holds the trained module's weights (safetensors, shared tensors stored once), the optimizer
+state (loaded back with ``weights_only=True``) and ``state.json`` (step, early-stopping state).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from ..core.atomic import atomic_write_json, atomic_write_text
+
+WEIGHTS = "model.safetensors"
+
+
+def checkpoints(folder: Path) -> list[Path]:
+    """Complete checkpoints, newest first."""
+    if not folder.is_dir():
+        return []
+    return sorted((p for p in folder.iterdir() if p.name.startswith("step-") and p.is_dir()), reverse=True)
+
+
+def save_checkpoint(folder: Path, step: int, model, optimizer, keep: int, state: dict | None = None) -> None:
+    import torch
+    from safetensors.torch import save_model
+
+    final = folder / f"step-{step:06d}"
+    tmp = folder / f".tmp-step-{step:06d}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_model(model, str(tmp / WEIGHTS))
+    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    atomic_write_json(tmp / "state.json", {**(state or {}), "step": step})
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)  # the checkpoint exists only once it is complete
+    for old in checkpoints(folder)[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def load_weights(model, path: Path) -> None:
+    """Load a checkpoint's weights into ``model`` (same structure), strictly."""
+    from safetensors.torch import load_model
+
+    load_model(model, str(path / WEIGHTS), strict=True, device=str(next(model.parameters()).device))
+
+
+def load_latest_checkpoint(folder: Path, restore: Callable[[Path, dict], object], console):
+    """(state, model, optimizer state) from the newest checkpoint that loads; None when there is none.
+
+    ``restore(path, state)`` builds the model the checkpoint was saved from and loads its weights."""
+    import torch
+
+    for path in checkpoints(folder):
+        try:
+            state = json.loads((path / "state.json").read_text())
+            model = restore(path, state)
+            optimizer_state = torch.load(path / "optimizer.pt", weights_only=True, map_location="cpu")
+            return state, model, optimizer_state
+        except Exception as err:  # a damaged checkpoint: fall back to the one before it
+            console.print(f"  [yellow]checkpoint {path.name} is unreadable ({type(err).__name__}); trying an older one[/]")
+    return None
+
+
+def truncate_metrics(path: Path, step: int) -> None:
+    """Keep the metric lines up to ``step``: the steps after the checkpoint are redone."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line)
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue  # a line torn by a kill or a full disk
+    atomic_write_text(path, "".join(line + "\n" for line in kept))

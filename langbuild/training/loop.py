@@ -1,0 +1,325 @@
+"""The training loop, the same code for one process and for several under ``accelerate launch``.
+
+Per optimizer step: the step's global batch is drawn (a function of the step and the seed), each
+process takes its slice, runs ``accumulation`` forward/backward passes on it (gradients synchronised
+only on the last), then the stage's gradient masks, clipping and one AdamW step. Dropout is seeded
+per step, so an interrupted run resumed from a checkpoint repeats the losses of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..core.atomic import atomic_write_json
+from ..core.errors import LangbuildError
+from ..models import load_model, load_tokenizer
+from .checkpoints import load_latest_checkpoint, load_weights, save_checkpoint, truncate_metrics
+from .data import TokenBlocks, global_batch
+from .plan import Stage, TrainPlan
+from .schedule import learning_rate
+from .stages import mask_gradients, merged, setup_stage
+
+CHECKPOINTS = "checkpoints"
+METRICS = "metrics.jsonl"
+OUT_OF_MEMORY_MARKERS = ("out of memory", "can't allocate memory", "not enough memory")
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    import torch
+
+    if isinstance(err, torch.OutOfMemoryError):
+        return True
+    return isinstance(err, RuntimeError) and any(m in str(err).lower() for m in OUT_OF_MEMORY_MARKERS)
+
+
+def out_of_memory_error(plan: TrainPlan) -> LangbuildError:
+    return LangbuildError(
+        f"out of memory training {plan.batch_size} x {plan.seq_len} tokens per pass: lower train.batch_size "
+        "(train.tokens_per_step keeps the tokens per step by accumulating), or set train.gradient_checkpointing = true"
+    )
+
+
+def make_optimizer(groups: list[dict]):
+    import torch
+
+    try:
+        return torch.optim.AdamW(groups, lr=groups[0]["peak"], fused=True)
+    except (RuntimeError, TypeError):  # fused kernels are missing on some builds
+        return torch.optim.AdamW(groups, lr=groups[0]["peak"])
+
+
+@dataclass
+class EarlyStopping:
+    patience: int
+    best: float = math.inf
+    since_best: int = 0
+    history: list[dict] = field(default_factory=list)
+
+    def update(self, step: int, bpb: float) -> bool:
+        """Record a held-out score; True when training should stop."""
+        self.history.append({"step": step, "bits_per_byte": bpb})
+        if bpb < self.best:
+            self.best, self.since_best = bpb, 0
+        else:
+            self.since_best += 1
+        return self.patience > 0 and self.since_best >= self.patience
+
+    def state(self) -> dict:
+        return {"best": self.best, "since_best": self.since_best, "history": self.history}
+
+
+class Reporter:
+    """A rich progress bar on a terminal; a plain line every few steps in logs and CI."""
+
+    def __init__(self, console, total: int, start: int):
+        self.console, self.total = console, total
+        self.progress = None
+        if console.is_terminal:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.progress = Progress(
+                TextColumn("  train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                TextColumn("{task.fields[stage]} loss {task.fields[loss]:.4f} lr {task.fields[lr]:.2e} "
+                           "{task.fields[tps]:,.0f} tok/s"),
+                TextColumn("ETA"), TimeRemainingColumn(), console=console,
+            )
+            self.task = self.progress.add_task("train", total=total, completed=start, loss=float("nan"), lr=0.0,
+                                               tps=0.0, stage="")
+            self.progress.start()
+
+    def update(self, record: dict) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, completed=record["step"], loss=record["loss"], lr=record["lr"],
+                                 tps=record["tokens_per_s"], stage=record["stage"])
+        elif record["step"] % 10 == 0 or record["step"] == self.total or "valid_bits_per_byte" in record:
+            eta = (self.total - record["step"]) * record["seconds_per_step"]
+            valid = f" valid {record['valid_bits_per_byte']:.4f} bpb" if "valid_bits_per_byte" in record else ""
+            self.console.print(
+                f"  step {record['step']}/{self.total} {record['stage']} loss {record['loss']:.4f} lr {record['lr']:.2e} "
+                f"{record['tokens_per_s']:,.0f} tok/s ETA {eta:,.0f} s{valid}"
+            )
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+class _TensorBoard:
+    def __init__(self, folder: Path | None):
+        self.writer = None
+        if folder is not None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise LangbuildError("train.tensorboard = true needs the tensorboard package: pip install tensorboard") from None
+            self.writer = SummaryWriter(str(folder))
+
+    def log(self, record: dict) -> None:
+        if self.writer is None:
+            return
+        for key in ("loss", "lr", "tokens_per_s", "valid_bits_per_byte"):
+            if key in record:
+                self.writer.add_scalar(f"train/{key}", record[key], record["step"])
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def make_accelerator(plan: TrainPlan):
+    import torch
+    from accelerate import Accelerator
+
+    mixed = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[plan.precision]
+    return Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=mixed)
+
+
+class Trainer:
+    """One training run of a plan; ``run()`` returns the summary written to ``summary.json``."""
+
+    def __init__(self, plan: TrainPlan, console, accelerator=None):
+        import torch
+
+        self.plan, self.console = plan, console
+        torch.set_num_threads(max(1, plan.threads))
+        self.accelerator = accelerator or make_accelerator(plan)
+        self.main = self.accelerator.is_main_process
+        self.out = Path(plan.out)
+        self.checkpoint_dir, self.metrics_path = self.out / CHECKPOINTS, self.out / METRICS
+        self.tokenizer = load_tokenizer(Path(plan.source), plan.trust_remote_code)
+        self.target = TokenBlocks(Path(plan.train_tokens), plan.train_token_count, plan.seq_len, "the train split")
+        self.replay = None
+        if plan.replay_fraction > 0:
+            self.replay = TokenBlocks(Path(plan.replay_tokens), plan.replay_token_count, plan.seq_len, "train.replay_text")
+        self.early = EarlyStopping(plan.early_stopping)
+
+    # -- model construction -------------------------------------------------------------------
+    def _base_model(self):
+        model = load_model(Path(self.plan.source), self.plan.trust_remote_code)
+        return model.to(self.accelerator.device)
+
+    def _restore(self, path: Path, state: dict):
+        """The model as it was at a checkpoint: the source model, wrapped like the stage that saved it."""
+        model = self._base_model()
+        stage = self.plan.stage_at(state["step"] - 1)
+        if stage.name == "lora":
+            model = setup_stage(model, "lora", self.plan, self._stage_seed(stage)).model
+        load_weights(model, path)
+        return model
+
+    def _stage_seed(self, stage: Stage) -> int:
+        return self.plan.seed * 1_000_003 + stage.first
+
+    # -- the run --------------------------------------------------------------------------------
+    def run(self) -> dict:
+        plan = self.plan
+        start, model, optimizer_state = self._start()
+        tensorboard = _TensorBoard(self.out / "tensorboard" if plan.tensorboard and self.main else None)
+        reporter = Reporter(self.console if self.main else _quiet_console(), plan.total_steps, start)
+        step, stopped_early, last_loss = start, False, None
+        try:
+            while step < plan.total_steps and not stopped_early:
+                stage = plan.stage_at(step)
+                resume_state = optimizer_state if step == start and start > 0 and plan.stage_at(start - 1) == stage else None
+                model, step, stopped_early, last_loss = self._run_stage(model, stage, step, resume_state, reporter,
+                                                                        tensorboard, last_loss)
+        finally:
+            reporter.close()
+            tensorboard.close()
+        return self._finish(model, step, stopped_early, last_loss)
+
+    def _start(self):
+        resumed = load_latest_checkpoint(self.checkpoint_dir, self._restore, self.console if self.main else _quiet_console())
+        if resumed:
+            state, model, optimizer_state = resumed
+            start = int(state["step"])
+            early = state.get("early_stopping") or {}
+            self.early = EarlyStopping(self.plan.early_stopping, early.get("best", math.inf), early.get("since_best", 0),
+                                       early.get("history", []))
+            if self.main:
+                self.console.print(f"  resuming from checkpoint step {start}")
+                truncate_metrics(self.metrics_path, start)
+            return start, model, optimizer_state
+        if self.main:
+            self.metrics_path.unlink(missing_ok=True)
+        return 0, self._base_model(), None
+
+    def _run_stage(self, model, stage: Stage, step: int, optimizer_state, reporter, tensorboard, last_loss):
+        plan, accelerator = self.plan, self.accelerator
+        setup = setup_stage(accelerator.unwrap_model(model), stage.name, plan, self._stage_seed(stage))
+        optimizer = make_optimizer(setup.groups)
+        if optimizer_state is not None:
+            optimizer.load_state_dict(optimizer_state)
+        accelerator.free_memory()
+        trained, optimizer = accelerator.prepare(setup.model, optimizer)
+        trained.train()
+        params = [p for group in setup.groups for p in group["params"]]
+        warmup = min(plan.warmup_steps, stage.steps // 2)
+        began = time.time()
+        stopped = False
+        with open(self.metrics_path, "a", encoding="utf-8") if self.main else contextlib.nullcontext() as log:
+            while step < stage.stop and not stopped:
+                tick = time.time()
+                for group in optimizer.param_groups:
+                    group["lr"] = learning_rate(step - stage.first, group["peak"], warmup, stage.steps, plan.schedule,
+                                                plan.decay_fraction)
+                loss = self._optimizer_step(trained, optimizer, setup, params, step)
+                last_loss = loss
+                seconds = time.time() - tick
+                step += 1
+                record = {"step": step, "stage": stage.name, "loss": loss, "lr": optimizer.param_groups[-1]["lr"],
+                          "tokens": step * plan.tokens_per_step, "tokens_per_s": plan.tokens_per_step / max(seconds, 1e-9),
+                          "seconds_per_step": seconds, "elapsed": time.time() - began}
+                if plan.eval_every and (step % plan.eval_every == 0 or step == plan.total_steps):
+                    bpb = self._held_out_bits_per_byte(trained)
+                    record["valid_bits_per_byte"] = bpb
+                    stopped = self.early.update(step, bpb)
+                    trained.train()
+                if self.main:
+                    log.write(json.dumps(record) + "\n")
+                    log.flush()
+                    tensorboard.log(record)
+                reporter.update(record)
+                if (step % plan.save_every == 0 or stage.stop == step) and step < plan.total_steps and not stopped:
+                    self._save(trained, optimizer, step)
+        if stopped and self.main:
+            self.console.print(f"  early stopping at step {step}: held-out bits per byte did not improve in "
+                               f"{plan.early_stopping} evaluations")
+        return trained, step, stopped, last_loss
+
+    def _optimizer_step(self, model, optimizer, setup, params, step: int) -> float:
+        import torch
+
+        plan, accelerator = self.plan, self.accelerator
+        # Dropout draws from the global RNG: seed it per step so reruns and resumes match.
+        torch.manual_seed(plan.seed * 1_000_003 + step)
+        batch = global_batch(step, plan.global_batch, self.target, self.replay, plan.replay_fraction, plan.seed)
+        per_process = plan.batch_size * plan.accumulation
+        mine = batch[accelerator.process_index * per_process:(accelerator.process_index + 1) * per_process]
+        total = torch.zeros((), device=accelerator.device)
+        try:
+            for micro in range(plan.accumulation):
+                rows = mine[micro * plan.batch_size:(micro + 1) * plan.batch_size].to(accelerator.device)
+                last = micro == plan.accumulation - 1
+                with contextlib.nullcontext() if last else accelerator.no_sync(model), accelerator.autocast():
+                    loss = model(input_ids=rows, labels=rows).loss / plan.accumulation
+                    accelerator.backward(loss)
+                total += loss.detach().float()
+        except Exception as err:
+            if is_out_of_memory(err):
+                raise out_of_memory_error(plan) from None
+            raise
+        if accelerator.num_processes > 1:
+            total = accelerator.reduce(total, "mean")
+        value = float(total)
+        if not math.isfinite(value):
+            raise LangbuildError(f"training diverged at step {step + 1} (loss {value}): lower train.learning_rate")
+        mask_gradients(setup.row_masks)
+        if plan.max_grad_norm > 0:
+            accelerator.clip_grad_norm_(params, plan.max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return value
+
+    def _held_out_bits_per_byte(self, model) -> float:
+        from ..metrics import bits_per_byte
+
+        unwrapped = self.accelerator.unwrap_model(model)
+        return bits_per_byte(unwrapped, self.tokenizer, self.plan.valid_texts, window=self.plan.seq_len)["bits_per_byte"]
+
+    def _save(self, model, optimizer, step: int) -> None:
+        if self.main:
+            save_checkpoint(self.checkpoint_dir, step, self.accelerator.unwrap_model(model), optimizer,
+                            self.plan.keep_checkpoints, {"early_stopping": self.early.state()})
+        self.accelerator.wait_for_everyone()
+
+    def _finish(self, model, step: int, stopped_early: bool, last_loss) -> dict:
+        plan = self.plan
+        model = merged(self.accelerator.unwrap_model(model))
+        model.eval()
+        summary = {"steps": step, "planned_steps": plan.total_steps, "stopped_early": stopped_early,
+                   "stages": [{"name": s.name, "steps": s.steps} for s in plan.stages],
+                   "blocks": len(self.target), "tokens_per_step": plan.tokens_per_step, "tokens": step * plan.tokens_per_step,
+                   "processes": plan.num_processes, "final_loss": last_loss}
+        if self.early.history:
+            summary["held_out"] = self.early.history
+        if self.main:
+            if plan.gradient_checkpointing:
+                model.gradient_checkpointing_disable()
+            model.save_pretrained(self.out / "model")
+            self.tokenizer.save_pretrained(self.out / "model")
+            # Nothing about interruptions goes in here: a resumed run writes the same files as an uninterrupted one.
+            atomic_write_json(self.out / "summary.json", summary)
+        self.accelerator.wait_for_everyone()
+        return summary
+
+
+def _quiet_console():
+    from rich.console import Console
+
+    return Console(quiet=True)
