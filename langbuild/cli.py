@@ -118,6 +118,24 @@ def _extend_command(help_text: str):
     return command
 
 
+def _train_command(help_text: str):
+    def command(
+        project: Path = ProjectDir,
+        force: bool = typer.Option(False, "--force", help="re-run this step even if it is up to date"),
+        num_processes: int | None = typer.Option(
+            None, "--num-processes", help="train in N processes (GPUs, or CPU processes) through accelerate launch "
+                                          "(saved as train.num_processes)"),
+    ) -> None:
+        from . import pipeline
+
+        if num_processes is not None:
+            _save_setting(project, "train.num_processes", str(num_processes))
+        pipeline.run(_open(project), console, until="train", force={"train"} if force else False)
+
+    command.__doc__ = f"{help_text[0].upper()}{help_text[1:]} (runs earlier steps first if needed)."
+    return command
+
+
 def _save_setting(project: Path, key: str, text: str) -> None:
     """Write one setting into langbuild.toml (validated first, comments kept), as 'config set' does."""
     import tomlkit
@@ -136,7 +154,8 @@ def _register_steps() -> None:
     from .pipeline import STEPS
 
     for step in STEPS:
-        command = _extend_command(step.help) if step.name == "extend" else _step_command(step.name, step.help)
+        special = {"extend": _extend_command, "train": _train_command}
+        command = special[step.name](step.help) if step.name in special else _step_command(step.name, step.help)
         app.command(name=step.name)(command)
 
 
