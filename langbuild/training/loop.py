@@ -134,8 +134,13 @@ class _TensorBoard:
 def make_accelerator(plan: TrainPlan):
     import torch
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
 
     mixed = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[plan.precision]
+    if plan.num_processes == 1:
+        # accelerate keeps one global state per process; a second run here (tests, benchmarks) may
+        # ask for another precision, which it refuses unless the old state is dropped.
+        AcceleratorState._reset_state(True)
     return Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=mixed)
 
 
