@@ -148,6 +148,7 @@ def test_held_out_checks_are_logged_and_early_stopping_stops(project):
     assert [h["step"] for h in summary["held_out"]] == [2, 4, 6] and not summary["stopped_early"]
     # A learning rate this high makes the held-out score worse at once: patience 1 stops at the second check.
     _set(project, train__eval_every=1, train__early_stopping=1, train__max_steps=30, train__learning_rate=0.5,
+         train__embedding_learning_rate=0.0,
          train__warmup_steps=0, train__max_grad_norm=0.0)
     records = _train(project)
     summary = read_json(project / "train/summary.json")
