@@ -157,7 +157,7 @@ def test_held_out_checks_are_logged_and_early_stopping_stops(project):
 
 def test_replay_text_is_fingerprinted_only_when_replayed(project):
     write_lines(project / "english.txt", english_lines()[:200])
-    _set(project, train__replay_text="english.txt", train__max_steps=2)
+    _set(project, train__replay_text="english.txt", train__replay_fraction=0.0, train__max_steps=2)
     _train(project)
     (project / "english.txt").write_text("changed\n" * 300)
     assert not any(r["ran"] for r in pipeline.run(Project(project), QUIET, until="train"))
