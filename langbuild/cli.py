@@ -100,40 +100,30 @@ def _step_command(step_name: str, help_text: str):
     return command
 
 
-def _extend_command(help_text: str):
+def _step_command_saving(step_name: str, help_text: str, flag: str, key: str, option_help: str, metavar: str):
+    """A step command with one option that is saved into langbuild.toml as ``key`` before the run."""
     def command(
         project: Path = ProjectDir,
         force: bool = typer.Option(False, "--force", help="re-run this step even if it is up to date"),
-        compare: str | None = typer.Option(
-            None, "--compare", help="initialisations to compare by a short probe, e.g. subword-mean,focus,tokenadapt "
-                                    "(saved as extend.compare; the best is kept)"),
+        value: str | None = typer.Option(None, flag, metavar=metavar, help=f"{option_help} (saved as {key})"),
     ) -> None:
         from . import pipeline
 
-        if compare is not None:
-            _save_setting(project, "extend.compare", compare)
-        pipeline.run(_open(project), console, until="extend", force={"extend"} if force else False)
+        if value is not None:
+            _save_setting(project, key, value)
+        pipeline.run(_open(project), console, until=step_name, force={step_name} if force else False)
 
     command.__doc__ = f"{help_text[0].upper()}{help_text[1:]} (runs earlier steps first if needed)."
     return command
 
 
-def _train_command(help_text: str):
-    def command(
-        project: Path = ProjectDir,
-        force: bool = typer.Option(False, "--force", help="re-run this step even if it is up to date"),
-        num_processes: int | None = typer.Option(
-            None, "--num-processes", help="train in N processes (GPUs, or CPU processes) through accelerate launch "
-                                          "(saved as train.num_processes)"),
-    ) -> None:
-        from . import pipeline
-
-        if num_processes is not None:
-            _save_setting(project, "train.num_processes", str(num_processes))
-        pipeline.run(_open(project), console, until="train", force={"train"} if force else False)
-
-    command.__doc__ = f"{help_text[0].upper()}{help_text[1:]} (runs earlier steps first if needed)."
-    return command
+# Steps whose command takes one setting as a flag: (flag, setting, help, metavar).
+STEP_FLAGS = {
+    "extend": ("--compare", "extend.compare",
+               "initialisations to compare by a short probe, e.g. subword-mean,focus,tokenadapt; the best is kept", "A,B,..."),
+    "train": ("--num-processes", "train.num_processes",
+              "train in N processes (GPUs, or CPU processes) through accelerate launch", "N"),
+}
 
 
 def _save_setting(project: Path, key: str, text: str) -> None:
@@ -154,8 +144,10 @@ def _register_steps() -> None:
     from .pipeline import STEPS
 
     for step in STEPS:
-        special = {"extend": _extend_command, "train": _train_command}
-        command = special[step.name](step.help) if step.name in special else _step_command(step.name, step.help)
+        if step.name in STEP_FLAGS:
+            command = _step_command_saving(step.name, step.help, *STEP_FLAGS[step.name])
+        else:
+            command = _step_command(step.name, step.help)
         app.command(name=step.name)(command)
 
 

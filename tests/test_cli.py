@@ -367,6 +367,14 @@ def test_unknown_flag_is_one_line_exit_2(tmp_path):
     assert "--bogus" in result.stderr and "langbuild status --help" in result.stderr
 
 
+def test_a_badly_typed_step_flag_is_one_line_and_changes_nothing(project):
+    before = (project / "langbuild.toml").read_text()
+    result = langbuild("train", "-C", str(project), "--num-processes", "two", cwd=project)
+    assert_one_line_error(result, code=2)
+    assert "train.num_processes" in result.stderr
+    assert (project / "langbuild.toml").read_text() == before
+
+
 def test_missing_argument_is_one_line_exit_2(tmp_path):
     result = langbuild("config", "set", "train.max_steps", cwd=tmp_path)
     assert_one_line_error(result, code=2)
