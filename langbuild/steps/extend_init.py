@@ -21,6 +21,7 @@ from ..extension import byte_level_to_text, is_byte_level
 from ..metrics import bits_per_byte, hf_batch_encoder, hf_encoder
 from ..reference_texts import read_text_lines, text_path
 from ..textio import sample_by_bytes
+from ..training.data import batch_indices, pack_blocks
 from ..training.stages import embedding_parameters
 
 CORPUS_SPACE_METHODS = ("focus", "tokenadapt")  # methods that mix base rows by corpus-trained token vectors
@@ -165,8 +166,6 @@ def train_embeddings_only(model, blocks, steps: int, seed: int, learning_rate: f
     decay is 0: decoupled decay would shrink every row whose gradient is zero (STACK.md)."""
     import torch
 
-    from .train import batch_indices
-
     trainable = embedding_parameters(model) if embeddings_only else list(model.parameters())
     for param in model.parameters():
         param.requires_grad_(False)
@@ -194,8 +193,6 @@ def train_embeddings_only(model, blocks, steps: int, seed: int, learning_rate: f
 def probe_blocks(tokenizer, train: list[str], steps: int, seed: int, batch: int = PROBE_BATCH, seq_len: int = PROBE_SEQ_LEN):
     """Enough train documents, in a seeded order, to fill ``steps`` batches once (each block seen once)."""
     import random
-
-    from .train import pack_blocks
 
     # Text is chosen by bytes, generously (6 bytes per token is more than any tokenizer here averages):
     # fewer blocks than batches would only repeat blocks, but not one block at all is an error.

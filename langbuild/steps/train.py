@@ -18,12 +18,10 @@ from ..core.errors import LangbuildError
 from ..metrics import context_length
 from ..models import load_tokenizer
 from ..textio import read_jsonl_texts, sample_by_bytes
-from ..training.checkpoints import load_latest_checkpoint, save_checkpoint  # noqa: F401 - the step's public pieces
-from ..training.data import batch_indices, pack_blocks, tokenise_to_file  # noqa: F401
+from ..training.data import tokenise_to_file
 from ..training.launch import check_processes, launch
-from ..training.loop import CHECKPOINTS, METRICS, Trainer  # noqa: F401
+from ..training.loop import CHECKPOINTS, Trainer
 from ..training.plan import TrainPlan, accumulation_steps, new_rows_of, stage_plan, total_steps
-from ..training.schedule import learning_rate  # noqa: F401
 
 
 def resolve_precision(requested: str) -> str:

@@ -24,15 +24,18 @@ def eos_id(tokenizer) -> int:
     return tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
 
 
+def _eos_joined(encoded: Iterable[list[int]], eos: int):
+    """Token ids of several documents as one stream, each document followed by EOS."""
+    for ids in encoded:
+        yield from ids
+        yield eos
+
+
 def pack_blocks(tokenizer, texts: list[str], seq_len: int):
     """All documents as one EOS-separated stream, cut into ``seq_len`` blocks (the tail is dropped)."""
     import torch
 
-    eos = eos_id(tokenizer)
-    stream: list[int] = []
-    for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]:
-        stream.extend(ids)
-        stream.append(eos)
+    stream = list(_eos_joined(tokenizer(texts, add_special_tokens=False)["input_ids"], eos_id(tokenizer)))
     usable = len(stream) // seq_len * seq_len
     if usable == 0:
         raise LangbuildError(
@@ -70,7 +73,7 @@ def tokenise_to_file(tokenizer, texts: Iterable[str], path: Path) -> int:
     with open(path, "wb") as handle:
         for chunk in _chunks(texts, CHUNK_DOCUMENTS):
             ids = tokenizer(chunk, add_special_tokens=False)["input_ids"]
-            flat = np.fromiter((t for doc in ids for t in (*doc, eos)), dtype=np.int32)
+            flat = np.fromiter(_eos_joined(ids, eos), dtype=np.int32)
             handle.write(flat.tobytes())
             count += len(flat)
         handle.flush()
