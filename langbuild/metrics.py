@@ -105,31 +105,90 @@ def context_length(model, default: int = 2048) -> int:
     return default
 
 
-def bits_per_byte(model, tokenizer, texts: list[str], window: int = 512, batch_size: int = 8) -> dict[str, float]:
+def bits_per_byte(model, tokenizer, texts: list[str], window: int = 512, batch_size: int = 8) -> dict:
     """Bits per UTF-8 byte of ``texts`` joined by newlines, scored in non-overlapping windows.
 
     Each window is prefixed with the model's BOS (or EOS) token and its tokens are predicted from the
     window's own left context; every token of the text is scored exactly once.
+
+    Besides the totals it returns the per-window pieces a bootstrap interval resamples (see
+    ``langbuild.evaluation.bootstrap.bits_per_byte_interval``): ``window_nll`` (nats, one float per
+    window) and ``window_bytes`` (one int per window). The window bytes partition the text's UTF-8
+    bytes exactly (they sum to ``bytes``), so resampling windows resamples the text itself; see
+    ``_window_bytes`` for how bytes are assigned. ``bits_per_byte`` is computed from the batch totals
+    exactly as before the per-window keys existed, so its value does not depend on them.
     """
     import torch
 
     text = "\n".join(texts)
     if not text:
         raise ValueError("bits per byte of an empty text is undefined")
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    ids, offsets = _encode_with_offsets(tokenizer, text)
     start = _context_token(tokenizer)
     span = min(window, context_length(model)) - 1
-    windows = [ids[i : i + span] for i in range(0, len(ids), span)]
+    firsts = list(range(0, len(ids), span))
+    windows = [ids[i : i + span] for i in firsts]
     total_nll = 0.0
+    window_nll: list[float] = []
     model.eval()
     with torch.inference_mode():
         for first in range(0, len(windows), batch_size):
-            total_nll += _batch_nll(model, windows[first : first + batch_size], start)
+            batch_total, per_window = _batch_nll(model, windows[first : first + batch_size], start)
+            total_nll += batch_total
+            window_nll.extend(per_window)
     n_bytes = len(text.encode("utf-8"))
-    return {"bits_per_byte": total_nll / math.log(2) / max(n_bytes, 1), "tokens": len(ids), "bytes": n_bytes}
+    return {
+        "bits_per_byte": total_nll / math.log(2) / max(n_bytes, 1),
+        "tokens": len(ids),
+        "bytes": n_bytes,
+        "window_nll": window_nll,
+        "window_bytes": _window_bytes(text, firsts, len(ids), offsets),
+    }
 
 
-def _batch_nll(model, batch: list[list[int]], start: int) -> float:
+def _encode_with_offsets(tokenizer, text: str) -> tuple[list[int], list[tuple[int, int]] | None]:
+    """Token ids of ``text`` and, from a fast tokenizer, each token's character span (None from a slow one).
+
+    The ids are the same as a plain call's: asking for offsets does not change the tokenization.
+    """
+    if getattr(tokenizer, "is_fast", False):
+        try:
+            encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+            return encoded["input_ids"], [tuple(span) for span in encoded["offset_mapping"]]
+        except (NotImplementedError, ValueError, TypeError, KeyError):
+            pass
+    return tokenizer(text, add_special_tokens=False)["input_ids"], None
+
+
+def _window_bytes(text: str, firsts: list[int], n_tokens: int, offsets: list[tuple[int, int]] | None) -> list[int]:
+    """UTF-8 bytes owned by each window (first token indices ``firsts``); they sum to the text's byte count.
+
+    With offsets, a window owns the text from its first token's start character to the next window's
+    first token's start (the first window from character 0, the last to the end). Starts are forced
+    non-decreasing, so an odd offset (a byte-fallback piece in the middle of a character shares that
+    character's span) gives a window fewer bytes, never a gap or an overlap. Without offsets (slow
+    tokenizer) the bytes are spread in proportion to each window's tokens, rounded so they still sum
+    exactly: an approximation, since tokens do not all cover the same number of bytes.
+    """
+    if not firsts:
+        return []
+    if offsets is None:
+        total = len(text.encode("utf-8"))
+        cuts = [round(total * first / n_tokens) for first in firsts] + [total]
+        return [cuts[k + 1] - cuts[k] for k in range(len(firsts))]
+    cuts = [0]
+    for first in firsts[1:]:
+        cuts.append(min(max(cuts[-1], offsets[first][0]), len(text)))
+    cuts.append(len(text))
+    return [len(text[cuts[k] : cuts[k + 1]].encode("utf-8")) for k in range(len(firsts))]
+
+
+def _batch_nll(model, batch: list[list[int]], start: int) -> tuple[float, list[float]]:
+    """(summed NLL in nats of every token in ``batch``, the same sum per window).
+
+    The batch total is summed over the whole tensor as it always was, so totals built from it are
+    unchanged to the last bit; the per-window sums may differ from it in the last float digits.
+    """
     import torch
     import torch.nn.functional as F
 
@@ -143,4 +202,5 @@ def _batch_nll(model, batch: list[list[int]], start: int) -> float:
     logits = model(input_ids=input_ids, attention_mask=mask).logits[:, :-1].float()
     targets = input_ids[:, 1:]
     nll = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), reduction="none")
-    return float((nll.view(len(batch), -1) * mask[:, 1:]).sum())
+    masked = nll.view(len(batch), -1) * mask[:, 1:]
+    return float(masked.sum()), masked.sum(dim=1).tolist()
