@@ -140,11 +140,47 @@ def _save_setting(project: Path, key: str, text: str) -> None:
     atomic_write_text(path, tomlkit.dumps(doc))
 
 
+def _eval_command(help_text: str):
+    def command(
+        project: Path = ProjectDir,
+        force: bool = typer.Option(False, "--force", help="re-run this step even if it is up to date"),
+        tasks: str | None = typer.Option(None, "--tasks", metavar="A,B,...",
+                                         help="benchmarks to run, e.g. cloze,heldout-bpb,belebele_nya_Latn (saved as eval.tasks)"),
+        list_tasks: bool = typer.Option(False, "--list-tasks", help="show lm-eval's built-in tasks for the language and stop"),
+        language: str | None = typer.Option(None, "--language", help="with --list-tasks: this language instead of the project's"),
+    ) -> None:
+        if list_tasks:
+            _list_tasks(language or _open(project).config.get("project.language"))
+            return
+        from . import pipeline
+
+        if tasks is not None:
+            _save_setting(project, "eval.tasks", tasks)
+        pipeline.run(_open(project), console, until="eval", force={"eval"} if force else False)
+
+    command.__doc__ = f"{help_text[0].upper()}{help_text[1:]} (runs earlier steps first if needed)."
+    return command
+
+
+def _list_tasks(language: str) -> None:
+    from .evaluation.builtin_tasks import render_task_table, tasks_for_language
+
+    found = tasks_for_language(language)
+    if found:
+        console.print(render_task_table(language, found))
+    else:
+        console.print(f"lm-eval has no built-in task for '{escape(language)}'")
+    console.print("langbuild also builds two tasks from your held-out text: cloze and heldout-bpb (the default "
+                  "eval.tasks). Built-in tasks download their data from the Hugging Face hub the first time.")
+
+
 def _register_steps() -> None:
     from .pipeline import STEPS
 
     for step in STEPS:
-        if step.name in STEP_FLAGS:
+        if step.name == "eval":
+            command = _eval_command(step.help)
+        elif step.name in STEP_FLAGS:
             command = _step_command_saving(step.name, step.help, *STEP_FLAGS[step.name])
         else:
             command = _step_command(step.name, step.help)
@@ -164,6 +200,19 @@ def run(
     started = time.time()
     pipeline.run(_open(project), console, until=until, from_=from_, force=force)
     console.print(f"[bold green]all done[/] in {time.time() - started:.0f} s")
+
+
+@app.command()
+def export(
+    destination: Path = typer.Argument(..., help="folder to write the model into (must be empty or new)"),
+    project: Path = ProjectDir,
+    force: bool = typer.Option(False, "--force", help="replace the destination's contents"),
+) -> None:
+    """Write the trained model as a clean Hugging Face folder: safetensors, tokenizer and a model card."""
+    from .export import export_model
+
+    written = export_model(_open(project), destination, force)
+    console.print(f"[green]✓[/] exported to {escape(str(written))}; upload with: huggingface-cli upload NAME {escape(str(written))}")
 
 
 @app.command()

@@ -147,8 +147,8 @@ STEPS: list[Step] = [
          ("eval", "project.language", "project.seed", "project.trust_remote_code"), ("corpus", "select", "extend", "train"),
          "2", "evaluate",
          external_inputs=_eval_inputs),
-    Step("report", "write report/report.md", ("project", "extend.pad_to_multiple_of"),
-         ("corpus", "tokenizer", "select", "extend", "train", "eval"), "3", "report", sees_all_upstream=True),
+    Step("report", "write report/report.md, report.html and model_card.md", ("project", "extend.pad_to_multiple_of"),
+         ("corpus", "tokenizer", "select", "extend", "train", "eval"), "4", "report", sees_all_upstream=True),
 ]
 STEP_NAMES = [step.name for step in STEPS]
 

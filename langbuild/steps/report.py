@@ -1,160 +1,214 @@
-"""report: one Markdown page with the settings, the before/after table and what each number means."""
+"""report: the settings, the before/after numbers with their directions and intervals, and what each means.
+
+Writes ``report.md`` (plots linked from ``plots/``), ``report.html`` (the same content in one
+self-contained file) and ``model_card.md`` (the Hugging Face README that ``langbuild export`` ships).
+The page is built once as structured blocks and rendered to both formats, so they never disagree.
+"""
 
 from __future__ import annotations
 
-import json
+from pathlib import Path
 
 import tomlkit
 
 from ..core.atomic import atomic_write_text
+from ..reporting.card import render_card
+from ..reporting.data import Outputs, change, load_outputs
+from ..reporting.document import Block, Bullets, CodeBlock, Heading, Image, Paragraph, Strong, Table, rich, to_markdown
+from ..reporting.html import to_html
+from ..reporting.plots import write_plots
+from ..reporting.sections import HIGHER, LOWER, benchmark_blocks, forgetting_line, generation_blocks, held_out_table
+
+PLOTS_DIR = "plots"
 
 
-def _load(ctx, step: str, name: str) -> dict:
-    return json.loads((ctx.output_of(step) / name).read_text(encoding="utf-8"))
-
-
-def _fmt(value: float, digits: int = 4) -> str:
-    return f"{value:.{digits}f}"
-
-
-def _change(before: float, after: float) -> str:
-    return f"{(after - before) / before * 100:+.1f} %" if before else "n/a"
-
-
-def _extension_summary(extend: dict) -> str:
+def _extension_summary(extend: dict) -> tuple:
     if extend.get("mode") == "replace":
         return (f"its tokenizer replaced by the target one ({extend['added_tokens']:,} rows without a base match, "
-                f"initialised by {extend['init']})")
-    return (f"extended with **{extend['added_tokens']:,}** target-language tokens ({extend['method']}, rows initialised "
-            f"by {extend['init']})")
+                f"initialised by {extend['init']})",)
+    return ("extended with ", Strong(f"{extend['added_tokens']:,}"),
+            f" target-language tokens ({extend['method']}, rows initialised by {extend['init']})")
 
 
-def _initialisation_lines(extend: dict) -> list[str]:
-    """Zero-shot bits per byte after extension and, when several were probed, the initialiser comparison."""
-    lines = []
-    for side, row in (extend.get("zero_shot_bits_per_byte") or {}).items():
-        lines.append(f"- Zero-shot {side} bits per byte (extended, before training): {row['extended']:.3f} against the "
-                     f"base model's {row['base']:.3f} ({_change(row['base'], row['extended'])}).")
+def _zero_shot(extend: dict) -> list[str]:
+    """Zero-shot bits per byte after extension, before any training, next to the base model's."""
+    return [f"Zero-shot {side} bits per byte (extended, before training): {row['extended']:.3f} against the base model's "
+            f"{row['base']:.3f} ({change(row['base'], row['extended'])}; {LOWER})."
+            for side, row in (extend.get("zero_shot_bits_per_byte") or {}).items()]
+
+
+def _init_comparison(extend: dict) -> list[Block]:
+    """When several initialisers were probed: each one's held-out bits per byte before and after the probe."""
     comparison = extend.get("init_comparison") or []
-    if comparison:
-        lines += ["", "| init | held-out bits/byte at start | after the probe |", "|---|---:|---:|"]
-        for row in comparison:
-            lines.append(f"| {row['method']}{' (kept)' if row['chosen'] else ''} | {row['zero_shot_bits_per_byte']:.3f} "
-                         f"| {row['probe_bits_per_byte']:.3f} |")
-    return lines
+    if not comparison:
+        return []
+    rows = tuple((f"{row['method']}{' (kept)' if row['chosen'] else ''}", f"{row['zero_shot_bits_per_byte']:.3f}",
+                  f"{row['probe_bits_per_byte']:.3f}") for row in comparison)
+    return [Table(("init", f"held-out bits/byte at start ({LOWER})", f"after the probe ({LOWER})"), rows, ("l", "r", "r"))]
 
 
-def _gain_curve_lines(extend: dict) -> list[str]:
+def _gain_curve(extend: dict) -> list[str]:
     curve = extend.get("gain_curve") or []
     if len(curve) < 2:
         return []
     points = ", ".join(f"{p['new_tokens']:,} → {p['tokens_per_word']:.3f}" for p in curve)
-    return [f"- Gain curve (new tokens → held-out tokens per word): {points}."]
+    return [f"Gain curve (new tokens → held-out tokens per word, {LOWER}): {points}."]
 
 
-def _candidate_table(selection: dict) -> list[str]:
+def _candidate_table(selection: dict) -> Table:
     def maybe(value, fmt: str) -> str:
         return "—" if value is None else fmt.format(value)
 
-    rows = [
-        "| candidate | parameters | tokens per word | bits per byte | English bits per byte | training memory | fits"
-        " | s per 1M tokens |",
-        "|---|---:|---:|---:|---:|---:|---|---:|",
-    ]
+    rows = []
     for c in selection["candidates"]:
-        name = f"**{c['name']}**" if c["name"] == selection["chosen"] else c["name"]
         memory = c.get("memory_gb")
-        rows.append(
-            f"| {name} | {c['parameters'] / 1e6:.1f}M | {c['tokens_per_word']:.3f} | {c['bits_per_byte']:.4f} | "
-            f"{maybe(c.get('source_bits_per_byte'), '{:.4f}')} | {maybe(memory, '{:.2f} GB')} | "
-            f"{'yes' if c.get('fits', True) else 'no'} | {maybe(c.get('seconds_per_million_tokens'), '{:,.0f}')} |"
-        )
-    return rows
+        rows.append((
+            rich(Strong(c["name"])) if c["name"] == selection["chosen"] else c["name"],
+            f"{c['parameters'] / 1e6:.1f}M", f"{c['tokens_per_word']:.3f}", f"{c['bits_per_byte']:.4f}",
+            maybe(c.get("source_bits_per_byte"), "{:.4f}"), maybe(memory, "{:.2f} GB"), "yes" if c.get("fits", True) else "no",
+            maybe(c.get("seconds_per_million_tokens"), "{:,.0f}"),
+        ))
+    header = ("candidate", "parameters", f"tokens per word ({LOWER})", f"bits per byte ({LOWER})",
+              f"English bits per byte ({LOWER})", "training memory", "fits", f"s per 1M tokens ({LOWER})")
+    return Table(header, tuple(rows), ("l", "r", "r", "r", "r", "r", "l", "r"))
 
 
-def render(ctx) -> str:
-    config = ctx.config
-    corpus = _load(ctx, "corpus", "stats.json")
-    tokenizer = _load(ctx, "tokenizer", "metrics.json")
-    selection = _load(ctx, "select", "selection.json")
-    extend = _load(ctx, "extend", "metrics.json")
-    train = _load(ctx, "train", "summary.json")
-    evaluation = _load(ctx, "eval", "metrics.json")
-    name = config.get("project.name") or ctx.project.root.name
-    tgt, src = evaluation["target"], evaluation["source"]
+def _removed(corpus: dict) -> str:
+    removed = corpus.get("removed") or {}
+    if not removed:
+        return "nothing"
+    if isinstance(removed, dict):
+        return ", ".join(f"{count:,} {reason.replace('_', ' ')}" for reason, count in removed.items())
+    return str(removed)
+
+
+def _image(plots: dict, name: str) -> list[Block]:
+    if name not in plots:
+        return []
+    path, caption = plots[name]
+    return [Image(f"{PLOTS_DIR}/{path.name}", caption, path)]
+
+
+# ---------------------------------------------------------------- sections
+
+
+def _results(outputs: Outputs, plots: dict) -> list[Block]:
+    evaluation = outputs.evaluation or {}
+    tgt, src = evaluation.get("target") or {}, evaluation.get("source") or {}
+    table = held_out_table(evaluation)
+    blocks: list[Block] = [Heading(2, "Results (held-out text; lower is better for every row)")]
+    blocks += [table] if table else [Paragraph("eval has not produced held-out scores.")]
+    blocks += [
+        Paragraph("What the numbers mean:"),
+        Bullets((
+            rich(Strong("bits per byte"), " (lower is better): how many bits the model needs, on average, to encode each "
+                 "byte of held-out text. It is comparable across tokenizers; lower means the model predicts the language "
+                 "better. Brackets hold the 95 % bootstrap interval when eval computed one."),
+            rich(Strong("tokens per word"), " (lower is better): how many tokens the tokenizer cuts an average word into. "
+                 "Lower means shorter sequences: faster training and generation and more text in the same context window."),
+            rich(Strong("base"), " is the model as downloaded; ", Strong("extended"), " has the new tokens before any "
+                 "training (their rows are only estimates); ", Strong("trained"), " is after continued pretraining."),
+            rich(Strong("source (English)"), " checks forgetting: the target gain should not cost much English ability."),
+        )),
+    ]
+    if tgt.get("bytes") and src.get("bytes"):
+        identical = src.get("lines_identical")
+        blocks.append(Paragraph(
+            f"Evaluated on {tgt['bytes']:,} bytes of held-out target text and {src['bytes']:,} bytes of English"
+            + (f"; {identical:.1%} of the English lines keep exactly the base model's token ids ({HIGHER})." if identical is not None
+               else ".")))
+    forgetting = forgetting_line(evaluation)
+    blocks += [Paragraph(forgetting)] if forgetting else []
+    return blocks + _image(plots, "tokens_per_word") + generation_blocks(evaluation, 3)
+
+
+def _benchmarks(outputs: Outputs, plots: dict) -> list[Block]:
+    blocks = benchmark_blocks(outputs.evaluation, 2)
+    if not blocks:
+        return []
+    image = _image(plots, "benchmarks")
+    # The plot goes right after the table's notes, before the skipped list.
+    split = next((i for i, b in enumerate(blocks) if isinstance(b, Heading) and i > 0), len(blocks))
+    return blocks[:split] + image + blocks[split:]
+
+
+def _training(outputs: Outputs, plots: dict) -> list[Block]:
+    train = outputs.train or {}
+    if not train:
+        return []
+    stages = ", ".join(f"{s['name']} ({s['steps']:,} steps)" for s in train.get("stages") or [])
+    lines = [f"{train['steps']:,} optimizer steps of {train['tokens_per_step']:,} tokens ({train.get('tokens', 0):,} tokens)"
+             + (f" in stages: {stages}" if stages else "") + "."]
+    if train.get("stopped_early"):
+        lines.append(f"Stopped early: held-out bits per byte stopped improving (planned {train.get('planned_steps'):,} steps).")
+    if train.get("final_loss") is not None:
+        lines.append(f"Final training loss: {train['final_loss']:.4f} ({LOWER}).")
+    held = train.get("held_out") or []
+    if held:
+        points = ", ".join(f"step {h['step']:,}: {h['bits_per_byte']:.4f}" for h in held)
+        lines.append(f"Held-out bits per byte during training ({LOWER}): {points}.")
+    return [Heading(2, "Training"), Bullets(tuple(lines)), *_image(plots, "training")]
+
+
+def _vocabulary(ctx, extend: dict, plots: dict) -> list[Block]:
+    tpw, rows = extend["valid_tokens_per_word"], extend["embedding_rows"]
     lines = [
-        f"# {name}: {config.get('project.language')} language model report",
-        "",
-        f"Base model **{selection['chosen']}**, {_extension_summary(extend)}, and trained for **{train['steps']}** steps "
-        f"of {train['tokens_per_step']:,} tokens.",
-        "",
-        "## Results (held-out text; lower is better for every row)",
-        "",
-        "| text | metric | base | extended | trained | trained vs base |",
-        "|---|---|---:|---:|---:|---:|",
+        f"Held-out target tokens per word ({LOWER}): {tpw['base']:.3f} with the base tokenizer, {tpw['extended']:.3f} after "
+        f"{extend['mode']} ({change(tpw['base'], tpw['extended'])}).",
+        f"Embedding rows: {rows['base']:,} → {rows['extended']:,} (of which {rows['padding']:,} padding to a multiple of "
+        f"{ctx.config.get('extend.pad_to_multiple_of')}).",
+        *_gain_curve(extend),
+        *_zero_shot(extend),
     ]
-    for label, side in (("target", tgt), ("source (English)", src)):
-        bpb, tpw = side["bits_per_byte"], side["tokens_per_word"]
-        lines.append(
-            f"| {label} | bits per byte | {_fmt(bpb['base'])} | {_fmt(bpb['extended'])} | {_fmt(bpb['trained'])} | "
-            f"{_change(bpb['base'], bpb['trained'])} |"
-        )
-        lines.append(
-            f"| {label} | tokens per word | {_fmt(tpw['base'], 3)} | {_fmt(tpw['extended'], 3)} | "
-            f"{_fmt(tpw['extended'], 3)} | {_change(tpw['base'], tpw['extended'])} |"
-        )
-    lines += [
-        "",
-        "What the numbers mean:",
-        "",
-        "- **bits per byte**: how many bits the model needs, on average, to encode each byte of held-out text. "
-        "It is comparable across tokenizers; lower means the model predicts the language better.",
-        "- **tokens per word**: how many tokens the tokenizer cuts an average word into. Lower means shorter "
-        "sequences: faster training and generation and more text in the same context window.",
-        "- **base** is the model as downloaded; **extended** has the new tokens before any training (their "
-        "rows are only estimates); **trained** is after continued pretraining.",
-        "- **source (English)** checks forgetting: the target gain should not cost much English ability.",
-        "",
-        f"Evaluated on {tgt['bytes']:,} bytes of held-out target text and {src['bytes']:,} bytes of English"
-        + (f"; {src['lines_identical']:.1%} of the English lines keep exactly the base model's token ids." if "lines_identical" in src
-           else "."),
-        "",
-        "## Vocabulary",
-        "",
-        f"- Held-out target tokens per word: {extend['valid_tokens_per_word']['base']:.3f} with the base tokenizer, "
-        f"{extend['valid_tokens_per_word']['extended']:.3f} after {extend['mode']} "
-        f"({_change(extend['valid_tokens_per_word']['base'], extend['valid_tokens_per_word']['extended'])}).",
-        f"- Embedding rows: {extend['embedding_rows']['base']:,} → {extend['embedding_rows']['extended']:,} "
-        f"(of which {extend['embedding_rows']['padding']:,} padding to a multiple of {config.get('extend.pad_to_multiple_of')}).",
-        *_gain_curve_lines(extend),
-        *_initialisation_lines(extend),
-        "",
-        "## Data and tokenizer",
-        "",
-        f"- Corpus: {corpus['train']['documents']:,} train documents ({corpus['train']['words']:,} words), "
-        f"{corpus['valid']['documents']:,} held-out documents; removed {corpus['removed'] or 'nothing'}.",
-        f"- Target tokenizer: {tokenizer.get('library', 'sentencepiece')} {tokenizer['model_type']}, "
-        f"{tokenizer['vocab_size']['trained']:,} pieces, "
-        f"{tokenizer['tokenizers']['target']['tokens_per_word']:.3f} tokens per word on the held-out text.",
-        "",
-        "## Base model choice",
-        "",
-        f"Rule: {selection['rule']}.",
-        "",
-        *_candidate_table(selection),
-        "",
-        "## Settings",
-        "",
-        "```toml",
-        tomlkit.dumps(config.values).strip(),
-        "```",
-        "",
+    return [Heading(2, "Vocabulary"), Bullets(tuple(lines)), *_init_comparison(extend), *_image(plots, "init_comparison")]
+
+
+def _data(corpus: dict, tokenizer: dict) -> list[Block]:
+    return [Heading(2, "Data and tokenizer"), Bullets((
+        f"Corpus: {corpus['train']['documents']:,} train documents ({corpus['train']['words']:,} words), "
+        f"{corpus['valid']['documents']:,} held-out documents; removed {_removed(corpus)}.",
+        f"Target tokenizer: {tokenizer.get('library', 'sentencepiece')} {tokenizer['model_type']}, "
+        f"{tokenizer['vocab_size']['trained']:,} pieces, {tokenizer['tokenizers']['target']['tokens_per_word']:.3f} tokens per "
+        f"word on the held-out text ({LOWER}).",
+    ))]
+
+
+def report_blocks(ctx, outputs: Outputs, plots: dict) -> list[Block]:
+    config = ctx.config
+    selection, extend, train = outputs.selection, outputs.extend, outputs.train
+    name = config.get("project.name") or ctx.project.root.name
+    return [
+        Heading(1, f"{name}: {config.get('project.language')} language model report"),
+        Paragraph(rich("Base model ", Strong(selection["chosen"]), ", ", *_extension_summary(extend), ", and trained for ",
+                       Strong(f"{train['steps']}"), f" steps of {train['tokens_per_step']:,} tokens.")),
+        *_results(outputs, plots),
+        *_benchmarks(outputs, plots),
+        *_training(outputs, plots),
+        *_vocabulary(ctx, extend, plots),
+        *_data(outputs.corpus, outputs.tokenizer),
+        Heading(2, "Base model choice"),
+        Paragraph(f"Rule: {selection['rule']}."),
+        _candidate_table(selection),
+        Heading(2, "Settings"),
+        CodeBlock(tomlkit.dumps(config.values).strip(), "toml"),
     ]
-    return "\n".join(lines)
+
+
+def render(ctx, plots_dir: Path | None = None) -> tuple[str, str]:
+    """(Markdown, HTML) of the report; plots are drawn into ``plots_dir`` (default: the step's output)."""
+    outputs = load_outputs(ctx.project)
+    plots = write_plots(outputs, plots_dir or ctx.out / PLOTS_DIR)
+    blocks = report_blocks(ctx, outputs, plots)
+    title = f"{ctx.config.get('project.name') or ctx.project.root.name} - langbuild report"
+    return to_markdown(blocks), to_html(blocks, title)
 
 
 def run(ctx) -> dict:
-    text = render(ctx)
-    atomic_write_text(ctx.out / "report.md", text)
-    ctx.console.print(f"  wrote {ctx.project.step_dir('report') / 'report.md'}")
-    return {"bytes": len(text)}
+    markdown, html = render(ctx)
+    card = render_card(ctx.project)
+    atomic_write_text(ctx.out / "report.md", markdown)
+    atomic_write_text(ctx.out / "report.html", html)
+    atomic_write_text(ctx.out / "model_card.md", card)
+    final = ctx.project.step_dir("report")
+    ctx.console.print(f"  wrote {final / 'report.md'}, {final / 'report.html'} and {final / 'model_card.md'}")
+    return {"bytes": len(markdown), "plots": sorted(p.name for p in (ctx.out / PLOTS_DIR).glob("*.png"))}

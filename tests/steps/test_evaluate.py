@@ -1,0 +1,114 @@
+"""The eval step end to end on a tiny project: lm-eval on local tasks of every template, bad tasks and
+bad models skipped with one line while the rest runs, the request cache, and the CLI's task listing."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import tomlkit
+from rich.console import Console
+from typer.testing import CliRunner
+
+from langbuild import pipeline
+from langbuild.cli import app
+from langbuild.core.project import Project
+from tests.tiny import make_tiny_project, read_json
+
+QUIET = Console(quiet=True)
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_models, tmp_path_factory):
+    """A tiny llama project run up to train (eval not yet run)."""
+    root = make_tiny_project(tmp_path_factory.mktemp("trained"), tiny_models["llama-spm"])
+    pipeline.run(Project(root), QUIET, until="train")
+    return root
+
+
+@pytest.fixture
+def project(trained, tmp_path):
+    root = tmp_path / "p"
+    shutil.copytree(trained, root)
+    return root
+
+
+def _set(root, **values):
+    path = root / "langbuild.toml"
+    doc = tomlkit.parse(path.read_text())
+    for key, value in values.items():
+        section, name = key.split("__")
+        doc[section][name] = value
+    path.write_text(tomlkit.dumps(doc))
+
+
+def _jsonl(path, rows):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+
+
+def test_default_tasks_score_every_model_with_intervals(project):
+    pipeline.run(Project(project), QUIET)
+    metrics = read_json(project / "eval/metrics.json")
+    cloze, bpb = metrics["tasks"]["nya_cloze"], metrics["tasks"]["nya_heldout_bpb"]
+    assert (cloze["metric"], cloze["direction"], cloze["chance"]) == ("acc", "higher is better", 0.25)
+    assert (bpb["metric"], bpb["direction"]) == ("bits_per_byte", "lower is better")
+    for task in (cloze, bpb):
+        assert set(task["scores"]) == {"base", "extended", "trained"}
+        for score in task["scores"].values():
+            low, high = score["interval"]
+            assert low <= score["value"] <= high
+    assert cloze["construction"]["built"] == cloze["items"] == 40
+    assert cloze["trained_minus_base"]["interval"] is not None
+    # lm-eval's rolling bits per byte and langbuild's own agree on what they measure: training lowered both.
+    assert bpb["scores"]["trained"]["value"] < bpb["scores"]["base"]["value"]
+    assert metrics["target"]["bits_per_byte"]["trained"] < metrics["target"]["bits_per_byte"]["base"]
+    generation = metrics["generation"]
+    assert generation["models"]["base"]["chars"] == generation["models"]["extended"]["chars"] > 0  # the same text
+    assert generation["models"]["extended"]["chars_per_token"] > generation["models"]["base"]["chars_per_token"]
+    items = (project / "eval/items/trained/nya_cloze.jsonl").read_text().splitlines()
+    assert len(items) == 40
+    assert not metrics["skipped"]
+
+
+def test_bad_tasks_and_models_are_skipped_while_the_rest_runs(project, tmp_path):
+    _jsonl(project / "tasks/quiz.jsonl", [{"query": "Ndipo Yesu", "choices": [" anati", " mphaka"], "gold": 0}] * 12)
+    _jsonl(project / "tasks/broken.jsonl", [{"query": "Q", "answers": ["a", "b"]}])
+    _jsonl(project / "tasks/answers.jsonl", [{"prompt": "Ndipo Yesu", "answer": "anati"}] * 3)
+    no_tokenizer = tmp_path / "no-tokenizer"
+    shutil.copytree(project / "train/model", no_tokenizer)
+    for path in no_tokenizer.glob("tokenizer*"):
+        path.unlink()
+    _set(project, eval__tasks=["cloze", "tasks/quiz.jsonl", "tasks/broken.jsonl", "tasks/answers.jsonl", "tasks/missing.jsonl",
+                               "belebele_nya_latn", "belebele_nya_Latn"],
+         eval__models=[str(no_tokenizer)], eval__max_new_tokens=4)
+    pipeline.run(Project(project), QUIET)
+    metrics = read_json(project / "eval/metrics.json")
+    assert set(metrics["tasks"]) == {"nya_cloze", "local_quiz", "local_answers"}
+    assert metrics["tasks"]["local_answers"]["metric"] == "exact_match"
+    reasons = {entry.get("task") or entry.get("model"): entry["reason"] for entry in metrics["skipped"]}
+    assert "lacks" in reasons["tasks/broken.jsonl"] or "fit no task template" in reasons["tasks/broken.jsonl"]
+    assert "not found" in reasons["tasks/missing.jsonl"]
+    assert "belebele_nya_Latn" in reasons["belebele_nya_latn"]  # the close match is suggested
+    assert "tokenizer" in reasons[str(no_tokenizer)]
+    assert "hub" in reasons["belebele_nya_Latn"]  # a real task, but its data is out of reach offline
+    assert all("\n" not in reason for reason in reasons.values())
+    assert (project / "report/report.md").is_file()
+
+
+def test_rerun_answers_from_the_request_cache(project):
+    pipeline.run(Project(project), QUIET)
+    first = read_json(project / "eval/metrics.json")
+    assert not first["lm_eval"]["cached"]
+    pipeline.run(Project(project), QUIET, until="eval", force={"eval"})
+    second = read_json(project / "eval/metrics.json")
+    assert second["lm_eval"]["cached"]
+    assert second["tasks"] == first["tasks"]
+
+
+def test_list_tasks_for_a_language():
+    result = CliRunner().invoke(app, ["eval", "--list-tasks", "--language", "nya"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "belebele_nya_Latn" in result.output
+    assert "cloze" in result.output
