@@ -69,8 +69,8 @@ def _dangerous(destination: Path, project_root: Path) -> str | None:
     """Why replacing ``destination`` could destroy something that is not an old export, else None."""
     if _is_within(project_root, destination):
         return "it contains the project itself"
-    if destination == Path(destination.anchor) or destination == Path.home().resolve():
-        return "it is a root or home folder"
+    if destination == Path(destination.anchor) or _is_within(Path.home().resolve(), destination):
+        return "it is a root folder or contains your home folder"
     if _is_within(Path.cwd().resolve(), destination):
         return "it contains the current folder"
     return None
@@ -88,9 +88,16 @@ def check_destination(project, destination: Path, force: bool) -> Path:
         raise LangbuildError(f"will not export into {destination}: {danger}; choose a new folder")
     if destination.exists() and not destination.is_dir():
         raise LangbuildError(f"{destination} exists and is not a folder: choose a folder path")
-    if destination.is_dir() and any(destination.iterdir()) and not force:
-        raise LangbuildError(f"{destination} is not empty: choose a new folder, or pass --force to replace it")
+    if destination.is_dir() and any(destination.iterdir()):
+        if not force:
+            raise LangbuildError(f"{destination} is not empty: choose a new folder, or pass --force to replace it")
+        if not (destination / EXPORT_MARKER).is_file():  # --force replaces earlier exports, nothing else
+            raise LangbuildError(f"{destination} is not a langbuild export (no {EXPORT_MARKER}), so --force will not "
+                                 "replace it: choose a new or empty folder")
     return destination
+
+
+EXPORT_MARKER = ".langbuild-export"
 
 
 def _step_names() -> list[str]:
@@ -130,6 +137,7 @@ def export_model(project, destination: Path, force: bool = False) -> Path:
         try:
             _copy(files, staging)
             (staging / "README.md").write_text(card, encoding="utf-8")
+            (staging / EXPORT_MARKER).write_text(f"exported from {project.root}\n", encoding="utf-8")
             replace_dir(staging, destination, trash)
         finally:
             shutil.rmtree(staging, ignore_errors=True)

@@ -122,7 +122,18 @@ def _eval_inputs(project: Project) -> dict[str, Any]:
             path = project.resolve_path(entry)
             files[f"eval.tasks={entry}"] = hash_file(path) if path.is_file() else "missing"  # eval reports a missing one
     models = fingerprint_candidates(project.config.get("eval.models"), project.root)
-    return {**_texts(project, "eval.source_text"), **files, **({"eval.models": models} if models else {})}
+    # lm-eval's version decides which built-in tasks exist and how every task is scored.
+    harness = {"lm_eval": _package_version("lm-eval")}
+    return {**_texts(project, "eval.source_text"), **files, **({"eval.models": models} if models else {}), **harness}
+
+
+def _package_version(name: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "missing"
 
 
 STEPS: list[Step] = [

@@ -31,7 +31,7 @@ def real_project(tmp_path_factory):
         "select.candidates": ["smollm2-135m"], "select.max_eval_bytes": 3000,
         "extend.num_new_tokens": 1000,
         "train.max_steps": 2, "train.seq_len": 64, "train.batch_size": 1, "train.save_every": 1,
-        "eval.max_bytes": 3000, "eval.source_max_bytes": 1500,
+        "eval.max_bytes": 3000, "eval.source_max_bytes": 1500, "eval.cloze_items": 30, "eval.speed_chars": 300,
     })
     pipeline.run(Project(root), Console(quiet=True))
     return root
@@ -97,3 +97,7 @@ def test_real_pipeline_numbers(real_project):
     assert target["bits_per_byte"]["extended"] < target["bits_per_byte"]["base"]
     assert 0.5 < metrics["source"]["bits_per_byte"]["base"] < 2.0
     assert "smollm2-135m" in (real_project / "report/report.md").read_text()
+    cloze = metrics["tasks"]["nya_cloze"]
+    assert cloze["items"] == 30 and set(cloze["scores"]) == {"base", "extended", "trained"}
+    speed = metrics["generation"]["models"]
+    assert speed["extended"]["chars_per_token"] > 1.3 * speed["base"]["chars_per_token"]  # fewer steps for the same text

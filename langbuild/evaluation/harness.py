@@ -74,29 +74,37 @@ def _evaluate(lm, tasks: list[str], task_manager, cache_file: Path | None, limit
         )
 
 
-def _per_item(samples: list[dict], metric: str) -> list:
-    return [sample[metric] for sample in samples if metric in sample]
+CORPUS_LEVEL = {"chrf", "chrf++", "bleu", "ter"}  # scored over the whole set: lm-eval logs (reference, prediction) per item
+
+
+def _per_item(samples: list[dict], metric: str, filter_name: str) -> list:
+    return [sample[metric] for sample in samples if metric in sample and sample.get("filter", "none") == filter_name]
 
 
 def _interval(metric: str, values: list, samples: int, seed: int) -> tuple[float, float] | None:
-    if not values:
+    if not values or metric in CORPUS_LEVEL:  # no per-item mean to resample
         return None
     if isinstance(values[0], (tuple, list)):  # bits per byte: (log-likelihood, bytes) per document
-        bits = [-ll / math.log(2) for ll, _ in values]
-        return bootstrap.ratio_interval(bits, [n for _, n in values], samples=samples, seed=seed)
-    if metric in ("chrf", "bleu", "ter"):  # corpus-level scores: no per-item mean to resample
-        return None
+        bits = [-float(ll) / math.log(2) for ll, _ in values]
+        return bootstrap.ratio_interval(bits, [float(n) for _, n in values], samples=samples, seed=seed)
     return bootstrap.mean_interval([float(v) for v in values], samples=samples, seed=seed)
 
 
+def _metric_keys(result: dict, metric: str | None) -> list[tuple[str, str]]:
+    """(metric, filter) pairs present in a task's result, the unfiltered one first: keys read 'acc,none',
+    'exact_match,flexible-extract', ..."""
+    found = [tuple(key.split(",", 1)) for key, value in result.items()
+             if "," in key and "_stderr" not in key and isinstance(value, (int, float))]
+    wanted = [metric] if metric else list(PRIMARY_METRICS)
+    return sorted((pair for pair in found if pair[0] in wanted), key=lambda p: (wanted.index(p[0]), p[1] != "none"))
+
+
 def _score(result: dict, samples: list[dict], metric: str | None, bootstrap_samples: int, seed: int) -> TaskScore | None:
-    names = [metric] if metric else [m for m in PRIMARY_METRICS if f"{m},none" in result]
-    for name in names:
-        value = result.get(f"{name},none")
-        if isinstance(value, (int, float)):
-            per_item = _per_item(samples, name)
-            return TaskScore(name, float(value), _interval(name, per_item, bootstrap_samples, seed),
-                             len(per_item) or int(result.get("sample_len", 0) or 0), per_item)
+    for name, filter_name in _metric_keys(result, metric):
+        per_item = _per_item(samples, name, filter_name)
+        label = name if filter_name == "none" else f"{name} ({filter_name})"
+        return TaskScore(label, float(result[f"{name},{filter_name}"]), _interval(name, per_item, bootstrap_samples, seed),
+                         len(per_item) or int(result.get("sample_len", 0) or 0), per_item)
     return None
 
 
@@ -128,19 +136,23 @@ def run_builtin(lm, task: str, task_manager, cache_file: Path | None, limit: int
     """One built-in lm-eval task: (score, None), or (None, the one-line reason it could not run)."""
     try:
         output = _evaluate(lm, [task], task_manager, cache_file, limit, seed)
+        score = _scores_of(output, {task: None}, bootstrap_samples, seed).get(task)
     except Exception as err:  # data unreachable, a task needing extra packages, ...: the other tasks still run
         return None, _reason(task, err)
-    score = _scores_of(output, {task: None}, bootstrap_samples, seed).get(task)
     return score, None if score else f"{task}: lm-eval returned no score langbuild can read"
+
+
+# Exception class names that mean the data could not be fetched (huggingface_hub, requests, datasets).
+UNREACHABLE = ("Offline", "Connection", "Timeout", "HTTPError", "DatasetNotFound", "LocalEntryNotFound", "HfHubHTTP")
 
 
 def _reason(task: str, err: Exception) -> str:
     from .builtin_tasks import hub_needed_message, is_offline
 
-    text = f"{type(err).__name__}: {err}"
-    if is_offline() or any(word in text for word in ("Offline", "offline", "ConnectionError", "resolve", "hub")):
+    chain = [err, err.__cause__, err.__context__]
+    if is_offline() or any(any(word in type(e).__name__ for word in UNREACHABLE) for e in chain if e is not None):
         return hub_needed_message(task)
-    return one_line(f"{task}: {text}")
+    return one_line(f"{task}: {type(err).__name__}: {err}")
 
 
 def direction(metric: str) -> str:

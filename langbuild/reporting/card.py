@@ -130,7 +130,9 @@ def _summary(name: str, language: str, base: BaseModel, outputs: Outputs) -> lis
         ratio = (target["trained"] - target["base"]) / target["base"] * 100
         headline = (f" On held-out {language} text it needs {abs(ratio):.1f} % {'fewer' if ratio < 0 else 'more'} bits per byte "
                     f"than the base model ({target['base']:.4f} → {target['trained']:.4f}; {LOWER}).")
-    intro = (f"A causal language model for {language}: {base.name} with a vocabulary extended for {language} text and "
+    vocabulary = ("its tokenizer replaced by one trained on" if outputs.extend and outputs.extend.get("mode") == "replace"
+                  else "a vocabulary extended for")
+    intro = (f"A causal language model for {language}: {base.name} with {vocabulary} {language} text and "
              f"continued pretraining on a {language} corpus, built with langbuild.{headline}")
     return [Heading(2, "Model summary"), Paragraph(intro), Bullets(tuple(lines))]
 
@@ -152,7 +154,8 @@ def _data(config, corpus: dict | None) -> list[Block]:
     scripts = ", ".join(f"{script.title()} {count:,}" for script, count in (corpus.get("scripts") or {}).items())
     lines = [
         f"Train split: {train.get('documents', 0):,} documents, {train.get('words', 0):,} words, {train.get('bytes', 0):,} bytes.",
-        f"Held-out split (never trained on; all scores below use it): {valid.get('documents', 0):,} documents, "
+        f"Held-out split (never trained on; it also guided model choice and training checks, and the target-language "
+        f"scores below use it): {valid.get('documents', 0):,} documents, "
         f"{valid.get('words', 0):,} words.",
         f"Cleaning removed {removed_text or 'nothing'}" + (f"; characters by script: {scripts}." if scripts else "."),
     ]

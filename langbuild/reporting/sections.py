@@ -45,7 +45,7 @@ def _construction(task: dict) -> str:
     if built.get("contaminated") is not None:
         parts.append(f"{built['contaminated']:,} dropped for overlapping the train split")
     if built.get("length_baseline") is not None:
-        parts.append(f"picking the longest choice would score {built['length_baseline']:.3f}")
+        parts.append(f"the better of always picking the longest or the shortest choice would score {built['length_baseline']:.3f}")
     return "; ".join(parts)
 
 

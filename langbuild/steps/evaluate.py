@@ -30,9 +30,9 @@ from ..evaluation.speed import split_points
 from ..metrics import bits_per_byte, hf_encoder, tokenizer_stats
 from ..models import load_model, load_tokenizer, resolve_model
 from ..reference_texts import read_text_lines
+from ..reporting.data import PIPELINE_MODELS, with_interval
 from ..textio import read_jsonl_texts, sample_by_bytes
 
-PIPELINE_MODELS = ("base", "extended", "trained")
 BUILT_FROM_HELD_OUT = ("cloze", "heldout-bpb")
 
 
@@ -78,7 +78,8 @@ def _heldout_bpb_task(ctx, held_out: list[str], folder: Path) -> tuple[LocalTask
     path = folder / "heldout_bpb.jsonl"
     write_jsonl(path, ({"text": doc} for doc in clean))
     task = local_task(path, name=f"{_language_slug(ctx)}_heldout_bpb", origin="built from held-out data",
-                      description="bits per byte of whole held-out documents, each scored on its own")
+                      description="bits per byte of whole held-out documents, each scored on its own (without the "
+                                  "previous document as context, so above the windowed held-out figure)")
     task.extra.update({"contaminated": len(dirty)})
     return task, None
 
@@ -86,11 +87,26 @@ def _heldout_bpb_task(ctx, held_out: list[str], folder: Path) -> tuple[LocalTask
 # ---------------------------------------------------------------- which tasks to run
 
 
+class _TagTolerantLoader:
+    """A safe YAML loader that reads lm-eval's custom tags (``!function utils.x``) as plain strings."""
+
+    @staticmethod
+    def load(text: str):
+        import yaml
+
+        class Loader(yaml.SafeLoader):
+            pass
+
+        Loader.add_multi_constructor("!", lambda loader, suffix, node: loader.construct_scalar(node)
+                                     if isinstance(node, yaml.ScalarNode) else None)
+        return yaml.load(text, Loader=Loader)  # noqa: S506 - a SafeLoader subclass
+
+
 def _yaml_task_names(path: Path) -> list[str]:
     import yaml
 
     try:
-        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+        spec = _TagTolerantLoader.load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
         raise LangbuildError(f"cannot read the lm-eval task file {path}: {one_line(err)}") from None
     if not isinstance(spec, dict) or not isinstance(spec.get("task"), str):
@@ -104,7 +120,7 @@ class TaskPlan:
     def __init__(self, folder: Path):
         self.folder = folder
         self.local: list[LocalTask] = []
-        self.yaml_tasks: list[str] = []
+        self.yaml_tasks: dict[str, Path] = {}  # task name → the folder lm-eval reads it from
         self.builtin: list[str] = []
         self.skipped: list[dict] = []
 
@@ -148,16 +164,14 @@ def _plan_entry(ctx, plan: TaskPlan, entry: str, held_out: list[str]) -> None:
         if path.suffix == ".jsonl":
             plan.local.append(local_task(path, generation_metric=ctx.config.get("eval.generation_metric")))
         else:
-            _copy_yaml_task(plan, path)
+            _add_yaml_task(plan, path)
     else:
         plan.builtin.append(entry)
 
 
-def _copy_yaml_task(plan: TaskPlan, path: Path) -> None:
-    names = _yaml_task_names(path)
-    plan.folder.mkdir(parents=True, exist_ok=True)
-    (plan.folder / path.name).write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
-    plan.yaml_tasks.extend(names)
+def _add_yaml_task(plan: TaskPlan, path: Path) -> None:
+    for name in _yaml_task_names(path):
+        plan.yaml_tasks[name] = path.parent
 
 
 def _check_builtin(ctx, plan: TaskPlan) -> None:
@@ -237,7 +251,7 @@ def _benchmarks(ctx, model, tokenizer, label: str, folder: Path, plan: TaskPlan,
     from ..evaluation import harness
 
     config = ctx.config
-    cache_file = ctx.project.state_dir / "cache" / "lm-eval" / f"{label}-{model_identity(folder)}"
+    cache_file = ctx.project.state_dir / "cache" / "lm-eval" / f"{_safe_name(label)[:40]}-{model_identity(folder)}"
     cache_file.parent.mkdir(parents=True, exist_ok=True)
     cached = any(cache_file.parent.glob(cache_file.name + "_rank*.db"))
     lm = harness.make_lm(model, tokenizer, config.get("eval.batch_size"))
@@ -245,8 +259,8 @@ def _benchmarks(ctx, model, tokenizer, label: str, folder: Path, plan: TaskPlan,
                "seed": config.get("project.seed")}
     started = time.perf_counter()
     scores = harness.run_local(lm, plan.local, plan.folder, cache_file, **options)
-    for name in plan.yaml_tasks + plan.builtin:
-        manager = task_manager(name in plan.yaml_tasks)
+    for name in [*plan.yaml_tasks, *plan.builtin]:
+        manager = task_manager(plan.yaml_tasks.get(name))
         score, reason = harness.run_builtin(lm, name, manager, cache_file, **options)
         if score:
             scores[name] = score
@@ -255,17 +269,17 @@ def _benchmarks(ctx, model, tokenizer, label: str, folder: Path, plan: TaskPlan,
     return {"scores": scores, "seconds": time.perf_counter() - started, "cached": cached}
 
 
-def _task_managers(plan: TaskPlan):
-    """Task managers built on first use: indexing lm-eval's ~15,000 built-in tasks takes ~12 s."""
-    made: dict[bool, object] = {}
+def _task_managers():
+    """Task managers built on first use, one per folder of user YAML and one for lm-eval's built-in
+    tasks (indexing its ~15,000 tasks takes ~12 s, so only when one is asked for)."""
+    made: dict[Path | None, object] = {}
 
-    def get(local_yaml: bool):
-        if local_yaml not in made:
+    def get(folder: Path | None):
+        if folder not in made:
             from lm_eval.tasks import TaskManager
 
-            made[local_yaml] = (TaskManager(include_path=str(plan.folder), include_defaults=False) if local_yaml
-                                else TaskManager())
-        return made[local_yaml]
+            made[folder] = TaskManager(include_path=str(folder), include_defaults=False) if folder else TaskManager()
+        return made[folder]
 
     return get
 
@@ -290,7 +304,7 @@ def run(ctx) -> dict:
     extended_tokenizer = load_tokenizer(models["extended"], trust)
     speed = _speed_texts(held_out, config.get("eval.speed_chars"))
     speed = (speed, split_points(base_tokenizer, speed))  # every model decodes the same characters
-    managers = _task_managers(plan)
+    managers = _task_managers()
     per_model: dict[str, dict] = {}
     for label, folder in models.items():
         ctx.console.print(f"  scoring the {label} model ...")
@@ -301,12 +315,25 @@ def run(ctx) -> dict:
                 raise
             plan.skipped.append({"model": label, "reason": one_line(err)})
     metrics = _assemble(ctx, per_model, plan, _share_identical(base_tokenizer, extended_tokenizer, texts["source"]))
+    _point_tasks_at_final_folder(ctx, plan)
     atomic_write_json(ctx.out / "metrics.json", metrics)
     _write_items(ctx.out / "items", per_model)
     _print_tables(ctx.console, metrics)
     return {side: metrics[side]["bits_per_byte"] for side in texts} | {
         "tasks": {name: {label: s["value"] for label, s in task["scores"].items()} for name, task in metrics["tasks"].items()}
     }
+
+
+def _point_tasks_at_final_folder(ctx, plan: TaskPlan) -> None:
+    """Rewrite the generated tasks' YAML to read their data from eval/tasks/, where the step's folder
+    ends up, so anyone can re-run them with lm-eval (``--include_path eval/tasks``)."""
+    import dataclasses
+
+    final = ctx.output_of("eval") / "tasks"
+    for task in plan.local:
+        if task.data_file.parent == plan.folder.resolve():
+            write_task_yaml(dataclasses.replace(task, data_file=final / task.data_file.name), plan.folder,
+                            max_new_tokens=ctx.config.get("eval.max_new_tokens"))
 
 
 def _score_model(ctx, label, folder, texts, speed, plan, managers, seed, trust) -> dict:
@@ -371,7 +398,7 @@ def _assemble(ctx, per_model: dict, plan: TaskPlan, identical: float) -> dict:
         }
     metrics["source"]["lines_identical"] = identical
     metrics["generation"] = _speed_summary(per_model)
-    names = [t.name for t in plan.local] + plan.yaml_tasks + plan.builtin
+    names = [t.name for t in plan.local] + list(plan.yaml_tasks) + plan.builtin
     entries = {name: _task_entry(name, per_model, plan, samples, seed) for name in names}
     metrics["tasks"] = {name: entry for name, entry in entries.items() if entry}
     metrics["skipped"] = plan.skipped
@@ -387,6 +414,8 @@ def _speed_summary(per_model: dict) -> dict | None:
         return None
     from ..evaluation.speed import speedup
 
+    if not speeds["base"]["chars"]:  # every held-out document is shorter than the prompt: nothing was decoded
+        return None
     return {"text_chars": speeds["base"]["chars"], "models": speeds, "speedup": speedup(speeds["base"], speeds["extended"])}
 
 
@@ -400,12 +429,17 @@ def _lm_eval_summary(per_model: dict) -> dict:
             "cached": all(run["cached"] for run in runs.values())}
 
 
+def _safe_name(text: str) -> str:
+    """A file name from a label or task name (which may be a path or come from a user's YAML)."""
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in text) or "_"
+
+
 def _write_items(folder: Path, per_model: dict) -> None:
     """Per-item scores of every task and model, for anyone who wants to recheck an interval."""
     for label, result in per_model.items():
         for task, score in result["benchmarks"]["scores"].items():
-            safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in label)
-            write_jsonl(folder / safe / f"{task}.jsonl", ({"item": i, score.metric: v} for i, v in enumerate(score.per_item)))
+            rows = ({"item": i, score.metric: v} for i, v in enumerate(score.per_item))
+            write_jsonl(folder / _safe_name(label) / f"{_safe_name(task)}.jsonl", rows)
 
 
 def _share_identical(base, extended, lines: list[str]) -> float:
@@ -417,10 +451,6 @@ def _share_identical(base, extended, lines: list[str]) -> float:
 # ---------------------------------------------------------------- terminal tables
 
 
-def _with_interval(value: float, interval, digits: int = 4) -> str:
-    return f"{value:.{digits}f}" + (f" [{interval[0]:.{digits}f}, {interval[1]:.{digits}f}]" if interval else "")
-
-
 def _print_tables(console, metrics: dict) -> None:
     labels = list(metrics["target"]["bits_per_byte"])
     table = Table(title="held-out text (lower is better; 95 % intervals)")
@@ -428,7 +458,7 @@ def _print_tables(console, metrics: dict) -> None:
         table.add_column(column, justify="left" if column in ("text", "metric") else "right")
     for side in ("target", "source"):
         bpb, ci, tpw = (metrics[side][k] for k in ("bits_per_byte", "bits_per_byte_interval", "tokens_per_word"))
-        table.add_row(side, "bits/byte", *(_with_interval(bpb[k], ci.get(k)) for k in labels))
+        table.add_row(side, "bits/byte", *(with_interval(bpb[k], ci.get(k), 4) for k in labels))
         table.add_row(side, "tokens/word", *(f"{tpw.get(k, tpw['extended']):.3f}" for k in labels))
     console.print(table)
     console.print(f"  source lines the extended tokenizer encodes exactly as the base: {metrics['source']['lines_identical']:.1%}")
@@ -441,7 +471,7 @@ def _print_tables(console, metrics: dict) -> None:
         for column in ("task", "metric", "direction", *labels):
             tasks.add_column(column, justify="left" if column in ("task", "metric", "direction") else "right")
         for name, task in metrics["tasks"].items():
-            cells = [_with_interval(task["scores"][k]["value"], task["scores"][k]["interval"], 3) if k in task["scores"] else "—"
+            cells = [with_interval(task["scores"][k]["value"], task["scores"][k]["interval"]) if k in task["scores"] else "—"
                      for k in labels]
             tasks.add_row(name, task["metric"], task["direction"], *cells)
         console.print(tasks)

@@ -106,3 +106,20 @@ def test_rendered_yaml_points_at_the_data_by_absolute_path(tmp_path):
     assert spec["output_type"] == "generate_until"
     assert spec["metric_list"][0] == {"metric": "chrf", "aggregation": "chrf", "higher_is_better": True}
     assert spec["generation_kwargs"]["max_gen_toks"] == 12
+
+
+def test_malay_example_builds_valid_decontaminated_tasks(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("build_data", Path(__file__).parents[2] / "examples/malay/build_data.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(tmp_path)
+    assert read_task_file(tmp_path / "tasks/flores_msa_bpb.jsonl")[:2] == ("rolling", 406)
+    kind, items, chance = read_task_file(tmp_path / "tasks/flores_eng_msa_choice.jsonl")
+    assert (kind, items, chance) == ("multiple_choice", 406, 0.25)
+    train = (tmp_path / "data/train.txt").read_text(encoding="utf-8").splitlines()
+    rows = [json.loads(line) for line in (tmp_path / "tasks/flores_eng_msa_choice.jsonl").read_text().splitlines()]
+    grams = [cloze.text_ngrams(" ".join(row["choices"])) for row in rows]
+    assert cloze.contaminated(grams, train) == set()

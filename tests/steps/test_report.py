@@ -352,6 +352,12 @@ def test_export_refuses_a_non_empty_destination_unless_forced(finished_projects,
     with pytest.raises(LangbuildError, match="is not empty: choose a new folder, or pass --force"):
         export_model(project, destination)
     assert (destination / "notes.txt").read_text(encoding="utf-8") == "mine"
+    with pytest.raises(LangbuildError, match="not a langbuild export"):  # --force replaces only an earlier export
+        export_model(project, destination, force=True)
+    assert (destination / "notes.txt").read_text(encoding="utf-8") == "mine"
+    (destination / "notes.txt").unlink()
+    export_model(project, destination)
+    (destination / "notes.txt").write_text("mine", encoding="utf-8")
     export_model(project, destination, force=True)
     assert not (destination / "notes.txt").exists() and (destination / "model.safetensors").is_file()
     empty = tmp_path / "empty"
