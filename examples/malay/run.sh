@@ -10,7 +10,7 @@ python=${PYTHON:-.venv/bin/python}
 "$bin" eval --list-tasks --language ms
 "$bin" init "$dir" --language ms --corpus data/train.txt --base-model smollm2-135m \
   --set corpus.valid_paths=data/valid.txt --set tokenizer.vocab_size=2000 --set extend.num_new_tokens=300 \
-  --set train.max_steps=20 --set eval.max_bytes=0 \
+  --set train.max_steps=20 --set eval.max_bytes=0 --set eval.max_items=150 \
   --set eval.tasks=cloze,heldout-bpb,tasks/flores_msa_bpb.jsonl,tasks/flores_eng_msa_choice.jsonl --yes
 "$bin" run -C "$dir"
 echo "report: $dir/report/report.html"

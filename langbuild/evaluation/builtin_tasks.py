@@ -524,10 +524,11 @@ def render_task_table(language_code: str, tasks: Iterable[BuiltinTask]):
     except LangbuildError:
         title = f"lm-eval tasks for {language_code}"
     table = Table(title=escape(title), caption="add a name to eval.tasks, or \"builtin\" for all of them")
-    table.add_column("task", style="cyan", no_wrap=True)
-    table.add_column("family", no_wrap=True)
-    table.add_column("kind", no_wrap=True)
-    table.add_column("what it measures")
+    # On a narrow terminal the long task names fold rather than squeezing the description to a letter per line.
+    table.add_column("task", style="cyan", overflow="fold", ratio=3)
+    table.add_column("family", overflow="fold", ratio=2)
+    table.add_column("kind", overflow="fold", ratio=2)
+    table.add_column("what it measures", ratio=4, min_width=20)
     for task in tasks:
         table.add_row(escape(task.name), task.family, KIND_LABELS.get(task.kind, task.kind), escape(task.description))
     return table
