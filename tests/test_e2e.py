@@ -15,6 +15,7 @@ from rich.console import Console
 
 from langbuild import pipeline
 from langbuild.core.project import Project
+from langbuild.corpus.shards import split_files
 from tests.tiny import FAMILIES, make_tiny_project, read_json
 
 QUIET = Console(quiet=True)
@@ -23,7 +24,8 @@ QUIET = Console(quiet=True)
 @pytest.mark.parametrize("family", FAMILIES)
 def test_every_step_writes_its_outputs(finished_projects, family):
     root = finished_projects[family]
-    for rel in ("corpus/train.jsonl", "corpus/valid.jsonl", "corpus/stats.json", "tokenizer/spm.model",
+    assert split_files(root / "corpus", "train") and split_files(root / "corpus", "valid")
+    for rel in ("corpus/stats.json", "tokenizer/spm.model",
                 "tokenizer/metrics.json", "select/selection.json", "extend/model/model.safetensors",
                 "extend/model/tokenizer.json", "train/model/model.safetensors", "train/metrics.jsonl",
                 "eval/metrics.json", "report/report.md"):

@@ -12,6 +12,7 @@ from langbuild import pipeline
 from langbuild.core.errors import LangbuildError
 from langbuild.core.lock import Lock
 from langbuild.core.project import Project
+from langbuild.corpus.shards import read_split
 from tests.tiny import make_tiny_project, read_json
 
 QUIET = Console(quiet=True)
@@ -112,11 +113,11 @@ def test_from_refuses_when_an_earlier_step_is_not_done(project):
 
 
 def test_failed_step_keeps_previous_outputs_and_is_reported(project):
-    before = (project / "corpus/train.jsonl").read_bytes()
+    before = list(read_split(project / "corpus", "train"))
     (project / "data/train.txt").write_bytes(b"caf\xe9 ndi chakumwa chotentha kwambiri\n")
     with pytest.raises(LangbuildError, match="not UTF-8"):
         pipeline.run(Project(project), QUIET)
-    assert (project / "corpus/train.jsonl").read_bytes() == before
+    assert list(read_split(project / "corpus", "train")) == before
     rows = {r["step"]: r for r in pipeline.status(Project(project))}
     assert rows["corpus"]["state"] == "failed" and "UTF-8" in rows["corpus"]["error"]
 

@@ -224,12 +224,11 @@ def _evaluation(outputs: Outputs) -> list[Block]:
 
 def _prompt(project) -> str:
     """A few words of the first held-out document, so the snippet runs on real target-language text."""
-    import json
+    from ..corpus.shards import read_split
 
     try:
-        with open(project.step_dir("corpus") / "valid.jsonl", encoding="utf-8") as handle:
-            text = json.loads(handle.readline()).get("text", "")
-    except (OSError, ValueError, AttributeError):
+        text = next(read_split(project.step_dir("corpus"), "valid"), "")
+    except (OSError, ValueError, KeyError):
         text = ""
     return " ".join(str(text).split()[:6])
 

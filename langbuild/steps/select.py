@@ -31,10 +31,11 @@ from rich.table import Table
 from ..budget import FLOAT32, GB, machine_memory, memory_budget, time_training_steps, training_memory
 from ..core.atomic import atomic_write_json
 from ..core.errors import LangbuildError
+from ..corpus.shards import read_split
 from ..metrics import bits_per_byte, context_length, hf_encoder, tokenizer_stats
 from ..models import check_vocabulary_fits, fingerprint_candidates, load_model, load_tokenizer, parameter_count, resolve_model
 from ..reference_texts import read_text_lines
-from ..textio import read_jsonl_texts, sample_by_bytes
+from ..textio import sample_by_bytes
 
 RULES = {
     "bpb-within-budget": "lowest bits per byte on the valid sample among candidates whose estimated training memory fits {budget}",
@@ -214,7 +215,7 @@ def run(ctx) -> dict:
     rule = config.get("select.rule")
     plan = Plan.from_config(config)
     check_rule(rule, plan.timing_steps)
-    valid = list(read_jsonl_texts(ctx.output_of("corpus") / "valid.jsonl"))
+    valid = list(read_split(ctx.output_of("corpus"), "valid"))
     sample = sample_by_bytes(valid, config.get("select.max_eval_bytes"))
     source = source_sample(ctx)
     candidates = []

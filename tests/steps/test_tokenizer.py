@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import tracemalloc
 
 import pytest
@@ -12,6 +11,7 @@ from rich.console import Console
 from langbuild import pipeline
 from langbuild.core.errors import LangbuildError
 from langbuild.core.project import Project
+from langbuild.corpus.shards import read_split
 from langbuild.models import load_tokenizer
 from langbuild.scaffold import create_project
 from langbuild.steps.tokenizer import Recipe, read_train_sample, reservoir_sample, train_tokenizer
@@ -52,7 +52,7 @@ def test_every_library_caps_round_trips_and_exports_a_transformers_folder(tmp_pa
     hf = load_tokenizer(root / "tokenizer/hf")  # what extend's replace mode loads
     assert len(hf) == metrics["vocab_size"]["trained"]
     assert None not in (hf.bos_token_id, hf.eos_token_id, hf.unk_token_id)
-    valid = [json.loads(line)["text"] for line in (root / "corpus/valid.jsonl").read_text().splitlines()]
+    valid = list(read_split(root / "corpus", "valid"))
     for text in valid:
         assert hf.decode(_ids(hf, text)) == text  # round-trip settings hold
     if library == "sentencepiece":
