@@ -32,7 +32,9 @@ DUPLICATE_NGRAM_LIMITS = {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10}
 _CONTROL_SPACES = re.compile(r"[\t\v\f\r\x1c-\x1f\x85]")
 _SPACES = re.compile(r"[ \t\u00a0\u2000-\u200a\u3000]+")
 _INVISIBLE = None  # every control and format character but \n, ZWNJ and ZWJ; built on first use
-_MOJIBAKE_HINT = re.compile(r"[\u0080-\u00ff\ufffd\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192\u02c6\u02dc\u2013-\u203a\u20ac\u2122]")
+# Characters mojibake is made of: the Latin-1 supplement, cp1252's extras, U+FFFD.
+_MOJIBAKE_HINT = re.compile(r"[\u0080-\u00ff\ufffd"
+                            r"\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192\u02c6\u02dc\u2013-\u203a\u20ac\u2122]")
 _URL = re.compile(r"(?:https?://|www\.)\S+|\S+@\S+\.\w+", re.IGNORECASE)
 _BOILERPLATE = re.compile(r"lorem ipsum|javascript|cookie policy|use cookies|terms of use|privacy policy|all rights reserved",
                           re.IGNORECASE)
@@ -204,9 +206,11 @@ def _duplicated_coverage(words: list[str], n: int) -> int:
 
 
 def _line_checks(lines: list[str], config: QualityConfig, skip) -> str | None:
-    if not skip("bullet_lines") and sum(line.lstrip().startswith(_BULLETS) for line in lines) / len(lines) > config.max_bullet_lines:
+    bullets = sum(line.lstrip().startswith(_BULLETS) for line in lines) / len(lines)
+    if not skip("bullet_lines") and bullets > config.max_bullet_lines:
         return "bullet_lines"
-    if not skip("ellipsis_lines") and sum(line.rstrip().endswith(_ELLIPSES) for line in lines) / len(lines) > config.max_ellipsis_lines:
+    ellipses = sum(line.rstrip().endswith(_ELLIPSES) for line in lines) / len(lines)
+    if not skip("ellipsis_lines") and ellipses > config.max_ellipsis_lines:
         return "ellipsis_lines"
     return None
 
