@@ -325,7 +325,7 @@ def test_run_with_an_empty_corpus_is_one_line(project):
     (project / "data.txt").write_text("\n\n  \n", encoding="utf-8")
     result = langbuild("run", cwd=project)
     assert_one_line_error(result)
-    assert "no training documents" in result.stderr
+    assert "holds no document" in result.stderr
 
 
 def test_status_outside_a_project(tmp_path):

@@ -60,7 +60,9 @@ class LangIdPlan:
     model_path: str = ""
     profile: dict[str, float] = field(default_factory=dict)
     unseen: float = 0.0
-    cutoff: float = 0.0
+    cutoff: float = 0.0         # median score less the allowed spread, for a document of typical length
+    spread: float = 0.0
+    typical_ngrams: int = 1
     fitted_on: int = 0
     note: str = ""
 
@@ -164,18 +166,19 @@ def _fit_profile(texts: Sequence[str]) -> tuple[dict[str, float], float]:
     return profile, math.log(1 / total)
 
 
-def _score(text: str, profile: dict[str, float], unseen: float) -> float:
+def _score(text: str, profile: dict[str, float], unseen: float) -> tuple[float, int]:
+    """(mean log-probability per n-gram, number of n-grams)."""
     grams = _ngrams(text)
     if not grams:
-        return unseen
+        return unseen, 0
     get = profile.get
-    return sum(get(g, unseen) for g in grams) / len(grams)
+    return sum(get(g, unseen) for g in grams) / len(grams), len(grams)
 
 
-def _cutoff(scores: list[float], spread: float) -> float:
+def _centre_and_spread(scores: list[float], deviations: float) -> tuple[float, float]:
     median = statistics.median(scores)
     mad = statistics.median(abs(s - median) for s in scores) * 1.4826 or 0.05
-    return median - spread * mad
+    return median, deviations * mad
 
 
 def _spread(threshold: float) -> float:
@@ -189,14 +192,21 @@ def _fit_profile_plan(language: str, threshold: float, sample: Sequence[str]) ->
         raise LangbuildError(f"a character profile needs at least {MIN_PROFILE_DOCUMENTS} documents and the corpus has "
                              f"{len(texts)}: add text, or set langid.method = \"off\"")
     profile, unseen = _fit_profile(texts)
-    scores = [_score(t, profile, unseen) for t in texts]
-    cutoff = _cutoff(scores, _spread(threshold))
+    scored = [_score(t, profile, unseen) for t in texts]
+    typical = int(statistics.median(n for _, n in scored)) or 1
+    centre, spread = _centre_and_spread([s for s, _ in scored], _spread(threshold))
     # Refit without the documents the first profile already rejects, so foreign text in the sample does not shape it.
-    kept = [t for t, s in zip(texts, scores) if s >= cutoff]
+    kept = [t for t, (score, n) in zip(texts, scored) if score >= centre - _allowed(spread, n, typical)]
     profile, unseen = _fit_profile(kept)
-    cutoff = _cutoff([_score(t, profile, unseen) for t in kept], _spread(threshold))
-    return LangIdPlan("profile", language, threshold, profile=profile, unseen=unseen, cutoff=cutoff, fitted_on=len(kept),
-                      note=f" ({language} has no py3langid model)")
+    scored = [_score(t, profile, unseen) for t in kept]
+    centre, spread = _centre_and_spread([s for s, _ in scored], _spread(threshold))
+    return LangIdPlan("profile", language, threshold, profile=profile, unseen=unseen, cutoff=centre - spread, spread=spread,
+                      typical_ngrams=typical, fitted_on=len(kept), note=f" ({language} has no py3langid model)")
+
+
+def _allowed(spread: float, ngrams: int, typical: int) -> float:
+    """How far below the centre a document may score: a mean over fewer n-grams is noisier (its spread grows as 1/sqrt(n))."""
+    return spread * math.sqrt(max(1.0, typical / max(ngrams, 1)))
 
 
 class _Profile(Identifier):
@@ -204,8 +214,9 @@ class _Profile(Identifier):
         self.plan = plan
 
     def judge(self, text: str) -> tuple[bool, str, float]:
-        score = _score(text, self.plan.profile, self.plan.unseen)
-        keep = score >= self.plan.cutoff
+        score, ngrams = _score(text, self.plan.profile, self.plan.unseen)
+        centre = self.plan.cutoff + self.plan.spread
+        keep = score >= centre - _allowed(self.plan.spread, ngrams, self.plan.typical_ngrams)
         return keep, "target" if keep else "other", score
 
 

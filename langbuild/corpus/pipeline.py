@@ -102,8 +102,12 @@ def _remember(summary: UnitSummary | WriteSummary, reason: str, text: str) -> No
         examples.append(text[:EXAMPLE_CHARS])
 
 
-def _judge(record: Record, plan: CorpusPlan, summary: UnitSummary) -> tuple[str, str]:
-    """(cleaned text, reason it is removed or "")."""
+def _judge(record: Record, plan: CorpusPlan, summary: UnitSummary, curated: bool) -> tuple[str, str]:
+    """(cleaned text, reason it is removed or "").
+
+    ``curated`` text (corpus.valid_paths) was chosen by the user as the held-out set: it is cleaned
+    and must be long enough, but the quality filters and language ID do not second-guess it.
+    """
     text = normalise(record.text, plan.fix_mojibake)
     if not text:
         return text, "empty"
@@ -111,6 +115,8 @@ def _judge(record: Record, plan: CorpusPlan, summary: UnitSummary) -> tuple[str,
     summary.counts["lines_dropped"] += dropped
     if not text:
         return text, "empty"
+    if curated:
+        return text, "too_short" if len(text) < plan.quality.min_chars else ""
     reason = failed_filter(text, plan.quality)
     if reason:
         return text, reason
@@ -184,7 +190,7 @@ def filter_unit(unit: Unit) -> UnitSummary:
         for record in read_unit(unit, plan.read, read_counts):
             summary.counts["read"] += 1
             summary.characters += len(record.text)
-            text, reason = _judge(record, plan, summary)
+            text, reason = _judge(record, plan, summary, curated=unit.source.role == "valid")
             if reason:
                 _remember(summary, reason, text or record.text)
                 if removed is not None:
@@ -418,21 +424,31 @@ def _run_tasks(function, jobs: list, plan: CorpusPlan, workers: int):
         return list(pool.imap(function, jobs, chunksize=1))
 
 
+SAMPLE_SCAN_CHARS = 16_000_000  # read at most this much text, over all units, to draw the sample from
+
+
 def sample_documents(units: list[Unit], read: ReadOptions, fix_mojibake: bool, quality: QualityConfig, limit: int) -> list[str]:
-    """The first ``limit`` cleaned documents, spread over the units, for the script share and the language profile."""
+    """About ``limit`` cleaned documents drawn evenly from the start of every unit.
+
+    Evenly, not just the first ones: the first chapters of a book or the first pages of a crawl are
+    narrower than the corpus, and the character profile learned from the sample decides what is kept.
+    """
+    per_unit_docs = max(limit // max(len(units), 1), 50)
+    per_unit_chars = max(SAMPLE_SCAN_CHARS // max(len(units), 1), 1_000_000)
     sample: list[str] = []
-    per_unit = max(limit // max(len(units), 1), 50)
     for unit in units:
-        taken = 0
+        scanned: list[str] = []
+        chars = 0
         for record in read_unit(unit, read, ReadCounts()):
-            text, _ = clean_lines(normalise(record.text, fix_mojibake), quality)
+            scanned.append(record.text)
+            chars += len(record.text)
+            if chars >= per_unit_chars:
+                break
+        step = max(len(scanned) // per_unit_docs, 1)
+        for raw in scanned[::step][:per_unit_docs]:
+            text, _ = clean_lines(normalise(raw, fix_mojibake), quality)
             if len(text) >= quality.min_chars:
                 sample.append(text)
-                taken += 1
-            if taken >= per_unit or len(sample) >= limit:
-                break
-        if len(sample) >= limit:
-            break
     return sample
 
 
