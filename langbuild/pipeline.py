@@ -19,6 +19,7 @@ from rich.console import Console
 
 from . import __version__
 from .core.atomic import atomic_write_text, recover_dir, replace_dir
+from .core.config import SCHEMA
 from .core.errors import LangbuildError, UsageError, one_line
 from .core.hashing import hash_file, hash_json, hash_tree
 from .core.project import Project
@@ -136,9 +137,13 @@ def _package_version(name: str) -> str:
         return "missing"
 
 
+CORPUS_RESULT_KEYS = tuple(key for key in SCHEMA["corpus"] if key != "workers")
+
 STEPS: list[Step] = [
-    Step("corpus", "clean, de-duplicate and split the target-language text",
-         ("project.language", "project.seed", "corpus"), (), "1", "corpus", external_inputs=_corpus_inputs),
+    # corpus.workers is left out: the output is the same for any number of processes.
+    Step("corpus", "clean, filter, identify the language, de-duplicate and split the target-language text",
+         ("project.language", "project.seed", *(f"corpus.{key}" for key in CORPUS_RESULT_KEYS), "quality", "langid", "eval.tasks"),
+         (), "2", "corpus", external_inputs=_corpus_inputs),
     Step("tokenizer", "train a target-language tokenizer and compare it with the base tokenizers",
          ("project.seed", "tokenizer", "select.candidates", "project.trust_remote_code"), ("corpus",), "2",
          "tokenizer", external_inputs=_tokenizer_inputs),
