@@ -351,7 +351,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/corpus_bench"))
     parser.add_argument("--skip-datatrove", action="store_true")
     parser.add_argument("--datatrove-max-mb", type=int, default=100,
-                        help="run datatrove only up to this size (it runs at ~0.25 MB/s here on Chichewa: spaCy tokenises every filter)")
+                        help="run datatrove only up to this size (~0.25 MB/s here on Chichewa: spaCy tokenises for every filter)")
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args()
     speed = ["| input | system | seconds | MB/s | langbuild ÷ datatrove (speed) | peak PSS, all processes (MB) | main RSS (MB) |",
