@@ -221,47 +221,62 @@ DATATROVE_SCRIPT = textwrap.dedent('''
     from datatrove.pipeline.dedup.minhash import MinhashConfig
     from datatrove.pipeline.writers import JsonlWriter
 
-    data, work, tasks, sample_file = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    sys.path.insert(0, BENCHMARKS)
+    from corpus_throughput import ProfileLanguageFilter
+
     config = MinhashConfig(n_grams=5, num_buckets=14, hashes_per_bucket=8)
     LANG = "nya_Latn"
-    _identifier = []
 
-    def is_chichewa(document):
-        # The same character profile langbuild fits, built once per worker from the same sample.
-        if not _identifier:
-            import json
-            from langbuild.corpus.langid import plan_language_id
-            sample = json.load(open(sample_file, encoding="utf-8"))
-            _identifier.append(plan_language_id("nya", "profile", sample=sample).build())
-        return _identifier[0].judge(document.text)[0]
+    def main():
+        # Under a main guard: datatrove's worker processes import this file again.
+        data, work, tasks, sample_file = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 
-    def excluded(name):
-        return JsonlWriter(f"{work}/removed/{name}", compression=None)
+        def excluded(name):
+            return JsonlWriter(f"{work}/removed/{name}", compression=None)
 
-    filtering = [
-        JsonlReader(data, text_key="text", id_key="id", glob_pattern="*.jsonl*"),
-        FTFYFormatter(uncurl_quotes=False, fix_latin_ligatures=False, fix_character_width=False, unescape_html=False),
-        GopherRepetitionFilter(language=LANG, exclusion_writer=excluded("repetition")),
-        GopherQualityFilter(min_doc_words=3, max_doc_words=100000, min_avg_word_length=2, max_avg_word_length=20,
-                            max_symbol_word_ratio=0.1, max_bullet_lines_ratio=0.9, max_ellipsis_lines_ratio=0.3,
-                            max_non_alpha_words_ratio=0.7, min_stop_words=None, language=LANG,
-                            exclusion_writer=excluded("quality")),
-        LambdaFilter(is_chichewa, exclusion_writer=excluded("langid")),
-        JsonlWriter(f"{work}/filtered", compression=None),
-    ]
-    kw = dict(tasks=tasks, workers=2, logging_dir=f"{work}/logs", skip_completed=False)
-    LocalPipelineExecutor(pipeline=filtering, **{**kw, "logging_dir": f"{work}/logs/1"}).run()
-    signatures = MinhashDedupSignature(f"{work}/sigs", config=config, language=LANG)
-    LocalPipelineExecutor(pipeline=[JsonlReader(f"{work}/filtered"), signatures], **{**kw, "logging_dir": f"{work}/logs/2"}).run()
-    LocalPipelineExecutor(pipeline=[MinhashDedupBuckets(f"{work}/sigs", f"{work}/buckets", config=config)],
-                          **{**kw, "tasks": config.num_buckets, "logging_dir": f"{work}/logs/3"}).run()
-    LocalPipelineExecutor(pipeline=[MinhashDedupCluster(f"{work}/buckets", f"{work}/remove_ids", config=config)],
-                          **{**kw, "tasks": 1, "workers": 1, "logging_dir": f"{work}/logs/4"}).run()
-    LocalPipelineExecutor(pipeline=[JsonlReader(f"{work}/filtered"),
-                                    MinhashDedupFilter(f"{work}/remove_ids", exclusion_writer=excluded("duplicate")),
-                                    JsonlWriter(f"{work}/output", compression="gzip")],
-                          **{**kw, "logging_dir": f"{work}/logs/5"}).run()
+        filtering = [
+            JsonlReader(data, text_key="text", id_key="id", glob_pattern="*.jsonl*"),
+            FTFYFormatter(uncurl_quotes=False, fix_latin_ligatures=False, fix_character_width=False, unescape_html=False),
+            GopherRepetitionFilter(language=LANG, exclusion_writer=excluded("repetition")),
+            GopherQualityFilter(min_doc_words=3, max_doc_words=100000, min_avg_word_length=2, max_avg_word_length=20,
+                                max_symbol_word_ratio=0.1, max_bullet_lines_ratio=0.9, max_ellipsis_lines_ratio=0.3,
+                                max_non_alpha_words_ratio=0.7, min_stop_words=None, language=LANG,
+                                exclusion_writer=excluded("quality")),
+            LambdaFilter(ProfileLanguageFilter(sample_file), exclusion_writer=excluded("langid")),
+            JsonlWriter(f"{work}/filtered", compression=None),
+        ]
+        kw = dict(tasks=tasks, workers=2, logging_dir=f"{work}/logs", skip_completed=False)
+        LocalPipelineExecutor(pipeline=filtering, **{**kw, "logging_dir": f"{work}/logs/1"}).run()
+        signatures = MinhashDedupSignature(f"{work}/sigs", config=config, language=LANG)
+        LocalPipelineExecutor(pipeline=[JsonlReader(f"{work}/filtered"), signatures], **{**kw, "logging_dir": f"{work}/logs/2"}).run()
+        LocalPipelineExecutor(pipeline=[MinhashDedupBuckets(f"{work}/sigs", f"{work}/buckets", config=config)],
+                              **{**kw, "tasks": config.num_buckets, "logging_dir": f"{work}/logs/3"}).run()
+        LocalPipelineExecutor(pipeline=[MinhashDedupCluster(f"{work}/buckets", f"{work}/remove_ids", config=config)],
+                              **{**kw, "tasks": 1, "workers": 1, "logging_dir": f"{work}/logs/4"}).run()
+        LocalPipelineExecutor(pipeline=[JsonlReader(f"{work}/filtered"),
+                                        MinhashDedupFilter(f"{work}/remove_ids", exclusion_writer=excluded("duplicate")),
+                                        JsonlWriter(f"{work}/output", compression="gzip")],
+                              **{**kw, "logging_dir": f"{work}/logs/5"}).run()
+
+    if __name__ == "__main__":
+        main()
 ''')
+
+
+class ProfileLanguageFilter:
+    """langbuild's character-profile judgement as a datatrove filter function, fitted once per worker on the same sample."""
+
+    def __init__(self, sample_file: str):
+        self.sample_file = sample_file
+        self.identifier = None
+
+    def __call__(self, document) -> bool:
+        if self.identifier is None:
+            from langbuild.corpus.langid import plan_language_id
+
+            sample = json.loads(Path(self.sample_file).read_text(encoding="utf-8"))
+            self.identifier = plan_language_id("nya", "profile", sample=sample).build()
+        return self.identifier.judge(document.text)[0]
 
 
 def profile_sample(corpus: Path, work: Path) -> Path:
@@ -281,7 +296,7 @@ def run_datatrove(corpus: Path, work: Path) -> tuple[float, float, float]:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     script = folder / "pipeline.py"
-    script.write_text(DATATROVE_SCRIPT, encoding="utf-8")
+    script.write_text(DATATROVE_SCRIPT.replace("BENCHMARKS", repr(str(Path(__file__).resolve().parent))), encoding="utf-8")
     sample = profile_sample(corpus, folder)
     tasks = len(list((corpus / "data").iterdir()))
     return run_measured([sys.executable, str(script), str(corpus / "data"), str(folder), str(tasks), str(sample)], folder)
