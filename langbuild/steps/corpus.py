@@ -173,6 +173,10 @@ def fingerprint_sources(project) -> dict[str, Any]:
                 # Keys relative to the project, so a moved or copied project stays up to date.
                 name, digest = _fingerprint_location(kind, location, project.root)
                 result[name] = digest
+    for task in config.get("eval.tasks") if config.get("corpus.decontaminate") else ():
+        task_path = _resolve(task, project.root)
+        if task.endswith(".jsonl") and task_path.is_file():  # their text is kept out of train
+            result[f"eval.tasks:{task}"] = hash_file(task_path)
     if config.get("langid.model"):
         model = _resolve(config.get("langid.model"), project.root)
         result["langid.model"] = hash_file(model) if model.is_file() else "missing"

@@ -183,6 +183,8 @@ def test_eval_task_files_decontaminate_train(tmp_path, model):
     _run(root)
     assert leak not in _split(root, "train")
     assert read_json(root / "corpus/stats.json")["removed"] == {"contaminated": 1}
+    task.write_text(json.dumps({"query": "Funso lina", "choices": ["a", "b"], "gold": 0}) + "\n", encoding="utf-8")
+    assert pipeline.status(Project(root))[0]["state"] == "stale"  # another evaluation set: decontaminate again
 
 
 def test_held_out_group_from_a_packaged_corpus(tmp_path, model):
