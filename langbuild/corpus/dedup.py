@@ -145,32 +145,38 @@ class UnionFind:
             self.parent[max(ra, rb)] = min(ra, rb)
 
 
-def near_duplicate_mask(band_columns, signatures: np.ndarray, alive: np.ndarray, threshold: float) -> tuple[np.ndarray, int]:
-    """Documents to drop as near duplicates of an earlier one, and the number of candidate pairs checked.
-
-    ``band_columns`` yields one (documents,) uint64 band column at a time; ``signatures`` may be a
-    memory map of all (documents, NUM_PERM) signatures.
-    """
-    count = len(alive)
-    clusters = UnionFind(count)
+def candidate_pairs(band_columns, alive: np.ndarray) -> np.ndarray:
+    """(pairs, 2) int64: live documents sharing a band with the first live document of their bucket, each pair once."""
     live = np.flatnonzero(alive)
-    checked = 0
+    found = []
     for column in band_columns:
         keys = column[live]
         order = np.argsort(keys, kind="stable")
         sorted_keys = keys[order]
         same_as_previous = np.flatnonzero(sorted_keys[1:] == sorted_keys[:-1]) + 1
-        if len(same_as_previous) == 0:
-            continue
-        run_start = _run_starts(sorted_keys)
-        for position in same_as_previous:
-            first = live[order[run_start[position]]]
-            other = live[order[position]]
-            if clusters.find(first) == clusters.find(other):
-                continue
-            checked += 1
-            if _similarity(signatures[first], signatures[other]) >= threshold:
-                clusters.union(first, other)
+        if len(same_as_previous):
+            run_start = _run_starts(sorted_keys)
+            found.append(np.stack([live[order[run_start[same_as_previous]]], live[order[same_as_previous]]], axis=1))
+    if not found:
+        return np.zeros((0, 2), dtype=np.int64)
+    return np.unique(np.concatenate(found), axis=0)  # sorted by the first document: its signatures are read in order
+
+
+def near_duplicate_mask(band_columns, signatures, alive: np.ndarray, threshold: float) -> tuple[np.ndarray, int]:
+    """Documents to drop as near duplicates of an earlier one, and the number of candidate pairs checked.
+
+    ``band_columns`` yields one (documents,) uint64 band column at a time; ``signatures[i]`` gives the
+    signature of document ``i`` (an array, or a reader that maps a few files at a time).
+    """
+    count = len(alive)
+    clusters = UnionFind(count)
+    checked = 0
+    for first, other in candidate_pairs(band_columns, alive):
+        if clusters.find(first) == clusters.find(other):
+            continue  # already joined through another pair: the clusters come out the same without this check
+        checked += 1
+        if _similarity(signatures[first], signatures[other]) >= threshold:
+            clusters.union(first, other)
     roots = np.array([clusters.find(i) for i in range(count)], dtype=np.int64) if count else np.zeros(0, dtype=np.int64)
     return (roots != np.arange(count)) & alive, checked
 

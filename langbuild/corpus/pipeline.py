@@ -164,7 +164,9 @@ class _Fingerprints:
         if self.signatures or self.bands:
             signatures = np.stack(self.signatures) if self.signatures else np.zeros((0, dedup.NUM_PERM), dtype=np.uint32)
             dedup.save_array(work / f"signatures-{index:05d}.npy", signatures)
-            dedup.save_array(work / f"bands-{index:05d}.npy", dedup.band_hashes(signatures, self.bands, self.rows))
+            # Band-major, so one band of a unit is one contiguous read.
+            band_major = np.ascontiguousarray(dedup.band_hashes(signatures, self.bands, self.rows).T)
+            dedup.save_array(work / f"bands-{index:05d}.npy", band_major)
         if paragraphs:
             dedup.save_array(work / f"lines-{index:05d}.npy", np.concatenate(self.lines) if self.lines else np.zeros(0, np.uint64))
             dedup.save_array(work / f"line-counts-{index:05d}.npy", np.array(self.line_counts, dtype=np.int64))
@@ -227,16 +229,33 @@ class Decisions:
 DUPLICATE_REASONS = {1: "exact_duplicate", 2: "near_duplicate"}
 
 
-class _SignatureTable:
-    """Row ``i`` of the signatures of all units, read through memory maps."""
+class _SignatureReader:
+    """Row ``i`` of all units' signatures, through memory maps of a few units at a time.
 
-    def __init__(self, arrays: list[np.ndarray]):
-        self.arrays = arrays
-        self.offsets = np.cumsum([0] + [len(a) for a in arrays])
+    Candidate pairs come sorted by their first document, so the maps are opened roughly in unit order;
+    closing the oldest keeps resident memory to a few units' signatures, however many units there are.
+    """
+
+    OPEN_UNITS = 4
+
+    def __init__(self, work: Path, units: list[Unit], sizes: list[int]):
+        self.paths = [work / f"signatures-{u.index:05d}.npy" for u in units]
+        self.offsets = np.cumsum([0] + sizes)
+        self.open: dict[int, np.ndarray] = {}
 
     def __getitem__(self, row: int) -> np.ndarray:
         unit = int(np.searchsorted(self.offsets, row, side="right")) - 1
-        return self.arrays[unit][row - self.offsets[unit]]
+        if unit not in self.open:
+            if len(self.open) >= self.OPEN_UNITS:
+                del self.open[next(iter(self.open))]  # the map closes with its last reference
+            self.open[unit] = dedup.load_array(self.paths[unit], mmap=True)
+        return np.array(self.open[unit][row - self.offsets[unit]])
+
+
+def _band_columns(work: Path, units: list[Unit], bands: int):
+    """One band of every document at a time (8 bytes per document), read unit by unit."""
+    for band in range(bands):
+        yield np.concatenate([dedup.load_array(work / f"bands-{u.index:05d}.npy", mmap=True)[band].copy() for u in units])
 
 
 def find_duplicates(plan: CorpusPlan, units: list[Unit], sizes: list[int]) -> Decisions:
@@ -253,10 +272,8 @@ def find_duplicates(plan: CorpusPlan, units: list[Unit], sizes: list[int]) -> De
         reason[duplicate], alive[duplicate] = 1, False
     if plan.dedup == "near" and total:
         bands, _ = dedup.bands_for(plan.near_threshold)
-        band_maps = [dedup.load_array(work / f"bands-{u.index:05d}.npy", mmap=True) for u in units]
-        columns = (np.concatenate([m[:, b] for m in band_maps]) for b in range(bands))
-        signatures = _SignatureTable([dedup.load_array(work / f"signatures-{u.index:05d}.npy", mmap=True) for u in units])
-        near, checked = dedup.near_duplicate_mask(columns, signatures, alive, plan.near_threshold)
+        signatures = _SignatureReader(work, units, sizes)
+        near, checked = dedup.near_duplicate_mask(_band_columns(work, units, bands), signatures, alive, plan.near_threshold)
         reason[near], alive[near] = 2, False
     valid = _held_out(plan, units, offsets, alive)
     drop_lines = _paragraph_duplicates(plan, units, sizes, alive) if plan.paragraph_dedup else [None] * len(units)
