@@ -563,6 +563,9 @@ def build_corpus(settings: CorpusSettings, root: Path, out: Path, log=print) -> 
     return stats, run
 
 
+# Counters that share the removal Counter but count something else than removed documents.
+NOT_REMOVALS = frozenset({"read", "lines_dropped", "paragraph_lines_dropped", "down_sampled"})
+
 _HINTS = {
     "langid": "check project.language, lower langid.threshold, or set langid.method = \"off\"",
     "script_share": "lower quality.min_script_share or add script_share to quality.disabled",
@@ -574,8 +577,7 @@ _HINTS = {
 
 
 def _removal_table(counts: Counter) -> tuple[str, str]:
-    ignore = {"read", "lines_dropped", "paragraph_lines_dropped", "down_sampled"}
-    removed = [(reason, n) for reason, n in counts.most_common() if reason not in ignore and n]
+    removed = [(reason, n) for reason, n in counts.most_common() if reason not in NOT_REMOVALS and n]
     described = ", ".join(f"{n:,} by {reason}" for reason, n in removed) or "none"
     top = removed[0][0] if removed else ""
     hint = _HINTS.get(top, f"add {top} to quality.disabled or loosen its threshold in [quality]" if top else "add text")
@@ -622,7 +624,7 @@ def _stats(settings, plan, units, filtered, written, decisions) -> dict[str, Any
     languages = sum((s.languages for s in filtered), Counter())
     problems = sum((s.read_problems for s in filtered), Counter())
     characters = sum(s.characters for s in filtered)
-    removed = {k: v for k, v in counts.items() if k not in {"read", "lines_dropped", "paragraph_lines_dropped", "down_sampled"}}
+    removed = {k: v for k, v in counts.items() if k not in NOT_REMOVALS}
     bands, rows = dedup.bands_for(settings.near_threshold) if settings.dedup == "near" else (0, 0)
 
     def describe(name: str) -> dict[str, Any]:
