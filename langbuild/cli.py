@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -25,6 +27,21 @@ config_app = typer.Typer(help="Read or change one setting of langbuild.toml.", n
 app.add_typer(config_app, name="config")
 
 console = Console(highlight=False)
+
+OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
+
+
+@app.callback()
+def options(
+    offline: bool = typer.Option(False, "--offline", help="never use the network (also: HF_HUB_OFFLINE=1); "
+                                 "models and data must be local or already cached"),
+) -> None:
+    """Turn a pile of text in a low-resource language plus a pretrained model into a better model for it."""
+    if offline:
+        # Read by huggingface_hub, datasets and transformers when first imported, which is after this.
+        for name in OFFLINE_VARIABLES:
+            os.environ[name] = "1"
+
 
 ProjectDir = typer.Option(Path("."), "-C", "--project", help="project folder (default: the current one)")
 
@@ -305,8 +322,26 @@ def main() -> None:
         _fail(f"error: {one_line(err.format_message())}{hint}", 2, err)
     except KeyboardInterrupt:
         _fail("interrupted: run the same command again to continue where it stopped", 130, None)
+    except OSError as err:
+        _fail(f"error: {_os_error_message(err)}", 1, err)
     except Exception as err:  # a bug or an environment problem: still one line unless debugging
         _fail(f"error: {type(err).__name__}: {one_line(err)} (set LANGBUILD_DEBUG=1 for the traceback)", 1, err)
+
+
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+_NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def _os_error_message(err: OSError) -> str:
+    """The disk problems a user can fix, worded as what to do; finished steps stay in place either way."""
+    where = f" {err.filename}" if err.filename else ""
+    if err.errno in _NO_SPACE:
+        return (f"no space left on the disk{' for' + where if where else ''} ({err.strerror}): free disk space or raise "
+                "the file-size limit, then run the same command again (finished steps are kept)")
+    if err.errno in _NOT_WRITABLE:
+        return (f"cannot write{where} ({err.strerror}): make the project folder writable, or copy it somewhere you can "
+                "write, then run the same command again")
+    return f"{err.strerror or type(err).__name__}{where} (set LANGBUILD_DEBUG=1 for the traceback)"
 
 
 def _command_words(ctx) -> str:

@@ -116,9 +116,11 @@ def _download(repo_id: str, trust_remote_code: bool) -> Path:
     try:
         return Path(snapshot_download(repo_id, allow_patterns=patterns))
     except Exception as err:  # offline, unknown repo, gated model: all end the same way for the user
+        offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0", "false")
+        reason = "offline mode is on and it is not in the local cache" if offline else "check the name and your connection"
         raise LangbuildError(
-            f"cannot get model '{repo_id}' from the hub ({type(err).__name__}): check the name and your "
-            "connection, or give a local folder or a packaged name (" + ", ".join(PACKAGED) + ")"
+            f"cannot get model '{repo_id}' from the hub ({type(err).__name__}): {reason}, "
+            "or give a local folder or a packaged name (" + ", ".join(PACKAGED) + ")"
         ) from None
 
 
@@ -172,13 +174,39 @@ def quiet_hf() -> None:
     hf_logging.set_verbosity_error()
 
 
+PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json", "model.pt", "model.ckpt")
+
+
+def _check_safetensors_present(path: Path) -> None:
+    """Pickled weights can run code when loaded: langbuild reads safetensors only, and says so."""
+    if path.is_dir() and not any(path.glob("*.safetensors")) and any((path / name).exists() for name in PICKLE_WEIGHTS):
+        raise LangbuildError(
+            f"{path} has only pickled PyTorch weights (pytorch_model.bin), which can run code when loaded: langbuild "
+            "reads safetensors only; convert them once where you trust the file (save_pretrained(..., "
+            "safe_serialization=True)) or pick a model that ships model.safetensors"
+        )
+
+
+def _loading_hint(path: Path, err: Exception) -> str:
+    """Turn the common loading failures into what to do about them."""
+    text = str(err)
+    if "trust_remote_code" in text:
+        return ("it needs Python code shipped with the model; set project.trust_remote_code = true in langbuild.toml "
+                "only if you trust its authors, or pick another model")
+    if "snapshots" in path.parts:
+        return (f"{text}; the download looks incomplete or damaged: delete {path.parent.parent} and run again online "
+                "to fetch it anew")
+    return text
+
+
 def load_tokenizer(path: Path, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
+    quiet_hf()
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:
-        raise LangbuildError(f"cannot load the tokenizer in {path}: {err}") from None
+        raise LangbuildError(f"cannot load the tokenizer in {path}: {_loading_hint(Path(path), err)}") from None
     # Without its files transformers may quietly build an empty tokenizer that encodes text to nothing.
     if len(tokenizer) <= 1 or not tokenizer("a b", add_special_tokens=False)["input_ids"]:
         raise LangbuildError(
@@ -201,12 +229,13 @@ def load_model(path: Path, trust_remote_code: bool = False):
     from transformers import AutoModelForCausalLM
 
     quiet_hf()
+    _check_safetensors_present(Path(path))
     try:
         model = AutoModelForCausalLM.from_pretrained(
             str(path), dtype=torch.float32, use_safetensors=True, trust_remote_code=trust_remote_code
         )
     except (OSError, ValueError, SafetensorError) as err:
-        raise LangbuildError(f"cannot load the model in {path}: {err}") from None
+        raise LangbuildError(f"cannot load the model in {path}: {_loading_hint(Path(path), err)}") from None
     model.eval()
     return model.to(best_device())
 

@@ -21,6 +21,7 @@ from . import __version__
 from .core.atomic import atomic_write_text, recover_dir, replace_dir
 from .core.config import SCHEMA
 from .core.errors import LangbuildError, UsageError, one_line
+from .core.faults import crash_point
 from .core.hashing import hash_file, hash_json, hash_tree
 from .core.project import Project
 
@@ -271,9 +272,18 @@ def status(project: Project) -> list[dict[str, Any]]:
 
 
 def _recover(project: Project) -> None:
-    """Finish or undo any folder swap that a kill interrupted."""
+    """Finish or undo any folder swap that a kill interrupted, and drop lock writes it cut short."""
+    project.check_no_symlinks(STEP_NAMES)
     for step in STEPS:
         recover_dir(project.step_dir(step.name), project.trash_dir)
+    for leftover in project.root.glob(f".{project.lock_path.name}.*.tmp"):  # atomic writes never renamed
+        leftover.unlink(missing_ok=True)
+
+
+def _warn_about_remote_code(project: Project, console: Console) -> None:
+    if project.config.get("project.trust_remote_code"):
+        console.print("[yellow]warning: project.trust_remote_code is on: Python files shipped with the models will run "
+                      "on this machine with your permissions; turn it off unless you trust every model's authors[/]")
 
 
 def _select_steps(until: str | None, from_: str | None) -> list[Step]:
@@ -294,6 +304,7 @@ def run(project: Project, console: Console, until: str | None = None, from_: str
     results = []
     with project.exclusive():
         _recover(project)
+        _warn_about_remote_code(project, console)
         input_cache: dict[str, Any] = {}
         for index, step in enumerate(steps):
             problems: dict[str, str] = {}
@@ -355,6 +366,7 @@ def _run_step(project: Project, step: Step, fingerprint: str, console: Console) 
     lock.mark_replacing(step.name)  # a kill during the swap must not pair new files with the old record
     replace_dir(staging, final, project.trash_dir)
     (final / ".fingerprint").unlink(missing_ok=True)
+    crash_point("staging-move:before-lock")
     seconds = time.time() - started
     lock.record_success(step.name, fingerprint, outputs, seconds, summary)
     console.print(f"[green]✓[/] {step.name}: done in {seconds:.1f} s")

@@ -9,6 +9,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from .faults import crash_point
+
 
 def _fsync_dir(path: Path) -> None:
     try:
@@ -38,9 +40,13 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     try:
         os.fchmod(fd, _default_mode())  # reports and settings are meant to be shared like any other file
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            handle.write(data[: len(data) // 2])
+            handle.flush()
+            crash_point(f"write-partial:{path.name}")
+            handle.write(data[len(data) // 2:])
             handle.flush()
             os.fsync(handle.fileno())
+        crash_point(f"write:{path.name}")
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -68,6 +74,7 @@ def replace_dir(staging: Path, final: Path, trash_root: Path) -> None:
         shutil.rmtree(trash)
     if final.exists():
         os.replace(final, trash)
+        crash_point("staging-move:between-renames")
     os.replace(staging, final)
     _fsync_dir(final.parent)
     shutil.rmtree(trash, ignore_errors=True)

@@ -287,7 +287,6 @@ def parse_cli_value(key: str, text: str) -> Any:
         value = text
     if setting.kind is str and not isinstance(value, str):
         value = text
-        value = text
     if setting.kind == "list[str]" and not isinstance(value, list):
         value = [part.strip() for part in text.split(",") if part.strip()]
     return coerce(key, value)
@@ -367,3 +366,15 @@ def check_required(config: Config, source: str) -> None:
             value = config.values[section][name]
             if setting.required and (value == "" or value == []):
                 raise ConfigError(f"{source}: '{section}.{name}' is required ({setting.help})")
+    _check_language(config.values["project"]["language"], source)
+
+
+def _check_language(code: str, source: str) -> None:
+    """An unknown code would only surface steps later (language ID, benchmarks): refuse it up front."""
+    from ..evaluation.builtin_tasks import parse_language
+    from .errors import LangbuildError
+
+    try:
+        parse_language(code)
+    except LangbuildError as err:
+        raise ConfigError(f"{source}: project.language: {err}") from None

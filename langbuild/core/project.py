@@ -57,9 +57,24 @@ class Project:
         path = Path(os.path.expanduser(text))
         return path if path.is_absolute() else self.root / path
 
+    def check_no_symlinks(self, step_names: list[str]) -> None:
+        """Refuse step and state folders that are symbolic links.
+
+        langbuild replaces a step folder whole and deletes what it replaced; through a link that
+        would reach files outside the project, so a link is an error, not something to follow.
+        """
+        for path in [self.state_dir, *(self.step_dir(name) for name in step_names)]:
+            if path.is_symlink():
+                raise LangbuildError(
+                    f"{path} is a symbolic link (to {os.readlink(path)}): langbuild writes and replaces step folders "
+                    "only inside the project; remove the link (move the whole project to another disk instead)"
+                )
+
     @contextmanager
     def exclusive(self) -> Iterator[None]:
         """Hold the project's run lock, so two langbuild runs never interleave their writes."""
+        if self.state_dir.is_symlink():
+            self.check_no_symlinks([])
         self.state_dir.mkdir(parents=True, exist_ok=True)
         lock = FileLock(str(self.state_dir / "run.lock"))
         try:

@@ -211,9 +211,23 @@ def read_unit(unit: Unit, options: ReadOptions, counts: ReadCounts) -> Iterator[
         produced = False
         for record in reader(unit, options, counts):
             produced = True
+            _check_document_size(record, unit)
             yield record
         if not produced and unit.start == 0:
             counts.empty_files.append(unit.location)
+
+
+# Gopher's word-count filter drops anything near this size anyway; refusing it says why instead,
+# and keeps cleaning and MinHash (whole-document work) from grinding on one giant string.
+MAX_DOCUMENT_CHARS = 16 * 2**20
+
+
+def _check_document_size(record: Record, unit: Unit) -> None:
+    if len(record.text) > MAX_DOCUMENT_CHARS:
+        raise LangbuildError(
+            f"{unit.location} holds a single document of {len(record.text) / 2**20:.0f} M characters (the limit is "
+            f"{MAX_DOCUMENT_CHARS // 2**20} M): split it into lines or paragraphs (corpus.txt_unit = \"line\" or \"paragraph\")"
+        )
 
 
 def _lines(unit: Unit) -> Iterator[tuple[int, bytes]]:
@@ -224,7 +238,17 @@ def _lines(unit: Unit) -> Iterator[tuple[int, bytes]]:
             handle.seek(unit.start - 1)
             skipped = handle.readline()  # the line holding byte start-1 belongs to the previous unit
             position = unit.start - 1 + len(skipped)
-        for raw in handle:
+        lines = iter(handle)
+        while True:
+            try:
+                raw = next(lines)
+            except StopIteration:
+                return
+            except Exception as err:  # EOFError, OSError, LZMAError, ZstdError: a damaged or cut-off file
+                raise LangbuildError(
+                    f"{unit.location} is damaged or ends early ({type(err).__name__}: {err}): it is probably an "
+                    "incomplete download or copy; fetch it again"
+                ) from None
             if unit.end >= 0 and position >= unit.end:
                 return
             yield position, raw

@@ -64,8 +64,12 @@ def make_lm(model, tokenizer, batch_size: int):
 
 
 def _evaluate(lm, tasks: list[str], task_manager, cache_file: Path | None, limit: int, seed: int) -> dict:
+    import lm_eval.evaluator
     from lm_eval import simple_evaluate
 
+    # lm-eval records the git commit of the current folder by running 'git describe', which prints
+    # "fatal: not a git repository" to the terminal outside one. The field is meaningless here.
+    lm_eval.evaluator.get_git_commit_hash = lambda: None
     with quiet_lm_eval():
         return simple_evaluate(
             lm, tasks=tasks, task_manager=task_manager, use_cache=str(cache_file) if cache_file else None,

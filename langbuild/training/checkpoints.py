@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..core.atomic import atomic_write_json, atomic_write_text
+from ..core.faults import crash_point
 
 WEIGHTS = "model.safetensors"
 
@@ -34,8 +35,10 @@ def save_checkpoint(folder: Path, step: int, model, optimizer, keep: int, state:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     save_model(model, str(tmp / WEIGHTS))
+    crash_point("checkpoint:weights-written")
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     atomic_write_json(tmp / "state.json", {**(state or {}), "step": step})
+    crash_point("checkpoint:before-rename")
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)  # the checkpoint exists only once it is complete
