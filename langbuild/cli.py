@@ -37,8 +37,9 @@ def options(
                                  "models and data must be local or already cached"),
 ) -> None:
     """Turn a pile of text in a low-resource language plus a pretrained model into a better model for it."""
-    if offline:
-        # Read by huggingface_hub, datasets and transformers when first imported, which is after this.
+    if offline or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        # Read by huggingface_hub, datasets and transformers when first imported, which is after this;
+        # HF_HUB_OFFLINE alone is taken to mean all three, as --offline does.
         for name in OFFLINE_VARIABLES:
             os.environ[name] = "1"
 

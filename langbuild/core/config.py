@@ -15,7 +15,7 @@ from typing import Any
 import tomlkit
 from tomlkit.exceptions import ParseError
 
-from .errors import ConfigError
+from .errors import ConfigError, LangbuildError
 
 CONFIG_NAME = "langbuild.toml"
 
@@ -361,6 +361,7 @@ def set_value(doc: tomlkit.TOMLDocument, key: str, value: Any) -> None:
 
 
 def check_required(config: Config, source: str) -> None:
+    """Settings that have no usable default are set, and the language code names a real language."""
     for section, items in SCHEMA.items():
         for name, setting in items.items():
             value = config.values[section][name]
@@ -372,7 +373,6 @@ def check_required(config: Config, source: str) -> None:
 def _check_language(code: str, source: str) -> None:
     """An unknown code would only surface steps later (language ID, benchmarks): refuse it up front."""
     from ..evaluation.builtin_tasks import parse_language
-    from .errors import LangbuildError
 
     try:
         parse_language(code)

@@ -73,8 +73,7 @@ class Project:
     @contextmanager
     def exclusive(self) -> Iterator[None]:
         """Hold the project's run lock, so two langbuild runs never interleave their writes."""
-        if self.state_dir.is_symlink():
-            self.check_no_symlinks([])
+        self.check_no_symlinks([])  # the run lock itself lives in .langbuild/
         self.state_dir.mkdir(parents=True, exist_ok=True)
         lock = FileLock(str(self.state_dir / "run.lock"))
         try:

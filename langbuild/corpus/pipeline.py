@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from ..core.errors import LangbuildError
+from ..core.processes import die_with_parent
 from ..textio import script_counts
 from . import dedup
 from .clean import QualityConfig, clean_lines, dominant_scripts, failed_filter, normalise
@@ -89,7 +90,9 @@ class UnitSummary:
 _worker: dict[str, Any] = {}
 
 
-def _init_worker(plan: CorpusPlan) -> None:
+def _init_worker(plan: CorpusPlan, parent_pid: int | None = None) -> None:
+    if parent_pid is not None:
+        die_with_parent(parent_pid)  # a killed run must not leave workers writing into its staging folder
     _worker["plan"] = plan
     _worker["identifier"] = plan.langid.build() if plan.langid else None
     _worker["hasher"] = dedup.WordHasher()
@@ -437,7 +440,7 @@ def _run_tasks(function, jobs: list, plan: CorpusPlan, workers: int):
         return [function(job) for job in jobs]
     # spawn, not fork: the CLI may have loaded torch, and forking a process with its threads can hang.
     context = multiprocessing.get_context("spawn")
-    with context.Pool(workers, initializer=_init_worker, initargs=(plan,)) as pool:
+    with context.Pool(workers, initializer=_init_worker, initargs=(plan, os.getpid())) as pool:
         return list(pool.imap(function, jobs, chunksize=1))
 
 

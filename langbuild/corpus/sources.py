@@ -244,6 +244,8 @@ def _lines(unit: Unit) -> Iterator[tuple[int, bytes]]:
                 raw = next(lines)
             except StopIteration:
                 return
+            except MemoryError:
+                raise
             except Exception as err:  # EOFError, OSError, LZMAError, ZstdError: a damaged or cut-off file
                 raise LangbuildError(
                     f"{unit.location} is damaged or ends early ({type(err).__name__}: {err}): it is probably an "

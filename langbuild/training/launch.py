@@ -14,11 +14,11 @@ import json
 import os
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 from ..core.atomic import atomic_write_text
 from ..core.errors import LangbuildError
+from ..core.processes import tied_to_this_process
 from .plan import TrainPlan
 
 PLAN = "plan.json"
@@ -33,9 +33,11 @@ def _free_port() -> int:
 
 def launch_command(plan_path: Path, processes: int, launcher: str, gpus: bool) -> tuple[list[str], dict[str, str]]:
     """The argument list (never a shell string) and environment of the launch."""
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes),
-               "--num_machines", "1", "--main_process_port", str(_free_port()), "--mixed_precision", "no",
-               "--dynamo_backend", "no"]
+    # The launcher dies with langbuild (a kill -9 must not leave it training), and each training
+    # process with the launcher (worker.py).
+    command = tied_to_this_process("accelerate.commands.launch", "--num_processes", str(processes),
+                                   "--num_machines", "1", "--main_process_port", str(_free_port()),
+                                   "--mixed_precision", "no", "--dynamo_backend", "no")
     env = dict(os.environ)
     if launcher == "fsdp":
         command += ["--use_fsdp", "--fsdp_sharding_strategy", "FULL_SHARD", "--fsdp_auto_wrap_policy", "TRANSFORMER_BASED_WRAP"]

@@ -10,12 +10,14 @@ from rich.console import Console
 
 from ..core.atomic import atomic_write_text
 from ..core.errors import LangbuildError
+from ..core.processes import die_with_parent
 from .launch import ERROR
 from .loop import Trainer
 from .plan import TrainPlan
 
 
 def main(plan_path: str) -> int:
+    die_with_parent()  # when the launcher goes (kill -9 of langbuild), this process goes too
     path = Path(plan_path)
     plan = TrainPlan.from_json(path.read_text(encoding="utf-8"))
     try:

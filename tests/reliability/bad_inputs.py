@@ -365,7 +365,7 @@ def run_case(case: Case, finished: Path, workdir: Path) -> Outcome:
                                 text=True, preexec_fn=preexec, timeout=600)
     outcome.exit_code = result.returncode
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    outcome.message = lines[-1] if lines else result.stdout.strip().splitlines()[-1:][0] if result.stdout.strip() else ""
+    outcome.message = (lines or result.stdout.strip().splitlines() or [""])[-1]
     if case.recovers:
         problem = case.verify(project) if case.verify and result.returncode == 0 else ""
         outcome.clean_error = result.returncode == 0 and case.expect in result.stdout.lower() and not problem

@@ -38,3 +38,31 @@ def test_crash_points_resume_to_identical_outputs(harness):
     checkpointed = [t for t in trials if t.kind.startswith("checkpoint:")]
     # The second and third checkpoint saves were cut short: the first (or second) complete one resumes.
     assert checkpointed and all(t.resumed_from_checkpoint for t in checkpointed)
+
+
+def test_a_killed_run_leaves_no_worker_behind(tiny_models, tmp_path):
+    """Corpus workers die with langbuild: none may go on writing into the staging folder the next run rebuilds."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    from tests.tiny import make_tiny_project
+
+    root = make_tiny_project(tmp_path / "p", tiny_models["llama-spm"], train_books=8, **{"corpus.workers": 2})
+    proc = subprocess.Popen([sys.executable, "-m", "langbuild", "run", "-C", str(root), "--until", "corpus"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    parent = psutil.Process(proc.pid)
+    deadline = time.time() + 120
+    while len(workers := parent.children(recursive=True)) < 2 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    assert len(workers) >= 2, "the corpus step should have started its worker processes"
+    proc.send_signal(signal.SIGKILL)  # the work units are queued; the workers are still starting up
+    proc.wait()
+    killed_at = time.time()
+    time.sleep(5)
+    written_later = [p for p in (root / ".langbuild/staging").rglob("*") if p.stat().st_mtime > killed_at]
+    assert not written_later, f"files written after the kill: {written_later[:3]}"
+    assert not [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]

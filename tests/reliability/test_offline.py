@@ -87,10 +87,14 @@ def test_the_guard_really_blocks_connections(tmp_path):
     assert "blocked" in result.stdout and "huggingface.co" in log.read_text()
 
 
-def test_the_whole_pipeline_runs_with_the_network_blocked(tiny_models, tmp_path):
+@pytest.mark.parametrize("switch", ["--offline", "HF_HUB_OFFLINE=1"])
+def test_the_whole_pipeline_runs_with_the_network_blocked(tiny_models, tmp_path, switch):
     root = make_tiny_project(tmp_path / "project", tiny_models["llama-spm"], **{"corpus.workers": 2})
     env, log = _guarded_env(tmp_path)
-    result = subprocess.run([sys.executable, "-m", "langbuild", "--offline", "run", "-C", str(root)], env=env,
+    flags = [switch] if switch.startswith("--") else []
+    if not flags:
+        env["HF_HUB_OFFLINE"] = "1"
+    result = subprocess.run([sys.executable, "-m", "langbuild", *flags, "run", "-C", str(root)], env=env,
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert log.read_text() == "", f"network attempts: {log.read_text()[:2000]}"

@@ -238,3 +238,38 @@ def test_an_out_of_memory_error_names_the_settings_to_lower():
     message = str(loop.out_of_memory_error(plan))
     assert "lower train.batch_size" in message and "train.gradient_checkpointing" in message
     assert isinstance(loop.out_of_memory_error(plan), LangbuildError)
+
+
+def test_a_killed_two_process_run_leaves_no_process_behind_and_resumes_exactly(extended, tmp_path):
+    """kill -9 of langbuild during a 2-process run: the launcher and both training processes die with it,
+    and the resumed run repeats the uninterrupted losses."""
+    import signal
+    import time
+
+    import psutil
+
+    reference, killed = tmp_path / "reference", tmp_path / "killed"
+    for root in (reference, killed):
+        shutil.copytree(extended, root)
+        _set(root, train__batch_size=2, train__tokens_per_step=4 * 32, train__max_steps=30, train__save_every=3,
+             train__num_processes=2)
+    assert _cli("train", "-C", str(reference), cwd=tmp_path).returncode == 0
+    metrics = killed / ".langbuild/staging/train/metrics.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "langbuild", "train", "-C", str(killed)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and not (metrics.exists() and len(metrics.read_text().splitlines()) >= 5):
+        time.sleep(0.02)
+    descendants = psutil.Process(proc.pid).children(recursive=True)
+    assert len(descendants) >= 3, "expected the launcher and two training processes"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    _, alive = psutil.wait_procs(descendants, timeout=2)  # orphans would train on for many seconds
+    assert not alive, [p.cmdline()[-3:] for p in alive]
+    result = _cli("train", "-C", str(killed), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "resuming from checkpoint" in result.stdout
+    expected = [json.loads(line) for line in (reference / "train/metrics.jsonl").read_text().splitlines()]
+    resumed = [json.loads(line) for line in (killed / "train/metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in resumed] == [r["step"] for r in expected]
+    assert max(abs(a["loss"] - b["loss"]) for a, b in zip(expected, resumed)) < 1e-4
