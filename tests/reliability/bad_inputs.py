@@ -304,8 +304,9 @@ def check_intact(folder: Path, before: dict[str, str], locks: tuple[dict | None,
     project = folder / "project"
     rerun = rerun_steps(*locks)
     after = tree_digest(folder)
-    mine = lambda key: any(key.startswith(f"project/{step}/") for step in rerun)  # noqa: E731
-    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k) and not mine(k))
+    rerun_folders = tuple(f"project/{step}/" for step in rerun)
+    changed = sorted(k for k in before.keys() | after.keys()
+                     if before.get(k) != after.get(k) and not k.startswith(rerun_folders))
     for step in sorted(rerun):
         recorded = locks[1][step].get("outputs")
         if hash_tree(project / step, skip=("checkpoints",)) != recorded:
