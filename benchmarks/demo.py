@@ -1,6 +1,6 @@
 """Time the demo end to end and record its numbers in benchmarks/RESULTS.md.
 
-    python benchmarks/demo.py [--dir DIR] [--keep-cache]
+    python benchmarks/demo.py [--dir DIR]
 
 Runs `langbuild demo` in a fresh folder (the packaged model conversion is timed too unless its cache
 already exists), then prints and records: wall time per step, the held-out numbers, every benchmark
