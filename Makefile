@@ -1,5 +1,5 @@
 # Two entry points for a fresh machine (Python 3.11 + pip, no GPU, no hub):
-#   make demo   - install everything, then run the Chichewa demo end to end (~18 min on 2 cores)
+#   make demo   - install everything, then run the Chichewa demo end to end (~22 min on 2 cores)
 #   make test   - install everything, then run the whole test suite
 PYTHON ?= python3
 VENV ?= .venv
