@@ -31,8 +31,6 @@ import tomlkit
 
 from tests.reliability.faults import child_env
 
-NOBODY = 65534
-
 
 @dataclass(frozen=True)
 class Case:
