@@ -176,12 +176,19 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "max_grad_norm": _s(float, 1.0, "gradient clipping norm (0: off)", minimum=0.0),
         "replay_fraction": _s(float, 0.25, "share of training blocks drawn from replay_text against forgetting",
                               minimum=0.0, maximum=0.9),
-        "replay_text": _s(str, "flores-eng-a", "source-language text replayed (a file, or a packaged one)"),
+        "replay_text": _s(str, "flores-eng-a", "source-language text replayed: a packaged text (flores-eng, -a, -b), a file, "
+                          "a dataset as in corpus.paths (hf:<id>[:split], a save_to_disk folder, .jsonl with a 'text' "
+                          "field), or self: text sampled once from the chosen base model (self-synthesised rehearsal)"),
+        "replay_tokens": _s(int, 60000, "replay text budget in tokens: sampled for self, read from the start of a file "
+                            "or dataset (at ~4 characters a token)", minimum=1),
+        "replay_prompts": _s(str, "flores-eng-a", "replay_text = self: text whose lines' first words start the samples "
+                             "(a file or a packaged text; empty: start from the BOS token alone)"),
         "lora_rank": _s(int, 16, "lora stage: adapter rank", minimum=1),
         "lora_alpha": _s(int, 32, "lora stage: adapter scale numerator (scale = alpha / rank)", minimum=1),
         "unfreeze_layers": _s(int, 0, "embeddings and lora stages: also train the first and last N transformer blocks",
                               minimum=0),
-        "precision": _s(str, "auto", "auto: bf16 on a GPU that has it, else fp32", choices=("auto", "fp32", "bf16", "fp16")),
+        "precision": _s(str, "auto", "auto: bf16 where this machine runs it faster (a GPU with bf16, or a CPU where a short "
+                       "measurement shows it), else fp32; bf16 keeps fp32 master weights", choices=("auto", "fp32", "bf16", "fp16")),
         "gradient_checkpointing": _s(bool, False, "recompute activations in the backward pass: less memory, ~30 % slower"),
         "eval_every": _s(int, 0, "held-out bits per byte every N steps (0: off)", minimum=0),
         "eval_max_bytes": _s(int, 20000, "bytes of held-out text scored by eval_every", minimum=100),

@@ -23,17 +23,7 @@ from ..training.data import tokenise_to_file
 from ..training.launch import check_processes, launch
 from ..training.loop import CHECKPOINTS, Trainer
 from ..training.plan import TrainPlan, accumulation_steps, new_rows_of, stage_plan, total_steps
-
-
-def resolve_precision(requested: str) -> str:
-    import torch
-
-    gpu = torch.cuda.is_available()
-    if requested == "auto":
-        return "bf16" if gpu and torch.cuda.is_bf16_supported() else "fp32"
-    if requested == "fp16" and not gpu:
-        raise LangbuildError("train.precision = fp16 needs a GPU: use fp32 or bf16 on the CPU")
-    return requested
+from ..training.precision import resolve_precision
 
 
 def _check_context(source: Path, seq_len: int, trust: bool) -> None:
@@ -79,37 +69,65 @@ def build_plan(ctx) -> TrainPlan:
     if config.get("train.eval_every"):
         valid = sample_by_bytes(read_split(ctx.output_of("corpus"), "valid"), config.get("train.eval_max_bytes"))
     threads = config.get("train.threads") or max(1, (os.cpu_count() or 1) // processes)
+    precision = _precision(config.get("train.precision"), threads)
     return TrainPlan(
         source=str(source), train_tokens=str(data / "train.bin"), train_token_count=train_count, out=str(ctx.out),
         seq_len=seq_len, batch_size=batch_size, accumulation=accumulation, num_processes=processes, total_steps=steps,
         stages=stages, learning_rate=rate, embedding_learning_rate=embedding_rate,
         warmup_steps=config.get("train.warmup_steps"), schedule=config.get("train.schedule"),
         decay_fraction=config.get("train.decay_fraction"), weight_decay=config.get("train.weight_decay"),
-        max_grad_norm=config.get("train.max_grad_norm"), precision=resolve_precision(config.get("train.precision")),
+        max_grad_norm=config.get("train.max_grad_norm"), precision=precision.name,
         gradient_checkpointing=config.get("train.gradient_checkpointing"), new_rows=new_rows_of(ctx.output_of("extend")),
         lora_rank=config.get("train.lora_rank"), lora_alpha=config.get("train.lora_alpha"),
         unfreeze_layers=config.get("train.unfreeze_layers"), seed=config.get("project.seed"), threads=threads,
         save_every=config.get("train.save_every"), keep_checkpoints=config.get("train.keep_checkpoints"),
         eval_every=config.get("train.eval_every"), early_stopping=config.get("train.early_stopping"), valid_texts=valid,
         replay_tokens=str(data / "replay.bin"), replay_token_count=replay_count, replay_fraction=replay_fraction,
-        tensorboard=config.get("train.tensorboard"), trust_remote_code=trust,
+        tensorboard=config.get("train.tensorboard"), trust_remote_code=trust, launcher=launcher,
+        precision_choice=precision.as_dict(),
     )
 
 
-def _tokenise_replay(ctx, tokenizer, path: Path) -> int:
-    from ..reference_texts import read_text_lines
+def _precision(requested: str, threads: int):
+    """The precision the run will use, measured with the thread count each training process gets."""
+    import torch
 
-    lines = read_text_lines(ctx.config.get("train.replay_text"), ctx.project.root, "train.replay_text")
-    if not lines:
-        raise LangbuildError("train.replay_text is empty: choose another text or set train.replay_fraction = 0")
-    return tokenise_to_file(tokenizer, lines, path)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return resolve_precision(requested)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _tokenise_replay(ctx, tokenizer, path: Path) -> int:
+    """Tokenise the replay text of ``train.replay_text`` (a text, a dataset, or ``self``) into ``path``.
+
+    The documents are produced lazily: a resumed run whose replay file is complete reads and samples nothing."""
+    from ..models import chosen_model
+    from ..reference_texts import read_text_lines
+    from ..training.replay import SELF, read_replay_text, synthesise_replay
+
+    config, root = ctx.config, ctx.project.root
+    spec, budget = config.get("train.replay_text"), config.get("train.replay_tokens")
+
+    def self_synthesised():
+        trust = config.get("project.trust_remote_code")
+        _, base_path = chosen_model(ctx.output_of("select"), root, trust)
+        prompts = config.get("train.replay_prompts")
+        lines = read_text_lines(prompts, root, "train.replay_prompts") if prompts else []
+        yield from synthesise_replay(base_path, lines, budget, config.get("project.seed"), trust, ctx.console).documents
+
+    documents = self_synthesised() if spec == SELF else read_replay_text(spec, root, budget)
+    return tokenise_to_file(tokenizer, documents, path)
 
 
 def run(ctx) -> dict:
     plan = build_plan(ctx)
     stages = " then ".join(f"{s.name} ({s.steps} steps)" for s in plan.stages)
     ctx.console.print(f"  {stages}; {plan.tokens_per_step:,} tokens per step"
-                      + (f" over {plan.num_processes} processes" if plan.num_processes > 1 else ""))
+                      + (f" over {plan.num_processes} processes" if plan.num_processes > 1 else "")
+                      + f"; {plan.precision} ({plan.precision_choice['reason']})")
     if plan.num_processes > 1:
         return launch(plan, ctx.config.get("train.launcher"), ctx.out / CHECKPOINTS)
     return Trainer(plan, ctx.console).run()

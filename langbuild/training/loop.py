@@ -4,6 +4,10 @@ Per optimizer step: the step's global batch is drawn (a function of the step and
 process takes its slice, runs ``accumulation`` forward/backward passes on it (gradients synchronised
 only on the last), then the stage's gradient masks, clipping and one AdamW step. Dropout is seeded
 per step, so an interrupted run resumed from a checkpoint repeats the losses of an uninterrupted one.
+
+In bf16 (``plan.precision``) the model computes in bf16 over fp32 master weights and optimizer state
+(``precision.MasterWeights``): gradients are accumulated and averaged over processes in fp32, and
+checkpoints hold the fp32 masters, so a resumed bf16 run repeats the uninterrupted one exactly.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from ..models import load_model, load_tokenizer
 from .checkpoints import load_latest_checkpoint, load_weights, save_checkpoint, truncate_metrics
 from .data import TokenBlocks, global_batch
 from .plan import Stage, TrainPlan
+from .precision import MasterWeights
 from .schedule import learning_rate
 from .stages import mask_gradients, merged, setup_stage
 
@@ -136,12 +141,25 @@ def make_accelerator(plan: TrainPlan):
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
 
-    mixed = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[plan.precision]
+    # bf16 runs through MasterWeights, not autocast (which keeps fp32 weights and gets a third of the
+    # speed on a CPU); fp16 (GPUs) keeps accelerate's autocast and loss scaling, and so does bf16 under
+    # FSDP, whose MixedPrecision policy is itself an fp32-master scheme over sharded parameters.
+    mixed = {"fp32": "no", "bf16": "no", "fp16": "fp16"}[plan.precision]
+    if plan.precision == "bf16" and uses_autocast_bf16(plan):
+        mixed = "bf16"
     if plan.num_processes == 1:
         # accelerate keeps one global state per process; a second run here (tests, benchmarks) may
         # ask for another precision, which it refuses unless the old state is dropped.
         AcceleratorState._reset_state(True)
     return Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=mixed)
+
+
+def uses_master_weights(plan: TrainPlan) -> bool:
+    return plan.precision == "bf16" and not uses_autocast_bf16(plan)
+
+
+def uses_autocast_bf16(plan: TrainPlan) -> bool:
+    return plan.precision == "bf16" and plan.launcher == "fsdp" and plan.num_processes > 1
 
 
 class Trainer:
@@ -162,6 +180,7 @@ class Trainer:
         if plan.replay_fraction > 0:
             self.replay = TokenBlocks(Path(plan.replay_tokens), plan.replay_token_count, plan.seq_len, "train.replay_text")
         self.early = EarlyStopping(plan.early_stopping)
+        self.masters: MasterWeights | None = None  # the running stage's fp32 masters, in bf16 runs
 
     # -- model construction -------------------------------------------------------------------
     def _base_model(self):
@@ -217,13 +236,15 @@ class Trainer:
     def _run_stage(self, model, stage: Stage, step: int, optimizer_state, reporter, tensorboard, last_loss):
         plan, accelerator = self.plan, self.accelerator
         setup = setup_stage(accelerator.unwrap_model(model), stage.name, plan, self._stage_seed(stage))
-        optimizer = make_optimizer(setup.groups)
+        self.masters = MasterWeights(setup.model, setup.groups, setup.row_masks) if uses_master_weights(plan) else None
+        groups = self.masters.groups if self.masters else setup.groups
+        optimizer = make_optimizer(groups)
         if optimizer_state is not None:
             optimizer.load_state_dict(optimizer_state)
         accelerator.free_memory()
         trained, optimizer = accelerator.prepare(setup.model, optimizer)
         trained.train()
-        params = [p for group in setup.groups for p in group["params"]]
+        params = [p for group in groups for p in group["params"]]
         warmup = min(plan.warmup_steps, stage.steps // 2)
         began = time.time()
         stopped = False
@@ -255,6 +276,9 @@ class Trainer:
         if stopped and self.main:
             self.console.print(f"  early stopping at step {step}: held-out bits per byte did not improve in "
                                f"{plan.early_stopping} evaluations")
+        if self.masters is not None:
+            self.masters.release()  # the next stage (or the saved model) starts from the exact fp32 weights
+            self.masters = None
         return trained, step, stopped, last_loss
 
     def _optimizer_step(self, model, optimizer, setup, params, step: int) -> float:
@@ -266,14 +290,18 @@ class Trainer:
         batch = global_batch(step, plan.global_batch, self.target, self.replay, plan.replay_fraction, plan.seed)
         per_process = plan.batch_size * plan.accumulation
         mine = batch[accelerator.process_index * per_process:(accelerator.process_index + 1) * per_process]
+        masters = self.masters
         total = torch.zeros((), device=accelerator.device)
         try:
             for micro in range(plan.accumulation):
                 rows = mine[micro * plan.batch_size:(micro + 1) * plan.batch_size].to(accelerator.device)
-                last = micro == plan.accumulation - 1
-                with contextlib.nullcontext() if last else accelerator.no_sync(model), accelerator.autocast():
+                # With master weights the fp32 gradients are averaged after the last pass, never by DDP.
+                sync = micro == plan.accumulation - 1 and masters is None
+                with contextlib.nullcontext() if sync else accelerator.no_sync(model), accelerator.autocast():
                     loss = model(input_ids=rows, labels=rows).loss / plan.accumulation
                     accelerator.backward(loss)
+                if masters is not None:
+                    masters.collect_gradients()
                 total += loss.detach().float()
         except Exception as err:
             if is_out_of_memory(err):
@@ -284,10 +312,18 @@ class Trainer:
         value = float(total)
         if not math.isfinite(value):
             raise LangbuildError(f"training diverged at step {step + 1} (loss {value}): lower train.learning_rate")
-        mask_gradients(setup.row_masks)
-        if plan.max_grad_norm > 0:
-            accelerator.clip_grad_norm_(params, plan.max_grad_norm)
-        optimizer.step()
+        if masters is None:
+            mask_gradients(setup.row_masks)
+            if plan.max_grad_norm > 0:
+                accelerator.clip_grad_norm_(params, plan.max_grad_norm)
+            optimizer.step()
+        else:
+            masters.reduce_gradients()
+            mask_gradients(masters.row_masks)
+            if plan.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(masters.masters, plan.max_grad_norm)
+            optimizer.step()
+            masters.publish()
         optimizer.zero_grad(set_to_none=True)
         return value
 
@@ -299,8 +335,11 @@ class Trainer:
 
     def _save(self, model, optimizer, step: int) -> None:
         if self.main:
-            save_checkpoint(self.checkpoint_dir, step, self.accelerator.unwrap_model(model), optimizer,
-                            self.plan.keep_checkpoints, {"early_stopping": self.early.state()})
+            # A checkpoint holds the exact fp32 weights whatever the compute precision: resuming
+            # rounds them to bf16 again, which is what the uninterrupted run computes with.
+            with self.masters.fp32_weights() if self.masters else contextlib.nullcontext():
+                save_checkpoint(self.checkpoint_dir, step, self.accelerator.unwrap_model(model), optimizer,
+                                self.plan.keep_checkpoints, {"early_stopping": self.early.state()})
         self.accelerator.wait_for_everyone()
 
     def _finish(self, model, step: int, stopped_early: bool, last_loss) -> dict:
@@ -310,7 +349,8 @@ class Trainer:
         summary = {"steps": step, "planned_steps": plan.total_steps, "stopped_early": stopped_early,
                    "stages": [{"name": s.name, "steps": s.steps} for s in plan.stages],
                    "blocks": len(self.target), "tokens_per_step": plan.tokens_per_step, "tokens": step * plan.tokens_per_step,
-                   "processes": plan.num_processes, "final_loss": last_loss}
+                   "processes": plan.num_processes, "final_loss": last_loss,
+                   "precision": plan.precision_choice or {"name": plan.precision}}
         if self.early.history:
             summary["held_out"] = self.early.history
         if self.main:

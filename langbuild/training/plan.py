@@ -64,6 +64,8 @@ class TrainPlan:
     replay_fraction: float = 0.0
     tensorboard: bool = False
     trust_remote_code: bool = False
+    launcher: str = "ddp"  # ddp | fsdp (several processes)
+    precision_choice: dict = field(default_factory=dict)  # PrecisionChoice.as_dict(): what was asked, why, speed-up
 
     @property
     def global_batch(self) -> int:
