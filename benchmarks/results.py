@@ -17,3 +17,19 @@ def record_section(name: str, title: str, body: str) -> None:
     else:
         current = current.rstrip() + "\n\n" + block + "\n"
     RESULTS.write_text(current)
+
+
+def cpu_description() -> str:
+    """The CPU model and the flags that decide bf16 speed (AMX, AVX512-bf16), for every timing table."""
+    model, flags = "unknown CPU", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+    except OSError:
+        pass
+    shown = [f for f in ("amx_bf16", "amx_tile", "avx512_bf16", "avx512f") if f in flags]
+    return f"{model}; bf16-relevant flags: {', '.join(shown) or 'none'}" + ("" if "amx_bf16" in flags else " (no AMX)")

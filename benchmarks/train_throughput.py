@@ -50,8 +50,9 @@ def chichewa_text(max_bytes: int = 400_000) -> list[str]:
     return sample_by_bytes(train.read_text(encoding="utf-8").splitlines(), max_bytes)
 
 
-def hf_trainer(model_path: Path, blocks, steps: int, threads: int) -> list[float]:
-    """The run_clm recipe's Trainer on the same blocks; seconds of each optimizer step."""
+def hf_trainer(model_path: Path, blocks, steps: int, threads: int, **arguments) -> list[float]:
+    """The run_clm recipe's Trainer on the same blocks; seconds of each optimizer step. ``arguments``
+    go to TrainingArguments (``bf16=True``: autocast over fp32 weights, the Trainer's mixed precision)."""
     from datasets import Dataset
     from transformers import Trainer, TrainerCallback, TrainingArguments, default_data_collator
 
@@ -67,10 +68,11 @@ def hf_trainer(model_path: Path, blocks, steps: int, threads: int) -> list[float
         def on_step_end(self, args, state, control, **kwargs):
             times.append(time.perf_counter() - self.tick)
 
-    arguments = TrainingArguments(output_dir=tempfile.mkdtemp(prefix="hf-trainer-"), per_device_train_batch_size=BATCH,
+    settings = TrainingArguments(output_dir=tempfile.mkdtemp(prefix="hf-trainer-"), per_device_train_batch_size=BATCH,
                                   max_steps=steps, learning_rate=2e-4, warmup_steps=1, use_cpu=True, report_to=[],
-                                  save_strategy="no", logging_strategy="no", seed=0, dataloader_num_workers=0)
-    trainer = Trainer(model=load_model(model_path), args=arguments, train_dataset=dataset,
+                                  save_strategy="no", logging_strategy="no", seed=0, dataloader_num_workers=0,
+                                  **arguments)
+    trainer = Trainer(model=load_model(model_path), args=settings, train_dataset=dataset,
                       data_collator=default_data_collator, callbacks=[StepTimer()])
     trainer.train()
     return times

@@ -33,6 +33,11 @@ attention dropout. Against the peak resident memory of real steps: SmolLM2-135M 
 estimated. Not counted: the framework itself (a CUDA context is about 0.5 GB) and allocator slack,
 so leave some room in select.memory_budget_gb.
 
+In bf16 (``train.precision``, see ``langbuild.training.precision``) the weights are held twice, fp32
+masters and a bf16 copy (6 P), the gradients too (bf16 from the backward pass, fp32 accumulated on the
+masters: 6 P), AdamW's states stay fp32 (8 P); activations take 2 bytes a number, except the output
+layer's, which the loss upcasts to float32.
+
 Time: ``time_training_steps`` runs real steps (forward, backward, clipping, fused AdamW, as ``train``
 does) at the configured batch, the first one as an untimed warm-up when there are two or more; the
 median of the others is taken.
@@ -46,6 +51,7 @@ import time
 from dataclasses import dataclass
 
 FLOAT32 = 4
+BFLOAT16 = 2
 GB = 2**30  # what nvidia-smi and free -g call a gigabyte
 ATTENTION_MATRICES = 5  # unfused attention: scores, probabilities, dropout mask and output, per head and key
 
@@ -67,15 +73,22 @@ class ModelShape:
     softcapped_logits: bool = False
 
     def activation_numbers_per_token(self, seq_len: int) -> int:
-        """Float32 numbers autograd holds per token at the start of the backward pass (see the module doc)."""
+        """Numbers autograd holds per token at the start of the backward pass (see the module doc)."""
+        return self.body_numbers_per_token(seq_len) + self.logit_numbers_per_token()
+
+    def body_numbers_per_token(self, seq_len: int) -> int:
+        """The part held in the compute precision: every layer, the embeddings and the final norm."""
         q, k = self.heads * self.head_dim, self.kv_heads * self.head_dim
         layer = 3 * self.hidden * self.residual_norms + 2 * q + 2 * k + 4 * self.intermediate + self.heads
         if self.qk_norm:
             layer += 2 * q + 2 * k
         if not self.fused_attention:
             layer += ATTENTION_MATRICES * self.heads * seq_len
-        logits = (5 if self.softcapped_logits else 3) * self.vocab  # soft-capping keeps tanh's input and output too
-        return self.layers * layer + 4 * self.hidden + logits
+        return self.layers * layer + 4 * self.hidden
+
+    def logit_numbers_per_token(self) -> int:
+        """The output layer's part, float32 in every precision (the loss upcasts the logits)."""
+        return (5 if self.softcapped_logits else 3) * self.vocab  # soft-capping keeps tanh's input and output too
 
 
 def _first(config, *names, default=None):
@@ -135,25 +148,29 @@ def model_shape(model) -> ModelShape:
     )
 
 
-def memory_parts(parameters: int, largest_tensor: int, shape: ModelShape, batch_size: int, seq_len: int) -> dict[str, int]:
-    """Bytes one float32 AdamW training step needs, by part (see the module doc for the formula)."""
+def memory_parts(parameters: int, largest_tensor: int, shape: ModelShape, batch_size: int, seq_len: int,
+                 precision: str = "fp32") -> dict[str, int]:
+    """Bytes one AdamW training step needs, by part (see the module doc for the formula)."""
     weights = FLOAT32 * parameters
+    compute = BFLOAT16 if precision == "bf16" else FLOAT32
+    extra_copy = BFLOAT16 * parameters if precision == "bf16" else 0  # the bf16 weights (and gradients) beside fp32 ones
+    tokens = batch_size * seq_len
     parts = {
-        "weights": weights,
-        "gradients": weights,
+        "weights": weights + extra_copy,
+        "gradients": weights + extra_copy,
         "optimizer": 2 * weights,
-        "activations": FLOAT32 * batch_size * seq_len * shape.activation_numbers_per_token(seq_len),
+        "activations": tokens * (compute * shape.body_numbers_per_token(seq_len) + FLOAT32 * shape.logit_numbers_per_token()),
         "workspace": FLOAT32 * largest_tensor,
     }
     return {**parts, "total": sum(parts.values())}
 
 
-def training_memory(model, batch_size: int, seq_len: int) -> dict[str, int]:
+def training_memory(model, batch_size: int, seq_len: int, precision: str = "fp32") -> dict[str, int]:
     """``memory_parts`` for a loaded model trained at ``batch_size`` blocks of ``seq_len`` tokens."""
     from .models import parameter_count
 
     largest = max(p.numel() for p in model.parameters())
-    return memory_parts(parameter_count(model), largest, model_shape(model), batch_size, seq_len)
+    return memory_parts(parameter_count(model), largest, model_shape(model), batch_size, seq_len, precision)
 
 
 def machine_memory() -> tuple[int, str]:
@@ -173,20 +190,26 @@ def memory_budget(budget_gb: float) -> tuple[int, str]:
     return machine_memory()
 
 
-def time_training_steps(model, vocab_size: int, batch_size: int, seq_len: int, steps: int, seed: int) -> dict:
-    """Seconds per step and per million tokens of real training steps on random token ids.
+def time_training_steps(model, vocab_size: int, batch_size: int, seq_len: int, steps: int, seed: int,
+                        precision: str = "fp32") -> dict:
+    """Seconds per step and per million tokens of real training steps on random token ids, in the
+    precision ``train`` will use (bf16: over fp32 master weights, as the training loop does).
 
     The optimizer runs with learning rate 0: the same arithmetic as training, but the weights stay as
-    they were. On a GPU the peak memory of the steps is measured too (``None`` on the CPU).
+    they were (and the model is fp32 again afterwards). On a GPU the peak memory of the steps is
+    measured too (``None`` on the CPU).
     """
     import torch
 
     from .training.loop import make_optimizer
+    from .training.precision import MasterWeights
 
     device = model.device
     generator = torch.Generator().manual_seed(seed)
     batch = torch.randint(0, vocab_size, (batch_size, seq_len), generator=generator).to(device)
-    optimizer = make_optimizer([{"params": list(model.parameters()), "peak": 0.0, "weight_decay": 0.0}])
+    groups = [{"params": list(model.parameters()), "peak": 0.0, "weight_decay": 0.0}]
+    masters = MasterWeights(model, groups, []) if precision == "bf16" else None
+    optimizer = make_optimizer(masters.groups if masters else groups)
     on_gpu = device.type == "cuda"
     if on_gpu:
         torch.cuda.reset_peak_memory_stats(device)
@@ -194,10 +217,12 @@ def time_training_steps(model, vocab_size: int, batch_size: int, seq_len: int, s
     seconds = []
     try:
         for _ in range(steps):
-            seconds.append(_one_step(model, optimizer, batch, on_gpu))
+            seconds.append(_one_step(model, optimizer, batch, on_gpu, masters))
     finally:
         model.eval()
         model.zero_grad(set_to_none=True)
+        if masters is not None:
+            masters.release()
         del optimizer
     timed = seconds[1:] if len(seconds) >= 2 else seconds  # the first step pays for allocation and kernel set-up
     per_step = statistics.median(timed)  # one step slowed by another process must not decide select.rule = fastest
@@ -208,7 +233,7 @@ def time_training_steps(model, vocab_size: int, batch_size: int, seq_len: int, s
     }
 
 
-def _one_step(model, optimizer, batch, on_gpu: bool) -> float:
+def _one_step(model, optimizer, batch, on_gpu: bool, masters=None) -> float:
     import torch
 
     if on_gpu:
@@ -216,8 +241,13 @@ def _one_step(model, optimizer, batch, on_gpu: bool) -> float:
     tick = time.perf_counter()
     loss = model(input_ids=batch, labels=batch).loss
     loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)  # train clips by default; its cost belongs in the time
+    if masters is not None:
+        masters.collect_gradients()
+    clipped = masters.masters if masters is not None else model.parameters()
+    torch.nn.utils.clip_grad_norm_(clipped, 1.0)  # train clips by default; its cost belongs in the time
     optimizer.step()
+    if masters is not None:
+        masters.publish()
     optimizer.zero_grad(set_to_none=True)
     if on_gpu:
         torch.cuda.synchronize()  # kernels run asynchronously: wait for them before reading the clock

@@ -144,6 +144,16 @@ def resolve_model(name: str, base_dir: Path | None = None, trust_remote_code: bo
     )
 
 
+def chosen_model(select_dir: Path, base_dir: Path, trust_remote_code: bool = False) -> tuple[str, Path]:
+    """The base model the select step chose (``select_dir/selection.json``): its name and local folder.
+
+    Resolved again rather than read from selection.json's path: the cache or the project may have moved."""
+    import json
+
+    name = json.loads((Path(select_dir) / "selection.json").read_text(encoding="utf-8"))["chosen"]
+    return name, resolve_model(name, base_dir, trust_remote_code)
+
+
 def _looks_like_hub_id(name: str) -> bool:
     parts = name.split("/")
     return len(parts) == 2 and all(parts) and not name.startswith((".", "/", "~"))

@@ -102,9 +102,31 @@ def _extend_inputs(project: Project) -> dict[str, Any]:
 
 
 def _train_inputs(project: Project) -> dict[str, Any]:
-    if project.config.get("train.replay_fraction") <= 0:
+    """What decides the replay data, only when there is replay. For ``self`` the base model that
+    samples it is not here: select passes on the chosen model's identity (chosen_model) through extend."""
+    from .reference_texts import PACKAGED_TEXTS
+    from .training.replay import SELF
+
+    config = project.config
+    if config.get("train.replay_fraction") <= 0:
         return {}
-    return _texts(project, "train.replay_text")
+    spec = config.get("train.replay_text")
+    budget = {"train.replay_tokens": config.get("train.replay_tokens")}
+    if spec == SELF:
+        return {**budget, **_texts(project, "train.replay_prompts")}
+    if spec in PACKAGED_TEXTS:
+        return {**budget, **_texts(project, "train.replay_text")}
+    return {**budget, f"train.replay_text={spec}": _replay_source_inputs(project, spec)}
+
+
+def _replay_source_inputs(project: Project, spec: str) -> Any:
+    """A replay file's hash (as for any text), a dataset folder's file hashes, or a hub dataset's id."""
+    from .steps.corpus import _fingerprint_location
+    from .training.replay import replay_source_files
+
+    digests = dict(_fingerprint_location(kind, location, project.root)
+                   for kind, location in replay_source_files(spec, project.root))
+    return next(iter(digests.values())) if len(digests) == 1 and not spec.startswith("hf:") else digests
 
 
 # Train settings that change the trained model (the others are about how it runs).

@@ -70,6 +70,9 @@ class ReadOptions:
     txt_unit: str = "line"
     on_bad_record: str = "fail"
     on_bad_encoding: str = "fail"
+    # Who reads the source, for error messages: train.replay_text reads sources too, without corpus.text_field.
+    setting: str = "corpus.paths"
+    text_field_hint: str = "set corpus.text_field"
 
 
 @dataclass
@@ -398,7 +401,7 @@ def _read_csv(unit: Unit, options: ReadOptions, counts: ReadCounts) -> Iterator[
             columns = reader.fieldnames or []
             if options.text_field not in columns:
                 raise LangbuildError(f"{unit.location} has no column '{options.text_field}' "
-                                     f"(columns: {', '.join(columns) or 'none'}): set corpus.text_field")
+                                     f"(columns: {', '.join(columns) or 'none'}): {options.text_field_hint}")
             for row in reader:
                 record = _record_from_mapping(row, options)
                 if record is not None:
@@ -413,7 +416,7 @@ def _read_csv(unit: Unit, options: ReadOptions, counts: ReadCounts) -> Iterator[
 def _columns_to_read(available: list[str], options: ReadOptions, location: str) -> list[str]:
     if options.text_field not in available:
         raise LangbuildError(f"{location} has no column '{options.text_field}' (columns: {', '.join(available)}): "
-                             f"set corpus.text_field")
+                             f"{options.text_field_hint}")
     return [c for c in dict.fromkeys((options.text_field, options.id_field, options.group_field)) if c and c in available]
 
 
@@ -464,13 +467,13 @@ def _read_hub(spec: str, options: ReadOptions) -> Iterator[Record]:
             record = _record_from_mapping(row, options)
             if record is None:
                 raise LangbuildError(f"hub dataset {name} has no text field '{options.text_field}' "
-                                     f"(it has: {', '.join(row)}): set corpus.text_field")
+                                     f"(it has: {', '.join(row)}): {options.text_field_hint}")
             yield record
     except LangbuildError:
         raise
     except Exception as err:  # offline, unknown id, gated dataset: all end the same way for the user
         raise LangbuildError(f"cannot stream hub dataset '{name}' ({type(err).__name__}: {str(err)[:160]}): check the id and "
-                             f"your connection, or download it and list the files in corpus.paths") from None
+                             f"your connection, or download it and list the files in {options.setting}") from None
 
 
 def _read_package(name: str, options: ReadOptions) -> Iterator[Record]:

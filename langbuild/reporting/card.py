@@ -175,11 +175,16 @@ def _training_recipe(config, train: dict) -> str:
     text += (f", {config.get('train.schedule')} schedule after {config.get('train.warmup_steps'):,} warm-up step(s), "
              f"weight decay {config.get('train.weight_decay'):g}")
     if config.get("train.replay_fraction") > 0:
-        text += (f"; {config.get('train.replay_fraction'):.0%} of blocks replay English text "
-                 f"({config.get('train.replay_text')}) against forgetting")
+        source = config.get("train.replay_text")
+        source = "sampled from the base model itself" if source == "self" else source
+        text += f"; {config.get('train.replay_fraction'):.0%} of blocks replay English text ({source}) against forgetting"
     if "lora" in config.get("train.stages"):
         text += f"; LoRA rank {config.get('train.lora_rank')}, alpha {config.get('train.lora_alpha')}"
-    return text + f"; precision {config.get('train.precision')}."
+    used = (train.get("precision") or {}).get("name")
+    precision = f"{used} (train.precision = {config.get('train.precision')})" if used else config.get("train.precision")
+    if used == "bf16":
+        precision += ", computed in bf16 over fp32 master weights and optimizer state"
+    return text + f"; precision {precision}."
 
 
 def _method(config, outputs: Outputs) -> list[Block]:
@@ -302,6 +307,8 @@ EXTENSION_BPE = "Purason et al. 2025, \"Teaching Old Tokenizers New Words\""
 LORA = "Hu et al. 2021, \"LoRA: Low-Rank Adaptation of Large Language Models\" (ICLR 2022)"
 WSD = "Hu et al. 2024, \"MiniCPM: Unveiling the Potential of Small Language Models with Scalable Training Strategies\""
 REPLAY = "Ibrahim et al. 2024, \"Simple and Scalable Strategies to Continually Pre-train Large Language Models\" (TMLR)"
+SELF_REPLAY = ("Huang et al. 2024, \"Mitigating Catastrophic Forgetting in Large Language Models with Self-Synthesized "
+               "Rehearsal\" (ACL)")
 ADAMW = "Loshchilov & Hutter 2019, \"Decoupled Weight Decay Regularization\" (ICLR)"
 LM_EVAL = "Biderman et al. 2024, \"Lessons from the Trenches on Reproducible Evaluation of Language Models\" (lm-evaluation-harness)"
 CLOZE = "Mostafazadeh et al. 2016, \"A Corpus and Cloze Evaluation for Deeper Understanding of Commonsense Stories\" (NAACL)"
@@ -330,11 +337,13 @@ def citations(config, outputs: Outputs) -> list[str]:
     stages = [s.get("name") for s in (outputs.train or {}).get("stages") or []] or list(config.get("train.stages"))
     papers += [ADAMW] + ([LORA] if "lora" in stages else []) + ([WSD] if config.get("train.schedule") == "wsd" else [])
     papers += [REPLAY] if config.get("train.replay_fraction") > 0 else []
+    papers += [SELF_REPLAY] if config.get("train.replay_fraction") > 0 and config.get("train.replay_text") == "self" else []
     found = tasks(outputs.evaluation)
     papers += [LM_EVAL] if found else []
     papers += [CLOZE, DECONTAMINATION] if any(name.endswith("_cloze") for name in found) else []
     papers += [PARITY]
     sources = [str(config.get(key)) for key in ("eval.source_text", "extend.protect_text", "train.replay_text")]
+    sources += [config.get("train.replay_prompts")] if config.get("train.replay_text") == "self" else []
     papers += [FLORES] if any(source.startswith("flores") for source in sources) else []
     return list(dict.fromkeys(papers))
 

@@ -30,6 +30,7 @@ from ..evaluation.local_tasks import LocalTask, local_task, write_jsonl, write_t
 from ..evaluation.speed import split_points
 from ..metrics import bits_per_byte, hf_encoder, tokenizer_stats
 from ..models import load_model, load_tokenizer, resolve_model
+from ..training.precision import cast_parameters, resolve_precision
 from ..reference_texts import read_text_lines
 from ..reporting.data import PIPELINE_MODELS, with_interval
 from ..textio import sample_by_bytes
@@ -252,7 +253,9 @@ def _benchmarks(ctx, model, tokenizer, label: str, folder: Path, plan: TaskPlan,
     from ..evaluation import harness
 
     config = ctx.config
-    cache_file = ctx.project.state_dir / "cache" / "lm-eval" / f"{_safe_name(label)[:40]}-{model_identity(folder)}"
+    # The same weights answer differently in another precision: the precision is part of the cache's key.
+    identity = f"{model_identity(folder)}-{str(model.dtype).removeprefix('torch.')}"
+    cache_file = ctx.project.state_dir / "cache" / "lm-eval" / f"{_safe_name(label)[:40]}-{identity}"
     cache_file.parent.mkdir(parents=True, exist_ok=True)
     cached = any(cache_file.parent.glob(cache_file.name + "_rank*.db"))
     lm = harness.make_lm(model, tokenizer, config.get("eval.batch_size"))
@@ -306,16 +309,19 @@ def run(ctx) -> dict:
     speed = _speed_texts(held_out, config.get("eval.speed_chars"))
     speed = (speed, split_points(base_tokenizer, speed))  # every model decodes the same characters
     managers = _task_managers()
+    precision = resolve_precision(config.get("eval.precision"), "eval.precision")
+    ctx.console.print(f"  scoring in {precision.name} ({precision.reason})")
     per_model: dict[str, dict] = {}
     for label, folder in models.items():
         ctx.console.print(f"  scoring the {label} model ...")
         try:
-            per_model[label] = _score_model(ctx, label, folder, texts, speed, plan, managers, seed, trust)
+            per_model[label] = _score_model(ctx, label, folder, texts, speed, plan, managers, seed, trust, precision.name)
         except LangbuildError as err:
             if label in PIPELINE_MODELS:
                 raise
             plan.skipped.append({"model": label, "reason": one_line(err)})
     metrics = _assemble(ctx, per_model, plan, _share_identical(base_tokenizer, extended_tokenizer, texts["source"]))
+    metrics["precision"] = precision.as_dict()
     _point_tasks_at_final_folder(ctx, plan)
     atomic_write_json(ctx.out / "metrics.json", metrics)
     _write_items(ctx.out / "items", per_model)
@@ -337,9 +343,9 @@ def _point_tasks_at_final_folder(ctx, plan: TaskPlan) -> None:
                             max_new_tokens=ctx.config.get("eval.max_new_tokens"))
 
 
-def _score_model(ctx, label, folder, texts, speed, plan, managers, seed, trust) -> dict:
+def _score_model(ctx, label, folder, texts, speed, plan, managers, seed, trust, precision: str) -> dict:
     tokenizer = load_tokenizer(folder, trust)
-    model = load_model(folder, trust)
+    model = cast_parameters(load_model(folder, trust), precision)
     result = {"held_out": _held_out_bits(model, tokenizer, texts, ctx.config, seed)}
     if label in PIPELINE_MODELS:
         result["speed"] = _generation_speed(model, tokenizer, *speed)

@@ -40,6 +40,7 @@ from ..extension import (
 )
 from ..metrics import BYTE_PIECE, hf_encoder, tokenizer_stats
 from ..models import check_vocabulary_fits, load_model, load_tokenizer, resolve_model
+from ..training.precision import resolve_precision
 from ..reference_texts import read_text_lines
 from ..textio import sample_by_bytes
 from .extend_init import (
@@ -514,8 +515,9 @@ def _choose_init(ctx, make_model, tokenizer, train: list[str], valid: list[str],
         return methods[0], []
     ctx.console.print(f"  comparing {', '.join(methods)} by a {ctx.config.get('extend.probe_steps')}-step probe ...")
     sample = texts.get("target") or sample_by_bytes(valid, PROBE_VALID_BYTES)
+    precision = resolve_precision(ctx.config.get("train.precision")).name  # the probe trains as train will
     results = compare_methods(methods, make_model, tokenizer, train, sample, ctx.config.get("extend.probe_steps"),
-                              ctx.config.get("project.seed"), ctx.console)
+                              ctx.config.get("project.seed"), ctx.console, precision)
     best = best_method(results)
     table = [{"method": r.method, "zero_shot_bits_per_byte": r.zero_shot_bpb, "probe_bits_per_byte": r.probe_bpb,
               "seconds": r.seconds, "chosen": r.method == best} for r in results]

@@ -159,19 +159,24 @@ def _wechsel_space(inputs: SpaceInputs, ctx) -> TokenSpace:
 
 def train_embeddings_only(model, blocks, steps: int, seed: int, learning_rate: float = PROBE_LEARNING_RATE,
                           every: int = 0, on_step: Callable[[int], None] | None = None,
-                          embeddings_only: bool = True) -> list[float]:
+                          embeddings_only: bool = True, precision: str = "fp32") -> list[float]:
     """``steps`` AdamW steps on the embedding matrices only (or on everything); returns the losses.
 
     ``on_step(n)`` is called after every ``every``-th step (benchmarks measure along the way). Weight
-    decay is 0: decoupled decay would shrink every row whose gradient is zero (STACK.md)."""
+    decay is 0: decoupled decay would shrink every row whose gradient is zero (STACK.md). In bf16 the
+    steps run as ``train`` runs them, over fp32 master weights; the model is fp32 again afterwards."""
     import torch
+
+    from ..training.precision import MasterWeights
 
     trainable = embedding_parameters(model) if embeddings_only else list(model.parameters())
     for param in model.parameters():
         param.requires_grad_(False)
     for param in trainable:
         param.requires_grad_(True)
-    optimizer = torch.optim.AdamW(trainable, lr=learning_rate, weight_decay=0.0)
+    groups = [{"params": trainable}]
+    masters = MasterWeights(model, groups, []) if precision == "bf16" else None
+    optimizer = torch.optim.AdamW(masters.groups if masters else groups, lr=learning_rate, weight_decay=0.0)
     losses = []
     for step in range(steps):
         model.train()
@@ -179,12 +184,18 @@ def train_embeddings_only(model, blocks, steps: int, seed: int, learning_rate: f
         loss = model(input_ids=batch, labels=batch).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if masters is not None:
+            masters.collect_gradients()
         optimizer.step()
+        if masters is not None:
+            masters.publish()
         losses.append(float(loss.detach()))
         if on_step and every and (step + 1) % every == 0:
             model.eval()
             on_step(step + 1)
     model.eval()
+    if masters is not None:
+        masters.release()
     for param in model.parameters():
         param.requires_grad_(True)
     return losses
@@ -217,15 +228,16 @@ class ProbeResult:
 
 
 def compare_methods(methods: list[str], make_model: Callable, tokenizer, train: list[str], valid_sample: list[str],
-                    steps: int, seed: int, console) -> list[ProbeResult]:
-    """Initialise with each method, score held-out text, train the embeddings ``steps`` steps, score again."""
+                    steps: int, seed: int, console, precision: str = "fp32") -> list[ProbeResult]:
+    """Initialise with each method, score held-out text, train the embeddings ``steps`` steps (in the
+    precision ``train`` will use), score again."""
     blocks = probe_blocks(tokenizer, train, steps, seed)
     results = []
     for method in methods:
         started = time.time()
         model, _ = make_model(method)
         zero_shot = bits_per_byte(model, tokenizer, valid_sample)["bits_per_byte"]
-        train_embeddings_only(model, blocks, steps, seed)
+        train_embeddings_only(model, blocks, steps, seed, precision=precision)
         probed = bits_per_byte(model, tokenizer, valid_sample)["bits_per_byte"]
         results.append(ProbeResult(method, zero_shot, probed, time.time() - started))
         console.print(f"  probe {method}: held-out bits/byte {zero_shot:.3f} at start, {probed:.3f} after {steps} steps")

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from rich.table import Table
 
 from ..budget import FLOAT32, GB, machine_memory, memory_budget, time_training_steps, training_memory
+from ..training.precision import resolve_precision
 from ..core.atomic import atomic_write_json
 from ..core.errors import LangbuildError
 from ..corpus.shards import read_split
@@ -59,13 +60,15 @@ class Plan:
     budget_source: str
     machine: int
     machine_source: str
+    precision: str = "fp32"  # what train will compute in (train.precision resolved on this machine)
 
     @classmethod
     def from_config(cls, config) -> Plan:
         budget, budget_source = memory_budget(config.get("select.memory_budget_gb"))
         machine, machine_source = machine_memory()
+        precision = resolve_precision(config.get("train.precision")).name
         return cls(config.get("train.batch_size"), config.get("train.seq_len"), config.get("select.timing_steps"),
-                   config.get("project.seed"), budget, budget_source, machine, machine_source)
+                   config.get("project.seed"), budget, budget_source, machine, machine_source, precision)
 
     def describe_budget(self) -> str:
         return f"{_size(self.budget)} ({self.budget_source})"
@@ -132,7 +135,7 @@ def _score(name: str, ctx, sample: list[str], source: list[str] | None, plan: Pl
 
 
 def _memory(model, plan: Plan) -> dict:
-    parts = training_memory(model, plan.batch_size, plan.seq_len)
+    parts = training_memory(model, plan.batch_size, plan.seq_len, plan.precision)
     return {"memory_bytes": parts, "memory_gb": parts["total"] / GB, "fits": parts["total"] <= plan.budget}
 
 
@@ -150,7 +153,8 @@ def _timing(model, vocab: int, scores: dict, plan: Plan) -> dict:
     import torch
 
     try:
-        timing = time_training_steps(model, vocab, plan.batch_size, plan.seq_len, plan.timing_steps, plan.seed)
+        timing = time_training_steps(model, vocab, plan.batch_size, plan.seq_len, plan.timing_steps, plan.seed,
+                                     plan.precision)
     except torch.OutOfMemoryError:
         _release_memory()
         return {**untimed, "note": "not timed: ran out of GPU memory"}
@@ -232,6 +236,7 @@ def run(ctx) -> dict:
         "train_batch_size": plan.batch_size,
         "train_seq_len": plan.seq_len,
         "timing_steps": plan.timing_steps,
+        "train_precision": plan.precision,  # what the timed steps and the memory estimate assume
         "memory_budget_bytes": plan.budget,
         "memory_budget_source": plan.budget_source,
         "candidates": candidates,

@@ -66,7 +66,8 @@ def test_every_candidate_is_measured(selection):
         assert c["source_bits_per_byte"] > 0
         assert c["seconds_per_million_tokens"] > 0 and c["note"] is None
         parts = c["memory_bytes"]
-        assert parts["weights"] == 4 * c["parameters"] and parts["optimizer"] == 2 * parts["weights"]
+        weight_bytes = {"fp32": 4, "bf16": 6}[selection["train_precision"]]  # bf16: fp32 masters + bf16 copy
+        assert parts["weights"] == weight_bytes * c["parameters"] and parts["optimizer"] == 8 * c["parameters"]
         assert parts["total"] == sum(v for k, v in parts.items() if k != "total")
         assert c["fits"] and c["memory_gb"] == pytest.approx(parts["total"] / GB)
     assert selection["chosen_path"] == next(c["path"] for c in selection["candidates"] if c["name"] == selection["chosen"])
@@ -115,13 +116,22 @@ def test_activations_grow_with_batch_and_block_length(tiny_models):
     assert memory_parts(1000, 100, big_vocab, 2, 32)["activations"] > memory[(2, 32)]["activations"]
 
 
-def test_timing_leaves_the_weights_as_they_were(tiny_models):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_timing_leaves_the_weights_as_they_were(tiny_models, precision):
     model = load_model(tiny_models["gpt2-bytelevel"])
     before = [p.detach().clone() for p in model.parameters()]
-    timing = time_training_steps(model, vocab_size=600, batch_size=2, seq_len=16, steps=2, seed=0)
+    timing = time_training_steps(model, vocab_size=600, batch_size=2, seq_len=16, steps=2, seed=0, precision=precision)
     assert timing["seconds_per_step"] > 0 and timing["seconds_per_million_tokens"] > 0
-    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert all(p.dtype == torch.float32 and torch.equal(a, p) for a, p in zip(before, model.parameters()))
     assert not model.training
+
+
+def test_the_bf16_estimate_holds_weights_twice_and_halves_the_layers_activations(tiny_models):
+    shape = model_shape(load_model(tiny_models["llama-spm"]))
+    fp32, bf16 = memory_parts(1000, 100, shape, 2, 32), memory_parts(1000, 100, shape, 2, 32, "bf16")
+    assert bf16["weights"] == bf16["gradients"] == 6000 and bf16["optimizer"] == fp32["optimizer"] == 8000
+    logits = 4 * 2 * 32 * shape.logit_numbers_per_token()  # float32 in both: the loss upcasts them
+    assert bf16["activations"] - logits == (fp32["activations"] - logits) // 2
 
 
 def test_each_rule_picks_its_winner(selection):

@@ -36,12 +36,12 @@ def test_auto_picks_fp32_where_the_measurement_shows_bf16_slower(monkeypatch):
     monkeypatch.delenv(precision.SPEEDUP_ENV, raising=False)
     monkeypatch.setattr(precision, "_measured", {})
     slow = {torch.float32: 1.0, torch.bfloat16: 8.0}  # a CPU without bf16 units: emulated, 8x slower
-    monkeypatch.setattr(precision, "_timed_linear", lambda dtype, repeats=3: slow[dtype])
+    monkeypatch.setattr(precision, "_timed_linear", lambda dtype, repeats=5: slow[dtype])
     choice = resolve_precision("auto")
     assert choice.name == "fp32" and choice.speedup == pytest.approx(0.125) and "0.12x" in choice.reason
     monkeypatch.setattr(precision, "_measured", {})
     fast = {torch.float32: 5.0, torch.bfloat16: 1.0}  # AMX
-    monkeypatch.setattr(precision, "_timed_linear", lambda dtype, repeats=3: fast[dtype])
+    monkeypatch.setattr(precision, "_timed_linear", lambda dtype, repeats=5: fast[dtype])
     assert resolve_precision("auto").name == "bf16"
 
 
@@ -239,3 +239,23 @@ def test_kill_9_in_a_bf16_run_resumes_to_the_uninterrupted_losses(extended_bf16,
     pipeline.run(Project(killed), QUIET, until="train")
     resumed = [json.loads(line) for line in (killed / "train/metrics.jsonl").read_text().splitlines()]
     assert [r["loss"] for r in resumed] == [r["loss"] for r in expected]
+
+
+# -- scoring -------------------------------------------------------------------------------------------
+
+def test_scoring_in_bf16_casts_parameters_only_and_moves_bits_per_byte_slightly(tiny_models):
+    from transformers import AutoTokenizer
+
+    from langbuild.metrics import bits_per_byte
+    from langbuild.training.precision import cast_parameters
+    from tests.tiny import chichewa_split
+
+    folder = tiny_models["llama-spm"]
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    texts = chichewa_split(1)[1][:20]
+    exact = bits_per_byte(load_model(folder), tokenizer, texts)["bits_per_byte"]
+    model = cast_parameters(load_model(folder), "bf16")
+    assert all(p.dtype == torch.bfloat16 for p in model.parameters())
+    assert all(b.dtype == torch.float32 for b in model.buffers() if b.is_floating_point())  # rotary frequencies
+    rounded = bits_per_byte(model, tokenizer, texts)["bits_per_byte"]
+    assert rounded != exact and abs(rounded / exact - 1) < 0.01
