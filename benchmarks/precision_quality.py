@@ -1,7 +1,7 @@
 """What bf16 costs in quality: training curves at equal tokens, and the eval step's numbers.
 
     python benchmarks/precision_quality.py train --project langbuild-demo [--steps 200]
-    python benchmarks/precision_quality.py eval --project langbuild-demo
+    python benchmarks/precision_quality.py eval --project langbuild-demo [--fp32-from-project]
 
 ``train`` copies a project whose extend step is done twice, trains one copy with
 ``train.precision = fp32`` and the other with ``bf16`` (fp32 master weights) for the same steps and
@@ -10,7 +10,9 @@ ratio of the final values (target: bf16 ÷ fp32 ≤ 1.01).
 
 ``eval`` copies a finished project twice and runs the eval step with ``eval.precision = fp32`` and
 ``bf16``: seconds of each, and every reported number side by side with the largest change (bits per
-byte, tokens per word, benchmark scores; decoding speeds are timings, reported apart).
+byte, tokens per word, benchmark scores; decoding speeds are timings, reported apart). With
+``--fp32-from-project`` the project's own eval step (which must have run from scratch in fp32) is the
+fp32 side, and only the bf16 copy is run.
 """
 
 from __future__ import annotations
@@ -90,7 +92,14 @@ def _numbers(metrics: dict) -> dict[str, float]:
 
 def eval_precision(args) -> None:
     results, seconds = {}, {}
-    for precision in ("fp32", "bf16"):
+    if args.fp32_from_project:
+        # The project's own eval, run from scratch in fp32 by this code on this machine, is the baseline.
+        project = Path(args.project)
+        lock = json.loads((project / "langbuild.lock").read_text())["steps"]
+        results["fp32"] = json.loads((project / "eval/metrics.json").read_text())
+        assert results["fp32"]["precision"]["name"] == "fp32" and not results["fp32"]["lm_eval"]["cached"]
+        seconds["fp32"] = lock["eval"]["seconds"]
+    for precision in ("bf16",) if args.fp32_from_project else ("fp32", "bf16"):
         root = _copy(Path(args.project), precision)
         shutil.rmtree(root / ".langbuild" / "cache", ignore_errors=True)  # no answers from an earlier run
         _configure(root, {"eval.precision": precision})
@@ -99,7 +108,8 @@ def eval_precision(args) -> None:
         seconds[precision] = time.time() - started
         results[precision] = json.loads((root / "eval/metrics.json").read_text())
     fp32, bf16 = _numbers(results["fp32"]), _numbers(results["bf16"])
-    lines = [f"{cpu_description()}. Project {args.project}, eval step from scratch (no lm-eval cache).", "",
+    baseline = " (fp32: the project's own eval step)" if args.fp32_from_project else ""
+    lines = [f"{cpu_description()}. Project {args.project}, eval step from scratch (no lm-eval cache){baseline}.", "",
              "| number | fp32 | bf16 | change |", "|---|---:|---:|---:|"]
     changes = {}
     for key in fp32:
@@ -119,6 +129,8 @@ def main() -> None:
     parser.add_argument("what", choices=("train", "eval"))
     parser.add_argument("--project", required=True)
     parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--fp32-from-project", action="store_true",
+                        help="eval: take the fp32 side from the project's own eval step (run from scratch, in fp32)")
     args = parser.parse_args()
     train_curves(args) if args.what == "train" else eval_precision(args)
 

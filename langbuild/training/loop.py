@@ -144,9 +144,7 @@ def make_accelerator(plan: TrainPlan):
     # bf16 runs through MasterWeights, not autocast (which keeps fp32 weights and gets a third of the
     # speed on a CPU); fp16 (GPUs) keeps accelerate's autocast and loss scaling, and so does bf16 under
     # FSDP, whose MixedPrecision policy is itself an fp32-master scheme over sharded parameters.
-    mixed = {"fp32": "no", "bf16": "no", "fp16": "fp16"}[plan.precision]
-    if plan.precision == "bf16" and uses_autocast_bf16(plan):
-        mixed = "bf16"
+    mixed = "fp16" if plan.precision == "fp16" else "bf16" if uses_autocast_bf16(plan) else "no"
     if plan.num_processes == 1:
         # accelerate keeps one global state per process; a second run here (tests, benchmarks) may
         # ask for another precision, which it refuses unless the old state is dropped.

@@ -1,0 +1,110 @@
+"""Forgetting against replay source: English and Chichewa bits per byte after the same training.
+
+    python benchmarks/replay.py --project langbuild-demo [--variants none,flores,self]
+
+For each variant the demo project (its extend step done; its own train step, when finished, is the
+``flores`` variant and is reused) is copied and trained with the same steps, data order and seed,
+changing only the replay settings:
+
+* ``none``: no replay (``train.replay_fraction = 0``): the Chichewa bits per byte replay must keep;
+* ``flores``: the default, 25 % of rows from FLORES+ English devtest lines 1-506 (~15k tokens);
+* ``self``: 25 % of rows from text sampled once from the base model (self-synthesised rehearsal);
+* ``self50``: the same at 50 %.
+
+Each trained model is scored in fp32 on the held-out Chichewa books (the valid split) and on FLORES+
+English devtest lines 507-1,012 (never replayed), as the eval step scores them; the base model's
+English bits per byte is the reference for forgetting. Targets (issue 17): English ≤ +6 % over the
+base model, Chichewa within 2 % of training without replay.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+from langbuild import pipeline
+from langbuild.core.config import CONFIG_NAME, read_document, set_value
+from langbuild.core.project import Project
+from langbuild.corpus.shards import read_split
+from langbuild.metrics import bits_per_byte
+from langbuild.models import load_model, load_tokenizer
+from langbuild.reference_texts import read_text_lines
+from langbuild.textio import sample_by_bytes
+
+try:  # run as a script: benchmarks/ is on sys.path
+    from results import cpu_description, record_section
+except ImportError:
+    from benchmarks.results import cpu_description, record_section
+
+VARIANTS = {
+    "none": {"train.replay_fraction": 0.0},
+    "flores": {"train.replay_fraction": 0.25, "train.replay_text": "flores-eng-a"},
+    "self": {"train.replay_fraction": 0.25, "train.replay_text": "self"},
+    "self50": {"train.replay_fraction": 0.5, "train.replay_text": "self"},
+}
+console = Console()
+
+
+def _trained_copy(project: Path, name: str) -> tuple[Path, float]:
+    """A copy of ``project`` trained with the variant's settings; (model folder, train seconds)."""
+    root = Path(tempfile.mkdtemp(prefix=f"replay-{name}-")) / "p"
+    shutil.copytree(project, root, ignore=shutil.ignore_patterns("checkpoints", "train", "eval", "report"))
+    doc = read_document(root / CONFIG_NAME)
+    for key, value in VARIANTS[name].items():
+        set_value(doc, key, value)
+    (root / CONFIG_NAME).write_text(doc.as_string(), encoding="utf-8")
+    started = time.time()
+    pipeline.run(Project(root), console, until="train")
+    return root / "train" / "model", time.time() - started
+
+
+def _scores(folder: Path, texts: dict[str, list[str]]) -> dict[str, float]:
+    model, tokenizer = load_model(folder), load_tokenizer(folder)
+    return {side: bits_per_byte(model, tokenizer, lines)["bits_per_byte"] for side, lines in texts.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--project", required=True, type=Path)
+    parser.add_argument("--variants", default="none,flores,self")
+    args = parser.parse_args()
+    project = Project(args.project)
+    texts = {"chichewa": list(read_split(project.step_dir("corpus"), "valid")),
+             "english": sample_by_bytes(read_text_lines("flores-eng-b", args.project, "eval.source_text"), 15_000)}
+    selection = json.loads((project.step_dir("select") / "selection.json").read_text())
+    base = _scores(Path(selection["chosen_path"]), {"english": texts["english"]})["english"]
+    steps = project.config.get("train.max_steps")
+    rows = {}
+    for name in args.variants.split(","):
+        reuse = name == "flores" and (args.project / "train" / "model").is_dir()
+        folder, seconds = (args.project / "train" / "model", None) if reuse else _trained_copy(args.project, name)
+        rows[name] = {**_scores(folder, texts), "seconds": seconds}
+        console.print(f"{name}: {rows[name]}")
+    record(rows, base, steps, args)
+
+
+def record(rows: dict, base_english: float, steps: int, args) -> None:
+    none = rows.get("none", {}).get("chichewa")
+    lines = [f"{cpu_description()}. Project {args.project}: {steps} steps x 1,024 tokens, same data order and seed; only "
+             f"the replay settings differ. Bits per byte in fp32: Chichewa on the held-out books, English on FLORES+ "
+             f"devtest lines 507-1,012 (never replayed); base model English {base_english:.4f}.", "",
+             "| replay | Chichewa bpb | vs no replay | English bpb | vs base | train seconds |", "|---|---:|---:|---:|---:|---:|"]
+    for name, row in rows.items():
+        versus_none = f"{row['chichewa'] / none - 1:+.1%}" if none else "—"
+        seconds = f"{row['seconds']:.0f}" if row["seconds"] else "(the demo's run)"
+        lines.append(f"| {name}: {VARIANTS[name]} | {row['chichewa']:.4f} | {versus_none} | {row['english']:.4f} | "
+                     f"{row['english'] / base_english - 1:+.1%} | {seconds} |")
+    lines += ["", "Targets: English ≤ +6 % over base; Chichewa within 2 % of no replay."]
+    body = "\n".join(lines)
+    console.print(body)
+    record_section("replay", "Forgetting by replay source at the demo's 5x training", body)
+
+
+if __name__ == "__main__":
+    main()
