@@ -50,7 +50,7 @@ def main() -> None:
     model_path, new_rows = model_and_rows(args)
     threads = torch.get_num_threads()
     auto = resolve_precision("auto")
-    console.print(f"{cpu_description()}; {threads} threads; auto -> {auto.name} ({auto.reason})")
+    console.print(f"{cpu_description()}; {threads} threads; auto -> {auto.name} ({auto.describe()})")
     work = Path(tempfile.mkdtemp(prefix="precision-data-"))
     count = tokenise_to_file(load_tokenizer(model_path), chichewa_text(), work / "train.bin")
     blocks = TokenBlocks(work / "train.bin", count, SEQ_LEN, "text")
@@ -82,7 +82,7 @@ def record(speed: dict, args, threads: int, auto, model_path: Path) -> None:
     hf32, hf16 = speed["HF Trainer fp32"], speed["HF Trainer bf16=True (autocast, fp32 weights)"]
     lines = [f"{cpu_description()}; {threads} threads. Model: {model_path.name} ({args.project or args.model}), "
              f"{SEQ_LEN} x {BATCH} tokens per step, {args.steps} steps per variant (first dropped, median of the rest), "
-             f"one process. auto chose **{auto.name}** ({auto.reason}).", "",
+             f"one process. auto chose **{auto.name}** ({auto.describe()}).", "",
              "| variant | tokens/s | ÷ HF Trainer fp32 |", "|---|---:|---:|"]
     lines += [f"| {name} | {value:.0f} | {value / hf32:.2f} |" for name, value in speed.items()]
     full = speed["langbuild bf16, full"] / speed["langbuild fp32, full"]

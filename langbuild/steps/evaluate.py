@@ -310,7 +310,7 @@ def run(ctx) -> dict:
     speed = (speed, split_points(base_tokenizer, speed))  # every model decodes the same characters
     managers = _task_managers()
     precision = resolve_precision(config.get("eval.precision"), "eval.precision")
-    ctx.console.print(f"  scoring in {precision.name} ({precision.reason})")
+    ctx.console.print(f"  scoring in {precision.name} ({precision.describe()})")
     per_model: dict[str, dict] = {}
     for label, folder in models.items():
         ctx.console.print(f"  scoring the {label} model ...")

@@ -23,7 +23,7 @@ from ..training.data import tokenise_to_file
 from ..training.launch import check_processes, launch
 from ..training.loop import CHECKPOINTS, Trainer
 from ..training.plan import TrainPlan, accumulation_steps, new_rows_of, stage_plan, total_steps
-from ..training.precision import resolve_precision
+from ..training.precision import PrecisionChoice, resolve_precision
 
 
 def _check_context(source: Path, seq_len: int, trust: bool) -> None:
@@ -127,7 +127,7 @@ def run(ctx) -> dict:
     stages = " then ".join(f"{s.name} ({s.steps} steps)" for s in plan.stages)
     ctx.console.print(f"  {stages}; {plan.tokens_per_step:,} tokens per step"
                       + (f" over {plan.num_processes} processes" if plan.num_processes > 1 else "")
-                      + f"; {plan.precision} ({plan.precision_choice['reason']})")
+                      + f"; {plan.precision} ({PrecisionChoice(**plan.precision_choice).describe()})")
     if plan.num_processes > 1:
         return launch(plan, ctx.config.get("train.launcher"), ctx.out / CHECKPOINTS)
     return Trainer(plan, ctx.console).run()

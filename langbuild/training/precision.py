@@ -41,11 +41,15 @@ _measured: dict[int, float] = {}
 class PrecisionChoice:
     name: str  # fp32 | bf16 | fp16: what runs
     requested: str  # what the setting asked for
-    reason: str  # one line for people: why this one
+    reason: str  # why this one; free of measured numbers, so that files holding it are reproducible
     speedup: float | None = None  # the measured bf16 speed-up behind a CPU's auto choice
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    def describe(self) -> str:
+        """The reason with the measurement behind it, for people."""
+        return self.reason + (f" (measured {self.speedup:.2f}x, auto needs {MIN_SPEEDUP}x)" if self.speedup else "")
 
 
 def _linear_pass(dtype):
@@ -123,9 +127,8 @@ def resolve_precision(requested: str, setting: str = "train.precision") -> Preci
         return PrecisionChoice("fp32", "auto", "auto: the GPU has no bf16")
     speedup = bf16_speedup()
     if speedup >= MIN_SPEEDUP:
-        return PrecisionChoice("bf16", "auto", f"auto: bf16 measured {speedup:.1f}x faster than fp32 on this CPU", speedup)
-    return PrecisionChoice("fp32", "auto", f"auto: bf16 measured {speedup:.2f}x fp32's speed on this CPU "
-                                           f"(auto needs {MIN_SPEEDUP}x)", speedup)
+        return PrecisionChoice("bf16", "auto", "auto: bf16 measured faster than fp32 on this CPU", speedup)
+    return PrecisionChoice("fp32", "auto", "auto: bf16 measured not fast enough on this CPU", speedup)
 
 
 def torch_dtype(precision: str):

@@ -38,7 +38,7 @@ def test_auto_picks_fp32_where_the_measurement_shows_bf16_slower(monkeypatch):
     slow = {torch.float32: 1.0, torch.bfloat16: 8.0}  # a CPU without bf16 units: emulated, 8x slower
     monkeypatch.setattr(precision, "_timed_linear", lambda dtype, repeats=5: slow[dtype])
     choice = resolve_precision("auto")
-    assert choice.name == "fp32" and choice.speedup == pytest.approx(0.125) and "0.12x" in choice.reason
+    assert choice.name == "fp32" and choice.speedup == pytest.approx(0.125) and "0.12x" in choice.describe()
     monkeypatch.setattr(precision, "_measured", {})
     fast = {torch.float32: 5.0, torch.bfloat16: 1.0}  # AMX
     monkeypatch.setattr(precision, "_timed_linear", lambda dtype, repeats=5: fast[dtype])
