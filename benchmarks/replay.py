@@ -23,7 +23,6 @@ import argparse
 import json
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 from rich.console import Console
@@ -51,17 +50,16 @@ VARIANTS = {
 console = Console()
 
 
-def _trained_copy(project: Path, name: str) -> tuple[Path, float]:
-    """A copy of ``project`` trained with the variant's settings; (model folder, train seconds)."""
+def _trained_copy(project: Path, name: str) -> Path:
+    """A copy of ``project`` trained with the variant's settings; its model folder."""
     root = Path(tempfile.mkdtemp(prefix=f"replay-{name}-")) / "p"
     shutil.copytree(project, root, ignore=shutil.ignore_patterns("checkpoints", "train", "eval", "report"))
     doc = read_document(root / CONFIG_NAME)
     for key, value in VARIANTS[name].items():
         set_value(doc, key, value)
     (root / CONFIG_NAME).write_text(doc.as_string(), encoding="utf-8")
-    started = time.time()
     pipeline.run(Project(root), console, until="train")
-    return root / "train" / "model", time.time() - started
+    return root / "train" / "model"
 
 
 def _scores(folder: Path, texts: dict[str, list[str]]) -> dict[str, float]:
@@ -83,8 +81,8 @@ def main() -> None:
     rows = {}
     for name in args.variants.split(","):
         reuse = name == "flores" and (args.project / "train" / "model").is_dir()
-        folder, seconds = (args.project / "train" / "model", None) if reuse else _trained_copy(args.project, name)
-        rows[name] = {**_scores(folder, texts), "seconds": seconds}
+        folder = args.project / "train" / "model" if reuse else _trained_copy(args.project, name)
+        rows[name] = _scores(folder, texts)
         console.print(f"{name}: {rows[name]}")
     record(rows, base, steps, args)
 
@@ -94,12 +92,11 @@ def record(rows: dict, base_english: float, steps: int, args) -> None:
     lines = [f"{cpu_description()}. Project {args.project}: {steps} steps x 1,024 tokens, same data order and seed; only "
              f"the replay settings differ. Bits per byte in fp32: Chichewa on the held-out books, English on FLORES+ "
              f"devtest lines 507-1,012 (never replayed); base model English {base_english:.4f}.", "",
-             "| replay | Chichewa bpb | vs no replay | English bpb | vs base | train seconds |", "|---|---:|---:|---:|---:|---:|"]
+             "| replay | Chichewa bpb | vs no replay | English bpb | vs base |", "|---|---:|---:|---:|---:|"]
     for name, row in rows.items():
         versus_none = f"{row['chichewa'] / none - 1:+.1%}" if none else "—"
-        seconds = f"{row['seconds']:.0f}" if row["seconds"] else "(the demo's run)"
         lines.append(f"| {name}: {VARIANTS[name]} | {row['chichewa']:.4f} | {versus_none} | {row['english']:.4f} | "
-                     f"{row['english'] / base_english - 1:+.1%} | {seconds} |")
+                     f"{row['english'] / base_english - 1:+.1%} |")
     lines += ["", "Targets: English ≤ +6 % over base; Chichewa within 2 % of no replay."]
     body = "\n".join(lines)
     console.print(body)
