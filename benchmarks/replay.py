@@ -71,6 +71,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--project", required=True, type=Path)
     parser.add_argument("--variants", default="none,flores,self")
+    parser.add_argument("--no-replay-bpb", type=float, default=None,
+                        help="Chichewa bits per byte of the none variant from an earlier run, when it is not in --variants")
+    parser.add_argument("--section", default="replay", help="the RESULTS.md section to write (one per set of variants)")
     args = parser.parse_args()
     project = Project(args.project)
     texts = {"chichewa": list(read_split(project.step_dir("corpus"), "valid")),
@@ -88,7 +91,7 @@ def main() -> None:
 
 
 def record(rows: dict, base_english: float, steps: int, args) -> None:
-    none = rows.get("none", {}).get("chichewa")
+    none = rows.get("none", {}).get("chichewa") or args.no_replay_bpb
     lines = [f"{cpu_description()}. Project {args.project}: {steps} steps x 1,024 tokens, same data order and seed; only "
              f"the replay settings differ. Bits per byte in fp32: Chichewa on the held-out books, English on FLORES+ "
              f"devtest lines 507-1,012 (never replayed); base model English {base_english:.4f}.", "",
@@ -100,7 +103,8 @@ def record(rows: dict, base_english: float, steps: int, args) -> None:
     lines += ["", "Targets: English ≤ +6 % over base; Chichewa within 2 % of no replay."]
     body = "\n".join(lines)
     console.print(body)
-    record_section("replay", "Forgetting by replay source at the demo's 5x training", body)
+    title = "Forgetting by replay source at the demo's 5x training" + ("" if args.section == "replay" else f" ({args.section})")
+    record_section(args.section, title, body)
 
 
 if __name__ == "__main__":

@@ -93,7 +93,7 @@ def _measure_speedup(repeats: int = 7) -> float:
 
 def bf16_speedup() -> float:
     """fp32 seconds / bf16 seconds of a transformer-shaped matmul on this CPU, with torch's current
-    thread count; measured once per process (~0.2 s where bf16 is fast)."""
+    thread count; measured once per process (~0.4 s on 2 cores)."""
     import torch
 
     forced = os.environ.get(SPEEDUP_ENV)
