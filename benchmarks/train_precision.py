@@ -29,8 +29,7 @@ try:  # run as a script: benchmarks/ is on sys.path
     from train_throughput import BATCH, SEQ_LEN, chichewa_text, console, hf_trainer, langbuild_loop, tokens_per_second
 except ImportError:
     from benchmarks.results import cpu_description, record_section
-    from benchmarks.train_throughput import (BATCH, SEQ_LEN, chichewa_text, console, hf_trainer, langbuild_loop,
-                                             tokens_per_second)
+    from benchmarks.train_throughput import BATCH, SEQ_LEN, chichewa_text, console, hf_trainer, langbuild_loop, tokens_per_second
 
 
 def model_and_rows(args) -> tuple[Path, list[int]]:

@@ -30,10 +30,10 @@ from ..evaluation.local_tasks import LocalTask, local_task, write_jsonl, write_t
 from ..evaluation.speed import split_points
 from ..metrics import bits_per_byte, hf_encoder, tokenizer_stats
 from ..models import load_model, load_tokenizer, resolve_model
-from ..training.precision import cast_parameters, resolve_precision
 from ..reference_texts import read_text_lines
 from ..reporting.data import PIPELINE_MODELS, with_interval
 from ..textio import sample_by_bytes
+from ..training.precision import cast_parameters, resolve_precision
 
 BUILT_FROM_HELD_OUT = ("cloze", "heldout-bpb")
 

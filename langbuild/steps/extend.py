@@ -40,9 +40,9 @@ from ..extension import (
 )
 from ..metrics import BYTE_PIECE, hf_encoder, tokenizer_stats
 from ..models import check_vocabulary_fits, load_model, load_tokenizer, resolve_model
-from ..training.precision import resolve_precision
 from ..reference_texts import read_text_lines
 from ..textio import sample_by_bytes
+from ..training.precision import resolve_precision
 from .extend_init import (
     PROBE_VALID_BYTES,
     SpaceInputs,

@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from rich.table import Table
 
 from ..budget import FLOAT32, GB, machine_memory, memory_budget, time_training_steps, training_memory
-from ..training.precision import resolve_precision
 from ..core.atomic import atomic_write_json
 from ..core.errors import LangbuildError
 from ..corpus.shards import read_split
@@ -37,6 +36,7 @@ from ..metrics import bits_per_byte, context_length, hf_encoder, tokenizer_stats
 from ..models import check_vocabulary_fits, fingerprint_candidates, load_model, load_tokenizer, parameter_count, resolve_model
 from ..reference_texts import read_text_lines
 from ..textio import sample_by_bytes
+from ..training.precision import resolve_precision
 
 RULES = {
     "bpb-within-budget": "lowest bits per byte on the valid sample among candidates whose estimated training memory fits {budget}",

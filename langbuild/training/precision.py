@@ -238,7 +238,6 @@ class MasterWeights:
 def cast_parameters(model, precision: str):
     """``model`` with its parameters in ``precision`` for inference; buffers (rotary frequencies, scales)
     stay fp32, as in training. Returns the model."""
-    import torch
 
     dtype = torch_dtype(precision)
     for param in model.parameters():
