@@ -67,28 +67,27 @@ def _linear_pass(dtype):
     return once
 
 
-def _timed_linear(dtype, repeats: int = 5) -> float:
-    """Best-of seconds of ``_linear_pass(dtype)``."""
-    once = _linear_pass(dtype)
-    once()  # the first call picks kernels and allocates
-    best = float("inf")
-    for _ in range(repeats):
-        tick = time.perf_counter()
+def _best_times(passes: dict, repeats: int) -> dict:
+    """Best-of seconds of each callable in ``passes``, timed in turns after one untimed warm-up call
+    each (it picks kernels and allocates): other work on the machine slows every one alike, and a busy
+    machine only ever adds time."""
+    for once in passes.values():
         once()
-        best = min(best, time.perf_counter() - tick)
+    best = dict.fromkeys(passes, float("inf"))
+    for _ in range(repeats):
+        for key, once in passes.items():
+            tick = time.perf_counter()
+            once()
+            best[key] = min(best[key], time.perf_counter() - tick)
     return best
 
 
 def _measure_speedup(repeats: int = 7) -> float:
-    """fp32 seconds / bf16 seconds, the two timed in turns so that other work on the machine slows
-    both alike, and the best of each kept (a busy machine only ever adds time)."""
+    """fp32 seconds / bf16 seconds of the same linear pass."""
     import torch
 
-    fp32 = bf16 = float("inf")
-    for _ in range(repeats):
-        fp32 = min(fp32, _timed_linear(torch.float32, 1))
-        bf16 = min(bf16, _timed_linear(torch.bfloat16, 1))
-    return fp32 / bf16
+    best = _best_times({dtype: _linear_pass(dtype) for dtype in (torch.float32, torch.bfloat16)}, repeats)
+    return best[torch.float32] / best[torch.bfloat16]
 
 
 def bf16_speedup() -> float:

@@ -246,11 +246,23 @@ def test_an_out_of_memory_error_names_the_settings_to_lower():
     assert isinstance(loop.out_of_memory_error(plan), LangbuildError)
 
 
+def train_until_logged(root, steps: int, poll: float = 0.01):
+    """``langbuild train`` started in a child process, returned once it has logged ``steps`` steps (or ended)."""
+    import time
+
+    metrics = root / ".langbuild/staging/train/metrics.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "langbuild", "train", "-C", str(root)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and not (metrics.exists() and len(metrics.read_text().splitlines()) >= steps):
+        time.sleep(poll)
+    return proc
+
+
 def test_a_killed_two_process_run_leaves_no_process_behind_and_resumes_exactly(extended, tmp_path):
     """kill -9 of langbuild during a 2-process run: the launcher and both training processes die with it,
     and the resumed run repeats the uninterrupted losses."""
     import signal
-    import time
 
     import psutil
 
@@ -260,12 +272,7 @@ def test_a_killed_two_process_run_leaves_no_process_behind_and_resumes_exactly(e
         _set(root, train__batch_size=2, train__tokens_per_step=4 * 32, train__max_steps=30, train__save_every=3,
              train__num_processes=2)
     assert _cli("train", "-C", str(reference), cwd=tmp_path).returncode == 0
-    metrics = killed / ".langbuild/staging/train/metrics.jsonl"
-    proc = subprocess.Popen([sys.executable, "-m", "langbuild", "train", "-C", str(killed)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None and not (metrics.exists() and len(metrics.read_text().splitlines()) >= 5):
-        time.sleep(0.02)
+    proc = train_until_logged(killed, steps=5)
     descendants = psutil.Process(proc.pid).children(recursive=True)
     assert len(descendants) >= 3, "expected the launcher and two training processes"
     proc.send_signal(signal.SIGKILL)

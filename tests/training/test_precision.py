@@ -7,9 +7,6 @@ import json
 import math
 import shutil
 import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
@@ -22,7 +19,7 @@ from langbuild.models import load_model
 from langbuild.training import precision
 from langbuild.training.precision import MasterWeights, resolve_precision
 from langbuild.training.stages import setup_stage
-from tests.steps.test_train_recipes import _interrupt_at, _set, _train
+from tests.steps.test_train_recipes import _interrupt_at, _set, _train, train_until_logged
 from tests.tiny import make_tiny_project, read_json
 
 QUIET = Console(quiet=True)
@@ -36,12 +33,12 @@ def test_auto_picks_fp32_where_the_measurement_shows_bf16_slower(monkeypatch):
     monkeypatch.delenv(precision.SPEEDUP_ENV, raising=False)
     monkeypatch.setattr(precision, "_measured", {})
     slow = {torch.float32: 1.0, torch.bfloat16: 8.0}  # a CPU without bf16 units: emulated, 8x slower
-    monkeypatch.setattr(precision, "_timed_linear", lambda dtype, repeats=5: slow[dtype])
+    monkeypatch.setattr(precision, "_best_times", lambda passes, repeats: {d: slow[d] for d in passes})
     choice = resolve_precision("auto")
     assert choice.name == "fp32" and choice.speedup == pytest.approx(0.125) and "0.12x" in choice.describe()
     monkeypatch.setattr(precision, "_measured", {})
     fast = {torch.float32: 5.0, torch.bfloat16: 1.0}  # AMX
-    monkeypatch.setattr(precision, "_timed_linear", lambda dtype, repeats=5: fast[dtype])
+    monkeypatch.setattr(precision, "_best_times", lambda passes, repeats: {d: fast[d] for d in passes})
     assert resolve_precision("auto").name == "bf16"
 
 
@@ -228,12 +225,7 @@ def test_kill_9_in_a_bf16_run_resumes_to_the_uninterrupted_losses(extended_bf16,
         shutil.copytree(extended_bf16, root)
         _set(root, train__max_steps=150, train__save_every=3)
     expected = _train(reference)
-    metrics = killed / ".langbuild/staging/train/metrics.jsonl"
-    proc = subprocess.Popen([sys.executable, "-m", "langbuild", "train", "-C", str(killed)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None and not (metrics.exists() and len(metrics.read_text().splitlines()) >= 7):
-        time.sleep(0.01)
+    proc = train_until_logged(killed, steps=7)
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL, "the run ended before the kill: give it more steps"
     pipeline.run(Project(killed), QUIET, until="train")
