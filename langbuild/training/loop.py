@@ -8,6 +8,10 @@ per step, so an interrupted run resumed from a checkpoint repeats the losses of 
 In bf16 (``plan.precision``) the model computes in bf16 over fp32 master weights and optimizer state
 (``precision.MasterWeights``): gradients are accumulated and averaged over processes in fp32, and
 checkpoints hold the fp32 masters, so a resumed bf16 run repeats the uninterrupted one exactly.
+
+With ``train.launcher = "fsdp"`` the model, gradients and optimizer state are sharded over the
+processes (``sharding``, torch's FSDP2; its own fp32 masters in bf16); checkpoints are consolidated,
+so they look like a one-process run's.
 """
 
 from __future__ import annotations
@@ -27,7 +31,16 @@ from .data import TokenBlocks, global_batch
 from .plan import Stage, TrainPlan
 from .precision import MasterWeights
 from .schedule import learning_rate
-from .stages import mask_gradients, merged, setup_stage
+from .sharding import (
+    close_private_group,
+    ensure_process_group,
+    full_optimizer_state,
+    full_weights,
+    load_full_optimizer_state,
+    shard,
+    unsharded_copy,
+)
+from .stages import mask_gradients, merged, setup_stage, transformer_blocks
 
 CHECKPOINTS = "checkpoints"
 METRICS = "metrics.jsonl"
@@ -49,9 +62,11 @@ def out_of_memory_error(plan: TrainPlan) -> LangbuildError:
     )
 
 
-def make_optimizer(groups: list[dict]):
+def make_optimizer(groups: list[dict], fused: bool = True):
     import torch
 
+    if not fused:  # sharded (DTensor) parameters: the fused CPU kernel does not take them
+        return torch.optim.AdamW(groups, lr=groups[0]["peak"])
     try:
         return torch.optim.AdamW(groups, lr=groups[0]["peak"], fused=True)
     except (RuntimeError, TypeError):  # fused kernels are missing on some builds
@@ -142,9 +157,9 @@ def make_accelerator(plan: TrainPlan):
     from accelerate.state import AcceleratorState
 
     # bf16 runs through MasterWeights, not autocast (which keeps fp32 weights and gets a third of the
-    # speed on a CPU); fp16 (GPUs) keeps accelerate's autocast and loss scaling, and so does bf16 under
-    # FSDP, whose MixedPrecision policy is itself an fp32-master scheme over sharded parameters.
-    mixed = "fp16" if plan.precision == "fp16" else "bf16" if uses_autocast_bf16(plan) else "no"
+    # speed on a CPU), or under FSDP through its mixed-precision policy, itself an fp32-master scheme
+    # over sharded parameters; fp16 (GPUs) keeps accelerate's autocast and loss scaling.
+    mixed = "fp16" if plan.precision == "fp16" else "no"
     if plan.num_processes == 1:
         # accelerate keeps one global state per process; a second run here (tests, benchmarks) may
         # ask for another precision, which it refuses unless the old state is dropped.
@@ -153,11 +168,11 @@ def make_accelerator(plan: TrainPlan):
 
 
 def uses_master_weights(plan: TrainPlan) -> bool:
-    return plan.precision == "bf16" and not uses_autocast_bf16(plan)
+    return plan.precision == "bf16" and not uses_fsdp(plan)
 
 
-def uses_autocast_bf16(plan: TrainPlan) -> bool:
-    return plan.precision == "bf16" and plan.launcher == "fsdp" and plan.num_processes > 1
+def uses_fsdp(plan: TrainPlan) -> bool:
+    return plan.launcher == "fsdp"
 
 
 class Trainer:
@@ -170,6 +185,8 @@ class Trainer:
         torch.set_num_threads(max(1, plan.threads))
         self.accelerator = accelerator or make_accelerator(plan)
         self.main = self.accelerator.is_main_process
+        self.fsdp = uses_fsdp(plan)
+        self.private_group = self.fsdp and ensure_process_group(self.accelerator.device)
         self.out = Path(plan.out)
         self.checkpoint_dir, self.metrics_path = self.out / CHECKPOINTS, self.out / METRICS
         self.tokenizer = load_tokenizer(Path(plan.source), plan.trust_remote_code)
@@ -185,12 +202,16 @@ class Trainer:
         model = load_model(Path(self.plan.source), self.plan.trust_remote_code)
         return model.to(self.accelerator.device)
 
-    def _restore(self, path: Path, state: dict):
-        """The model as it was at a checkpoint: the source model, wrapped like the stage that saved it."""
+    def _stage_model(self, stage: Stage):
+        """The source model with the structure ``stage`` trains: LoRA-wrapped in the lora stage."""
         model = self._base_model()
-        stage = self.plan.stage_at(state["step"] - 1)
         if stage.name == "lora":
             model = setup_stage(model, "lora", self.plan, self._stage_seed(stage)).model
+        return model
+
+    def _restore(self, path: Path, state: dict):
+        """The model as it was at a checkpoint: the source model, wrapped like the stage that saved it."""
+        model = self._stage_model(self.plan.stage_at(state["step"] - 1))
         load_weights(model, path)
         return model
 
@@ -210,10 +231,12 @@ class Trainer:
                 resume_state = optimizer_state if step == start and start > 0 and plan.stage_at(start - 1) == stage else None
                 model, step, stopped_early, last_loss = self._run_stage(model, stage, step, resume_state, reporter,
                                                                         tensorboard, last_loss)
+            return self._finish(model, step, stopped_early, last_loss)
         finally:
             reporter.close()
             tensorboard.close()
-        return self._finish(model, step, stopped_early, last_loss)
+            if self.private_group:  # a one-process FSDP run made its own group: later runs here start clean
+                close_private_group()
 
     def _start(self):
         resumed = load_latest_checkpoint(self.checkpoint_dir, self._restore, self.console if self.main else _quiet_console())
@@ -234,13 +257,19 @@ class Trainer:
     def _run_stage(self, model, stage: Stage, step: int, optimizer_state, reporter, tensorboard, last_loss):
         plan, accelerator = self.plan, self.accelerator
         setup = setup_stage(accelerator.unwrap_model(model), stage.name, plan, self._stage_seed(stage))
+        if self.fsdp:
+            setup = shard(setup, plan.precision, accelerator.device, transformer_blocks(setup.model))
         self.masters = MasterWeights(setup.model, setup.groups, setup.row_masks) if uses_master_weights(plan) else None
         groups = self.masters.groups if self.masters else setup.groups
-        optimizer = make_optimizer(groups)
-        if optimizer_state is not None:
+        optimizer = make_optimizer(groups, fused=not self.fsdp)
+        if optimizer_state is not None and self.fsdp:
+            load_full_optimizer_state(optimizer, optimizer_state)  # consolidated, cut into this process's shards
+        elif optimizer_state is not None:
             optimizer.load_state_dict(optimizer_state)
         accelerator.free_memory()
-        trained, optimizer = accelerator.prepare(setup.model, optimizer)
+        trained = setup.model  # FSDP sharded it above; accelerate wraps the DDP and one-process runs
+        if not self.fsdp:
+            trained, optimizer = accelerator.prepare(setup.model, optimizer)
         trained.train()
         params = [p for group in groups for p in group["params"]]
         warmup = min(plan.warmup_steps, stage.steps // 2)
@@ -277,6 +306,8 @@ class Trainer:
         if self.masters is not None:
             self.masters.release()  # the next stage (or the saved model) starts from the exact fp32 weights
             self.masters = None
+        if self.fsdp:  # the next stage freezes, wraps and shards differently: it starts from a plain model
+            trained = unsharded_copy(trained, lambda: self._stage_model(stage))
         return trained, step, stopped, last_loss
 
     def _optimizer_step(self, model, optimizer, setup, params, step: int) -> float:
@@ -295,7 +326,7 @@ class Trainer:
                 rows = mine[micro * plan.batch_size:(micro + 1) * plan.batch_size].to(accelerator.device)
                 # With master weights the fp32 gradients are averaged after the last pass, never by DDP.
                 sync = micro == plan.accumulation - 1 and masters is None
-                with contextlib.nullcontext() if sync else accelerator.no_sync(model), accelerator.autocast():
+                with self._gradient_sync(model, sync), accelerator.autocast():
                     loss = model(input_ids=rows, labels=rows).loss / plan.accumulation
                     accelerator.backward(loss)
                 if masters is not None:
@@ -312,7 +343,9 @@ class Trainer:
             raise LangbuildError(f"training diverged at step {step + 1} (loss {value}): lower train.learning_rate")
         if masters is None:
             mask_gradients(setup.row_masks)
-            if plan.max_grad_norm > 0:
+            if plan.max_grad_norm > 0 and self.fsdp:  # the norm of sharded gradients is global (DTensor)
+                torch.nn.utils.clip_grad_norm_(params, plan.max_grad_norm)
+            elif plan.max_grad_norm > 0:
                 accelerator.clip_grad_norm_(params, plan.max_grad_norm)
             optimizer.step()
         else:
@@ -325,6 +358,13 @@ class Trainer:
         optimizer.zero_grad(set_to_none=True)
         return value
 
+    def _gradient_sync(self, model, sync: bool):
+        """Skip averaging gradients on all but the last pass of an accumulated step."""
+        if self.fsdp:
+            model.set_requires_gradient_sync(sync)  # unsharded gradients add up until the last pass
+            return contextlib.nullcontext()
+        return contextlib.nullcontext() if sync else self.accelerator.no_sync(model)
+
     def _held_out_bits_per_byte(self, model) -> float:
         from ..metrics import bits_per_byte
 
@@ -332,7 +372,13 @@ class Trainer:
         return bits_per_byte(unwrapped, self.tokenizer, self.plan.valid_texts, window=self.plan.seq_len)["bits_per_byte"]
 
     def _save(self, model, optimizer, step: int) -> None:
-        if self.main:
+        if self.fsdp:
+            # Every process takes part in gathering each tensor; the main process alone keeps and writes them.
+            weights, state = full_weights(model, self.main), full_optimizer_state(optimizer, self.main)
+            if self.main:
+                save_checkpoint(self.checkpoint_dir, step, weights, state, self.plan.keep_checkpoints,
+                                {"early_stopping": self.early.state()})
+        elif self.main:
             # A checkpoint holds the exact fp32 weights whatever the compute precision: resuming
             # rounds them to bf16 again, which is what the uninterrupted run computes with.
             with self.masters.fp32_weights() if self.masters else contextlib.nullcontext():
