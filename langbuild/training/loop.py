@@ -27,7 +27,7 @@ from ..core.atomic import atomic_write_json
 from ..core.errors import LangbuildError
 from ..models import load_model, load_tokenizer
 from .checkpoints import load_latest_checkpoint, load_weights, save_checkpoint, truncate_metrics
-from .data import TokenBlocks, global_batch
+from .data import RowPrefetcher, TokenBlocks, process_rows
 from .plan import Stage, TrainPlan
 from .precision import MasterWeights
 from .schedule import learning_rate
@@ -196,6 +196,7 @@ class Trainer:
             self.replay = TokenBlocks(Path(plan.replay_tokens), plan.replay_token_count, plan.seq_len, "train.replay_text")
         self.early = EarlyStopping(plan.early_stopping)
         self.masters: MasterWeights | None = None  # the running stage's fp32 masters, in bf16 runs
+        self.rows: RowPrefetcher | None = None  # this process's rows of the coming steps, read ahead in run()
 
     # -- model construction -------------------------------------------------------------------
     def _base_model(self):
@@ -225,6 +226,7 @@ class Trainer:
         tensorboard = _TensorBoard(self.out / "tensorboard" if plan.tensorboard and self.main else None)
         reporter = Reporter(self.console if self.main else _quiet_console(), plan.total_steps, start)
         step, stopped_early, last_loss = start, False, None
+        self.rows = RowPrefetcher(self._my_rows, start, plan.total_steps)
         try:
             while step < plan.total_steps and not stopped_early:
                 stage = plan.stage_at(step)
@@ -233,6 +235,7 @@ class Trainer:
                                                                         tensorboard, last_loss)
             return self._finish(model, step, stopped_early, last_loss)
         finally:
+            self.rows.close()
             reporter.close()
             tensorboard.close()
             if self.private_group:  # a one-process FSDP run made its own group: later runs here start clean
@@ -316,9 +319,7 @@ class Trainer:
         plan, accelerator = self.plan, self.accelerator
         # Dropout draws from the global RNG: seed it per step so reruns and resumes match.
         torch.manual_seed(plan.seed * 1_000_003 + step)
-        batch = global_batch(step, plan.global_batch, self.target, self.replay, plan.replay_fraction, plan.seed)
-        per_process = plan.batch_size * plan.accumulation
-        mine = batch[accelerator.process_index * per_process:(accelerator.process_index + 1) * per_process]
+        mine = self.rows.get(step) if self.rows else self._my_rows(step)
         masters = self.masters
         total = torch.zeros((), device=accelerator.device)
         try:
@@ -364,6 +365,12 @@ class Trainer:
             model.set_requires_gradient_sync(sync)  # unsharded gradients add up until the last pass
             return contextlib.nullcontext()
         return contextlib.nullcontext() if sync else self.accelerator.no_sync(model)
+
+    def _my_rows(self, step: int):
+        """This process's (batch_size * accumulation, seq_len) slice of step ``step``'s global batch."""
+        plan = self.plan
+        return process_rows(step, plan.global_batch, self.target, self.replay, plan.replay_fraction, plan.seed,
+                            self.accelerator.process_index, self.accelerator.num_processes)
 
     def _held_out_bits_per_byte(self, model) -> float:
         from ..metrics import bits_per_byte
