@@ -20,7 +20,7 @@ from collections import Counter
 from pathlib import Path
 
 from ..core.atomic import atomic_write_json, atomic_write_text
-from ..core.errors import LangbuildError
+from ..core.errors import LangbuildError, out_of_memory_becomes
 from ..corpus.shards import read_split
 from ..curves import knee
 from ..embedding_init import METHODS
@@ -476,8 +476,11 @@ def run(ctx) -> dict:
     zero_shot = {}
     if texts:
         ctx.console.print("  zero-shot bits per byte (before any training) ...")
-        base_model = load_model(base_path, trust)
-        zero_shot = zero_shot_diagnostics(base_model, base_tokenizer, model, new_tokenizer, texts)
+        # The base and the extended model are on the device together here, nowhere else in extend.
+        with out_of_memory_becomes("out of memory scoring the base and the extended model side by side: "
+                                   "set extend.zero_shot_max_bytes = 0 to skip the zero-shot scores"):
+            base_model = load_model(base_path, trust)
+            zero_shot = zero_shot_diagnostics(base_model, base_tokenizer, model, new_tokenizer, texts)
         del base_model
     del model
 
@@ -516,8 +519,10 @@ def _choose_init(ctx, make_model, tokenizer, train: list[str], valid: list[str],
     ctx.console.print(f"  comparing {', '.join(methods)} by a {ctx.config.get('extend.probe_steps')}-step probe ...")
     sample = texts.get("target") or sample_by_bytes(valid, PROBE_VALID_BYTES)
     precision = resolve_precision(ctx.config.get("train.precision")).name  # the probe trains as train will
-    results = compare_methods(methods, make_model, tokenizer, train, sample, ctx.config.get("extend.probe_steps"),
-                              ctx.config.get("project.seed"), ctx.console, precision)
+    with out_of_memory_becomes("out of memory in the probe that compares initialisations (it trains the "
+                               "embeddings): set extend.compare = [] and a fixed extend.init to skip it"):
+        results = compare_methods(methods, make_model, tokenizer, train, sample, ctx.config.get("extend.probe_steps"),
+                                  ctx.config.get("project.seed"), ctx.console, precision)
     best = best_method(results)
     table = [{"method": r.method, "zero_shot_bits_per_byte": r.zero_shot_bpb, "probe_bits_per_byte": r.probe_bpb,
               "seconds": r.seconds, "chosen": r.method == best} for r in results]

@@ -28,6 +28,7 @@ from ..core.errors import LangbuildError
 from ..models import load_model, load_tokenizer
 from .checkpoints import load_latest_checkpoint, load_weights, save_checkpoint, truncate_metrics
 from .data import RowPrefetcher, TokenBlocks, process_rows
+from .memory import held_out_batch, is_out_of_memory, out_of_memory_as, out_of_memory_error  # noqa: F401 (re-exported)
 from .plan import Stage, TrainPlan
 from .precision import MasterWeights
 from .schedule import learning_rate
@@ -44,22 +45,6 @@ from .stages import mask_gradients, merged, setup_stage, transformer_blocks
 
 CHECKPOINTS = "checkpoints"
 METRICS = "metrics.jsonl"
-OUT_OF_MEMORY_MARKERS = ("out of memory", "can't allocate memory", "not enough memory")
-
-
-def is_out_of_memory(err: BaseException) -> bool:
-    import torch
-
-    if isinstance(err, torch.OutOfMemoryError):
-        return True
-    return isinstance(err, RuntimeError) and any(m in str(err).lower() for m in OUT_OF_MEMORY_MARKERS)
-
-
-def out_of_memory_error(plan: TrainPlan) -> LangbuildError:
-    return LangbuildError(
-        f"out of memory training {plan.batch_size} x {plan.seq_len} tokens per pass: lower train.batch_size "
-        "(train.tokens_per_step keeps the tokens per step by accumulating), or set train.gradient_checkpointing = true"
-    )
 
 
 def make_optimizer(groups: list[dict], fused: bool = True):
@@ -189,6 +174,7 @@ class Trainer:
         self.private_group = self.fsdp and ensure_process_group(self.accelerator.device)
         self.out = Path(plan.out)
         self.checkpoint_dir, self.metrics_path = self.out / CHECKPOINTS, self.out / METRICS
+        self.out.mkdir(parents=True, exist_ok=True)  # metrics.jsonl is opened in it before any checkpoint exists
         self.tokenizer = load_tokenizer(Path(plan.source), plan.trust_remote_code)
         self.target = TokenBlocks(Path(plan.train_tokens), plan.train_token_count, plan.seq_len, "the train split")
         self.replay = None
@@ -201,7 +187,10 @@ class Trainer:
     # -- model construction -------------------------------------------------------------------
     def _base_model(self):
         model = load_model(Path(self.plan.source), self.plan.trust_remote_code)
-        return model.to(self.accelerator.device)
+        if self.fsdp:  # fully_shard moves one unit at a time to the device: the whole model never lands there
+            return model
+        with out_of_memory_as(self.plan, "load"):
+            return model.to(self.accelerator.device)
 
     def _stage_model(self, stage: Stage):
         """The source model with the structure ``stage`` trains: LoRA-wrapped in the lora stage."""
@@ -222,7 +211,8 @@ class Trainer:
     # -- the run --------------------------------------------------------------------------------
     def run(self) -> dict:
         plan = self.plan
-        start, model, optimizer_state = self._start()
+        with out_of_memory_as(plan, "load"):
+            start, model, optimizer_state = self._start()
         tensorboard = _TensorBoard(self.out / "tensorboard" if plan.tensorboard and self.main else None)
         reporter = Reporter(self.console if self.main else _quiet_console(), plan.total_steps, start)
         step, stopped_early, last_loss = start, False, None
@@ -231,8 +221,10 @@ class Trainer:
             while step < plan.total_steps and not stopped_early:
                 stage = plan.stage_at(step)
                 resume_state = optimizer_state if step == start and start > 0 and plan.stage_at(start - 1) == stage else None
-                model, step, stopped_early, last_loss = self._run_stage(model, stage, step, resume_state, reporter,
-                                                                        tensorboard, last_loss)
+                # The places inside name their own fixes; what they miss (stage setup, a stage's end) still ends in one line.
+                with out_of_memory_as(plan, "passes"):
+                    model, step, stopped_early, last_loss = self._run_stage(model, stage, step, resume_state, reporter,
+                                                                            tensorboard, last_loss)
             return self._finish(model, step, stopped_early, last_loss)
         finally:
             self.rows.close()
@@ -284,7 +276,10 @@ class Trainer:
                 for group in optimizer.param_groups:
                     group["lr"] = learning_rate(step - stage.first, group["peak"], warmup, stage.steps, plan.schedule,
                                                 plan.decay_fraction)
-                loss = self._optimizer_step(trained, optimizer, setup, params, step)
+                # The passes inside name their own fix; memory that runs out after them is the optimizer's
+                # (AdamW's state appears at the first step).
+                with out_of_memory_as(plan, "optimizer", step + 1):
+                    loss = self._optimizer_step(trained, optimizer, setup, params, step)
                 last_loss = loss
                 seconds = time.time() - tick
                 step += 1
@@ -292,7 +287,8 @@ class Trainer:
                           "tokens": step * plan.tokens_per_step, "tokens_per_s": plan.tokens_per_step / max(seconds, 1e-9),
                           "seconds_per_step": seconds, "elapsed": time.time() - began}
                 if plan.eval_every and (step % plan.eval_every == 0 or step == plan.total_steps):
-                    bpb = self._held_out_bits_per_byte(trained)
+                    with out_of_memory_as(plan, "held-out", step):
+                        bpb = self._held_out_bits_per_byte(trained)
                     record["valid_bits_per_byte"] = bpb
                     stopped = self.early.update(step, bpb)
                     trained.train()
@@ -322,7 +318,7 @@ class Trainer:
         mine = self.rows.get(step) if self.rows else self._my_rows(step)
         masters = self.masters
         total = torch.zeros((), device=accelerator.device)
-        try:
+        with out_of_memory_as(plan, "passes"):
             for micro in range(plan.accumulation):
                 rows = mine[micro * plan.batch_size:(micro + 1) * plan.batch_size].to(accelerator.device)
                 # With master weights the fp32 gradients are averaged after the last pass, never by DDP.
@@ -333,10 +329,6 @@ class Trainer:
                 if masters is not None:
                     masters.collect_gradients()
                 total += loss.detach().float()
-        except Exception as err:
-            if is_out_of_memory(err):
-                raise out_of_memory_error(plan) from None
-            raise
         if accelerator.num_processes > 1:
             total = accelerator.reduce(total, "mean")
         value = float(total)
@@ -376,26 +368,30 @@ class Trainer:
         from ..metrics import bits_per_byte
 
         unwrapped = self.accelerator.unwrap_model(model)
-        return bits_per_byte(unwrapped, self.tokenizer, self.plan.valid_texts, window=self.plan.seq_len)["bits_per_byte"]
+        return bits_per_byte(unwrapped, self.tokenizer, self.plan.valid_texts, window=self.plan.seq_len,
+                             batch_size=held_out_batch(self.plan))["bits_per_byte"]
 
     def _save(self, model, optimizer, step: int) -> None:
         if self.fsdp:
             # Every process takes part in gathering each tensor; the main process alone keeps and writes them.
-            weights, state = full_weights(model, self.main), full_optimizer_state(optimizer, self.main)
-            if self.main:
-                save_checkpoint(self.checkpoint_dir, step, weights, state, self.plan.keep_checkpoints,
-                                {"early_stopping": self.early.state()})
+            with out_of_memory_as(self.plan, "save", step):
+                weights, state = full_weights(model, self.main), full_optimizer_state(optimizer, self.main)
+                if self.main:
+                    save_checkpoint(self.checkpoint_dir, step, weights, state, self.plan.keep_checkpoints,
+                                    {"early_stopping": self.early.state()})
         elif self.main:
             # A checkpoint holds the exact fp32 weights whatever the compute precision: resuming
             # rounds them to bf16 again, which is what the uninterrupted run computes with.
-            with self.masters.fp32_weights() if self.masters else contextlib.nullcontext():
+            with out_of_memory_as(self.plan, "save", step), \
+                    self.masters.fp32_weights() if self.masters else contextlib.nullcontext():
                 save_checkpoint(self.checkpoint_dir, step, self.accelerator.unwrap_model(model), optimizer,
                                 self.plan.keep_checkpoints, {"early_stopping": self.early.state()})
         self.accelerator.wait_for_everyone()
 
     def _finish(self, model, step: int, stopped_early: bool, last_loss) -> dict:
         plan = self.plan
-        model = merged(self.accelerator.unwrap_model(model))
+        with out_of_memory_as(plan, "finish"):
+            model = merged(self.accelerator.unwrap_model(model))
         model.eval()
         summary = {"steps": step, "planned_steps": plan.total_steps, "stopped_early": stopped_early,
                    "stages": [{"name": s.name, "steps": s.steps} for s in plan.stages],
@@ -407,7 +403,8 @@ class Trainer:
         if self.main:
             if plan.gradient_checkpointing:
                 model.gradient_checkpointing_disable()
-            model.save_pretrained(self.out / "model")
+            with out_of_memory_as(plan, "finish"):
+                model.save_pretrained(self.out / "model")
             self.tokenizer.save_pretrained(self.out / "model")
             # Nothing about interruptions goes in here: a resumed run writes the same files as an uninterrupted one.
             atomic_write_json(self.out / "summary.json", summary)

@@ -55,7 +55,8 @@ def _mesh(device):
 
 def shard(setup: StageSetup, precision: str, device, blocks: list) -> StageSetup:
     """``setup``'s model sharded in place (each block, then the root), with its optimizer groups and
-    row masks pointing at the sharded parameters, which replace the originals."""
+    row masks pointing at the sharded parameters, which replace the originals. The model may sit on
+    the CPU: each unit's shard is moved to ``device`` as it is cut."""
     import torch
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
     from torch.distributed.tensor import distribute_tensor
@@ -73,7 +74,7 @@ def shard(setup: StageSetup, precision: str, device, blocks: list) -> StageSetup
     for param, keep in setup.row_masks:
         new = sharded[names[id(param)]]
         # The gradient is sharded by rows like the parameter: the mask is cut the same way.
-        masks.append((new, distribute_tensor(keep, new.device_mesh, new.placements)))
+        masks.append((new, distribute_tensor(keep.to(new.device), new.device_mesh, new.placements)))
     return StageSetup(setup.model, groups, masks)
 
 
