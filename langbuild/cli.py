@@ -149,13 +149,16 @@ def _save_setting(project: Path, key: str, text: str) -> None:
     import tomlkit
 
     from .core.atomic import atomic_write_text
-    from .core.config import CONFIG_NAME, parse_cli_value, read_document, set_value, validate_document
+    from .core.config import CONFIG_NAME, broken_rules, parse_cli_value, read_document, set_value, validate_document
 
     path = project / CONFIG_NAME
     doc = read_document(path)
     set_value(doc, key, parse_cli_value(key, text))
-    validate_document(doc.unwrap(), str(path))
+    config = validate_document(doc.unwrap(), str(path))
     atomic_write_text(path, tomlkit.dumps(doc))
+    # A pair of settings is often changed one at a time, so a broken rule is said here and refused by a run.
+    for message in broken_rules(config):
+        console.print(f"[yellow]note:[/] {message} (a run refuses this until then)", highlight=False)
 
 
 def _eval_command(help_text: str):

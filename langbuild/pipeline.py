@@ -8,6 +8,7 @@ only after it succeeded; the lock is rewritten atomically after that move.
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from rich.console import Console
 
 from . import __version__
 from .core.atomic import atomic_write_text, recover_dir, replace_dir
-from .core.config import SCHEMA
+from .core.config import SCHEMA, changes_nothing, check_rules, fingerprinted_settings, steps_changed_by
 from .core.errors import LangbuildError, UsageError, one_line
 from .core.faults import crash_point
 from .core.hashing import hash_file, hash_json, hash_tree
@@ -47,7 +48,6 @@ class StepContext:
 class Step:
     name: str
     help: str
-    reads: tuple[str, ...]
     needs: tuple[str, ...]
     version: str
     module: str
@@ -59,6 +59,11 @@ class Step:
     passes_on: tuple[str, ...] = ()
     # A step that shows every upstream output (the report) depends on all of them regardless.
     sees_all_upstream: bool = False
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        """The settings this step's fingerprint holds: the schema says which (Setting.steps)."""
+        return fingerprinted_settings(self.name)
 
     def runner(self) -> Callable[[StepContext], dict]:
         # Imported on use: torch and transformers stay out of CLI start-up and --help.
@@ -129,14 +134,6 @@ def _replay_source_inputs(project: Project, spec: str) -> Any:
     return next(iter(digests.values())) if len(digests) == 1 and not spec.startswith("hf:") else digests
 
 
-# Train settings that change the trained model (the others are about how it runs).
-TRAIN_RESULT_KEYS = ("stages", "embedding_steps", "max_steps", "tokens", "seq_len", "batch_size", "tokens_per_step",
-                     "learning_rate", "embedding_learning_rate", "schedule", "decay_fraction", "warmup_steps",
-                     "weight_decay", "max_grad_norm", "replay_fraction", "replay_text", "lora_rank", "lora_alpha",
-                     "unfreeze_layers", "precision", "gradient_checkpointing", "eval_every", "eval_max_bytes",
-                     "early_stopping")
-
-
 def _eval_inputs(project: Project) -> dict[str, Any]:
     from .models import fingerprint_candidates
 
@@ -160,33 +157,23 @@ def _package_version(name: str) -> str:
         return "missing"
 
 
-CORPUS_RESULT_KEYS = tuple(key for key in SCHEMA["corpus"] if key != "workers")
-
+# Which settings each step's fingerprint holds is declared in the schema (core/config.py, Setting.steps):
+# e.g. checkpoint cadence, threads and the process count change how train runs, not what it makes
+# (resume is exact; processes share one global batch), so changing them never throws away training.
 STEPS: list[Step] = [
-    # corpus.workers is left out: the output is the same for any number of processes.
     Step("corpus", "clean, filter, identify the language, de-duplicate and split the target-language text",
-         ("project.language", "project.seed", *(f"corpus.{key}" for key in CORPUS_RESULT_KEYS), "quality", "langid", "eval.tasks"),
          (), "2", "corpus", external_inputs=_corpus_inputs),
     Step("tokenizer", "train a target-language tokenizer and compare it with the base tokenizers",
-         ("project.seed", "tokenizer", "select.candidates", "project.trust_remote_code"), ("corpus",), "2",
-         "tokenizer", external_inputs=_tokenizer_inputs),
+         ("corpus",), "2", "tokenizer", external_inputs=_tokenizer_inputs),
     Step("select", "score the candidate base models on held-out text and choose one",
-         ("project.seed", "select", "eval.source_text", "train.seq_len", "train.batch_size", "project.trust_remote_code"),
          ("corpus",), "2", "select", external_inputs=_select_inputs, passes_on=("chosen", "chosen_model")),
     Step("extend", "add target-language tokens to the base model and initialise their embeddings",
-         ("project.seed", "extend", "project.trust_remote_code"), ("corpus", "tokenizer", "select"), "4", "extend",
-         external_inputs=_extend_inputs),
-    # Checkpoint cadence, threads, process count and logging do not change the result (resume is exact;
-    # several processes share one global batch), so they are not fingerprinted: changing them never
-    # throws away training.
+         ("corpus", "tokenizer", "select"), "4", "extend", external_inputs=_extend_inputs),
     Step("train", "continued pretraining of the extended model on the train split",
-         ("project.seed", "project.trust_remote_code", *(f"train.{key}" for key in TRAIN_RESULT_KEYS)),
          ("corpus", "extend"), "2", "train", external_inputs=_train_inputs, resumable=True),
     Step("eval", "bits per byte, benchmarks and generation speed: base vs extended vs trained",
-         ("eval", "project.language", "project.seed", "project.trust_remote_code"), ("corpus", "select", "extend", "train"),
-         "2", "evaluate",
-         external_inputs=_eval_inputs),
-    Step("report", "write report/report.md, report.html and model_card.md", ("project", "extend.pad_to_multiple_of"),
+         ("corpus", "select", "extend", "train"), "2", "evaluate", external_inputs=_eval_inputs),
+    Step("report", "write report/report.md, report.html and model_card.md",
          ("corpus", "tokenizer", "select", "extend", "train", "eval"), "4", "report", sees_all_upstream=True),
 ]
 STEP_NAMES = [step.name for step in STEPS]
@@ -323,6 +310,7 @@ def run(project: Project, console: Console, until: str | None = None, from_: str
     ``force`` re-runs every selected step (True) or the named ones (a set), even when up to date.
     """
     steps, start = _select_steps(until, from_)
+    check_rules(project.config, str(project.config_path))  # before any work, whichever steps are due
     results = []
     with project.exclusive():
         _recover(project)
@@ -353,6 +341,37 @@ def run(project: Project, console: Console, until: str | None = None, from_: str
     return results
 
 
+CHECK_READS = "LANGBUILD_CHECK_SETTINGS"  # set by the test suite: every step run checks what it read
+
+
+def settings_behind(step: Step) -> set[str]:
+    """Every setting whose change re-runs ``step`` (its own fingerprint, or an upstream one that reaches
+    it), plus those that change nothing: the settings ``step`` may read without going stale."""
+    own = {f"{section}.{name}" for section, items in SCHEMA.items() for name in items
+           if step.name in steps_changed_by(f"{section}.{name}") or changes_nothing(f"{section}.{name}")}
+    for need in map(get_step, step.needs):
+        if need.passes_on and not step.sees_all_upstream:
+            continue  # only the values it passes on reach this step, not its settings
+        own |= settings_behind(need)
+    return own
+
+
+def unfingerprinted_reads(step: Step, reads: set[str]) -> list[str]:
+    """Settings ``step`` read that no fingerprint behind it holds: a change would reuse a stale output."""
+    return sorted(reads - settings_behind(step))
+
+
+def _check_reads(step: Step, reads: set[str]) -> None:
+    if not os.environ.get(CHECK_READS):
+        return
+    stale = unfingerprinted_reads(step, reads)
+    if stale:
+        raise AssertionError(
+            f"step '{step.name}' read {', '.join(stale)}, which no fingerprint behind it holds: declare the step "
+            "in the setting's steps/also (langbuild/core/config.py), or mark the setting HOW if it changes nothing"
+        )
+
+
 def _prepare_staging(project: Project, step: Step, fingerprint: str) -> Path:
     staging = project.staging_dir(step.name)
     marker = staging / ".fingerprint"
@@ -375,7 +394,9 @@ def _run_step(project: Project, step: Step, fingerprint: str, console: Console) 
     ctx = StepContext(project=project, out=staging, console=console, name=step.name)
     started = time.time()
     try:
-        summary = step.runner()(ctx) or {}
+        with project.config.recording_reads() as reads:
+            summary = step.runner()(ctx) or {}
+        _check_reads(step, reads)
     except LangbuildError as err:
         project.lock().record_failure(step.name, fingerprint, one_line(err))
         raise

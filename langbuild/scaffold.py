@@ -8,7 +8,7 @@ from typing import Any
 import tomlkit
 
 from .core.atomic import atomic_write_text
-from .core.config import CONFIG_NAME, check_required, set_value, validate_document
+from .core.config import CONFIG_NAME, check_required, check_rules, set_value, validate_document
 from .core.errors import LangbuildError
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -28,6 +28,7 @@ def render_config(answers: dict[str, Any]) -> str:
         set_value(doc, key, value)
     config = validate_document(doc.unwrap(), CONFIG_NAME)
     check_required(config, CONFIG_NAME)
+    check_rules(config, CONFIG_NAME)
     return tomlkit.dumps(doc)
 
 

@@ -8,6 +8,8 @@ from tests.tiny import FAMILIES, build_tiny_model, make_tiny_project
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Every step any test runs checks that each setting it read is in a fingerprint behind it (pipeline.py).
+os.environ.setdefault("LANGBUILD_CHECK_SETTINGS", "1")
 
 
 @pytest.fixture(scope="session")

@@ -230,6 +230,25 @@ def test_config_set_bad_values_fail_cleanly_and_change_nothing(project, key, val
     assert (project / CONFIG_NAME).read_bytes() == before
 
 
+def test_a_rule_between_settings_is_noted_by_config_set_and_refused_by_a_run_before_any_work(project):
+    result = invoke("config", "set", "train.early_stopping", "3", "-C", project)
+    assert result.exit_code == 0, result.output  # its pair (train.eval_every) may come next
+    assert "note: train.early_stopping needs held-out checks" in result.output
+    result = langbuild("run", cwd=project)
+    assert_one_line_error(result)
+    assert "train.early_stopping needs held-out checks: set train.eval_every too" in result.stderr
+    assert not (project / "corpus").exists()  # refused before the first step, not at train
+    assert invoke("config", "set", "train.eval_every", "10", "-C", project).output.count("note:") == 0
+
+
+def test_init_refuses_settings_that_break_a_rule(tmp_path):
+    result = langbuild("init", tmp_path / "p", "--yes", "--language", "nya", "--corpus", "data.txt",
+                       "--set", "corpus.valid_field=book", cwd=tmp_path)
+    assert_one_line_error(result)
+    assert "corpus.valid_field is set but corpus.valid_values is empty" in result.stderr
+    assert not (tmp_path / "p" / CONFIG_NAME).exists()
+
+
 def test_config_set_negative_value_after_double_dash(project):
     before = (project / CONFIG_NAME).read_bytes()
     result = langbuild("config", "set", "train.max_steps", "-3", cwd=project)  # -3 reads as an option

@@ -8,6 +8,8 @@ it, and each step fingerprints only the settings it reads.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,14 @@ class Setting:
     required: bool = False
     minimum: float | None = None
     maximum: float | None = None
+    # The steps whose output this setting changes, which fingerprint it (a change re-runs them):
+    # None means the step its section configures (SECTION_STEP) plus ``also``; HOW (empty) means
+    # it only changes how a step runs (threads, processes, logging), so changing it re-runs nothing.
+    steps: tuple[str, ...] | None = None
+    also: tuple[str, ...] = ()
+    # Fingerprinted by its step with the files it names, and only where it matters (pipeline.py's
+    # external inputs: the replay budget counts only when there is replay), not with the settings.
+    fingerprinted_with_inputs: bool = False
 
 
 def _s(kind, default, help, **kw) -> Setting:  # noqa: A002 - short alias keeps the table readable
@@ -40,13 +50,32 @@ INIT_METHODS = ("subword-mean", "mean", "multivariate", "script", "random", "foc
 # What extend.init = "auto" compares when extend.compare is empty (wechsel needs files, so it is opt-in).
 AUTO_COMPARE = ("subword-mean", "focus", "tokenadapt")
 
+# The pipeline's steps in order (pipeline.STEPS; a test keeps the two equal).
+STEP_NAMES = ("corpus", "tokenizer", "select", "extend", "train", "eval", "report")
+HOW: tuple[str, ...] = ()  # Setting.steps of a setting that changes no step's output
+# The step whose output a section's settings change, unless a setting says otherwise.
+SECTION_STEP = {"corpus": "corpus", "quality": "corpus", "langid": "corpus", "tokenizer": "tokenizer",
+                "select": "select", "extend": "extend", "train": "train", "eval": "eval"}
+# What each section is for: the comment above it in templates/project/langbuild.toml.
+SECTION_HELP = {
+    "project": "The language and how runs are seeded.",
+    "corpus": "Step 1 - corpus: where the target-language text is and how it is cleaned and split.",
+    "quality": "Step 1 - corpus: document quality filters (Gopher and C4 heuristics; defaults suit short verses too).",
+    "langid": "Step 1 - corpus: language identification (keep documents in project.language).",
+    "tokenizer": "Step 2 - tokenizer: a target-language tokenizer trained on the train split, compared with the base ones.",
+    "select": "Step 3 - select: candidate base models, scored on held-out text.",
+    "extend": "Step 4 - extend: new vocabulary and how its embeddings start.",
+    "train": "Step 5 - train: continued pretraining.",
+    "eval": "Step 6 - eval: held-out measurements, base vs extended vs trained.",
+}
+
 SCHEMA: dict[str, dict[str, Setting]] = {
     "project": {
-        "language": _s(str, "", "ISO 639 code of the target language, e.g. nya", required=True),
-        "name": _s(str, "", "a name for reports; empty: the folder name"),
+        "language": _s(str, "", "ISO 639 code of the target language, e.g. nya", required=True, steps=("corpus", "eval", "report")),
+        "name": _s(str, "", "a name for reports; empty: the folder name", steps=("report",)),
         "seed": _s(int, 0, "seed for splits, sampling, initialisation and training order",
-                   minimum=0, maximum=2**32 - 1),
-        "trust_remote_code": _s(bool, False, "run Python code shipped with hub models (only if you trust them)"),
+                   minimum=0, maximum=2**32 - 1, steps=STEP_NAMES),
+        "trust_remote_code": _s(bool, False, "run Python code shipped with hub models (only if you trust them)", steps=STEP_NAMES[1:]),
     },
     "corpus": {
         "paths": _s("list[str]", [], "sources: files, folders or globs (.txt .jsonl .json .csv .tsv .parquet, also .gz .zst .xz), "
@@ -76,7 +105,7 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "valid_field": _s(str, "", "hold out whole groups: a metadata field (e.g. book, date, source) ..."),
         "valid_values": _s("list[str]", [], "... and its values held out (exact match), or two values 'from..to' for a range, "
                            "e.g. '2024-01-01..2024-12-31'"),
-        "workers": _s(int, 0, "processes cleaning in parallel (0: one per CPU core)", minimum=0),
+        "workers": _s(int, 0, "processes cleaning in parallel (0: one per CPU core)", minimum=0, steps=HOW),
         "shard_mb": _s(int, 64, "input bytes per work unit, which is also about one output shard", minimum=1),
         "keep_removed": _s(bool, False, "write removed documents and the reason to corpus/removed-*.jsonl.zst"),
     },
@@ -124,7 +153,8 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "aligned_source": _s(str, "", "the same content in the source language (a file or flores-eng)"),
     },
     "select": {
-        "candidates": _s("list[str]", ["smollm2-135m"], "base models: local HF folder, packaged name or hub id", required=True),
+        "candidates": _s("list[str]", ["smollm2-135m"], "base models: local HF folder, packaged name or hub id", required=True,
+                         also=("tokenizer",)),
         "max_eval_bytes": _s(int, 20000, "bytes of held-out text used to score each candidate", minimum=100),
         "source_max_bytes": _s(int, 5000, "bytes of source-language text (eval.source_text) scored per candidate (0: skip)",
                                minimum=0),
@@ -154,16 +184,18 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "min_frequency": _s(int, 2, "a new token must occur at least this often in the train split", minimum=1),
         "protect_text": _s(str, "flores-eng-a", "source-language text whose tokenisation must not change (file, packaged, or empty)"),
         "protected_words": _s(str, "", "a file of words (one per line) whose tokenisation must never change"),
-        "pad_to_multiple_of": _s(int, 64, "pad the embedding matrix to a multiple of this many rows (1: no padding)", minimum=1),
+        "pad_to_multiple_of": _s(int, 64, "pad the embedding matrix to a multiple of this many rows (1: no padding)", minimum=1,
+                                 also=("report",)),
     },
     "train": {
         "stages": _s("list[str]", ["full"], "stages run in order: embeddings (new rows only), then full or lora",
-                     choices=("embeddings", "full", "lora")),
+                     choices=("embeddings", "full", "lora"), also=("select",)),
         "embedding_steps": _s(int, 20, "optimizer steps of the embeddings stage when another stage follows it", minimum=0),
         "max_steps": _s(int, 200, "optimizer steps of continued pretraining (all stages together)", minimum=0),
         "tokens": _s(int, 0, "token budget instead of max_steps (0: use max_steps)", minimum=0),
-        "seq_len": _s(int, 256, "tokens per training block", minimum=8),
-        "batch_size": _s(int, 4, "blocks per forward pass in each process (lower it when memory runs out)", minimum=1),
+        "seq_len": _s(int, 256, "tokens per training block", minimum=8, also=("select",)),
+        "batch_size": _s(int, 4, "blocks per forward pass in each process (lower it when memory runs out)", minimum=1,
+                         also=("select",)),
         "tokens_per_step": _s(int, 0, "tokens per optimizer step over all processes, by gradient accumulation "
                               "(0: seq_len x batch_size x processes)", minimum=0),
         "learning_rate": _s(float, 2e-4, "peak learning rate (AdamW)", minimum=0.0),
@@ -180,32 +212,35 @@ SCHEMA: dict[str, dict[str, Setting]] = {
                           "a dataset as in corpus.paths (hf:<id>[:split], a save_to_disk folder, .jsonl with a 'text' "
                           "field), or self: text sampled once from the chosen base model (self-synthesised rehearsal)"),
         "replay_tokens": _s(int, 60000, "replay text budget in tokens: sampled for self, read from the start of a file "
-                            "or dataset (at ~4 characters a token)", minimum=1),
+                            "or dataset (at ~4 characters a token)", minimum=1, fingerprinted_with_inputs=True),
         "replay_prompts": _s(str, "flores-eng-a", "replay_text = self: text whose lines' first words start the samples "
-                             "(a file or a packaged text; empty: start from the BOS token alone)"),
+                             "(a file or a packaged text; empty: start from the BOS token alone)", fingerprinted_with_inputs=True),
         "lora_rank": _s(int, 16, "lora stage: adapter rank", minimum=1),
         "lora_alpha": _s(int, 32, "lora stage: adapter scale numerator (scale = alpha / rank)", minimum=1),
         "unfreeze_layers": _s(int, 0, "embeddings and lora stages: also train the first and last N transformer blocks",
                               minimum=0),
         "precision": _s(str, "auto", "auto: bf16 where this machine runs it faster (a GPU with bf16, or a CPU where a short "
-                       "measurement shows it), else fp32; bf16 keeps fp32 master weights", choices=("auto", "fp32", "bf16", "fp16")),
-        "gradient_checkpointing": _s(bool, False, "recompute activations in the backward pass: less memory, ~30 % slower"),
+                       "measurement shows it), else fp32; bf16 keeps fp32 master weights", choices=("auto", "fp32", "bf16", "fp16"),
+                       also=("select",)),
+        "gradient_checkpointing": _s(bool, False, "recompute activations in the backward pass: less memory, ~30 % slower",
+                                     also=("select",)),
         "eval_every": _s(int, 0, "held-out bits per byte every N steps (0: off)", minimum=0),
         "eval_max_bytes": _s(int, 20000, "bytes of held-out text scored by eval_every", minimum=100),
         "early_stopping": _s(int, 0, "stop after N held-out checks without improvement (0: off; needs eval_every)", minimum=0),
-        "save_every": _s(int, 20, "write a resumable checkpoint every N steps", minimum=1),
-        "keep_checkpoints": _s(int, 2, "how many recent checkpoints to keep", minimum=1),
-        "threads": _s(int, 0, "CPU threads for torch per process (0: all cores, shared among processes)", minimum=0),
+        "save_every": _s(int, 20, "write a resumable checkpoint every N steps", minimum=1, steps=HOW),
+        "keep_checkpoints": _s(int, 2, "how many recent checkpoints to keep", minimum=1, steps=HOW),
+        "threads": _s(int, 0, "CPU threads for torch per process (0: all cores, shared among processes)", minimum=0, steps=HOW),
         "num_processes": _s(int, 1, "processes (GPUs, or CPU processes) trained together through accelerate launch",
-                            minimum=1),
+                            minimum=1, steps=HOW),
         "launcher": _s(str, "ddp", "ddp: each process holds the whole model; fsdp: weights, gradients and optimizer "
                                     "state sharded over the processes (for models too big for one device)",
-                       choices=("ddp", "fsdp")),
-        "tensorboard": _s(bool, False, "also log to train/tensorboard (needs the tensorboard package)"),
+                       choices=("ddp", "fsdp"), steps=HOW),
+        "tensorboard": _s(bool, False, "also log to train/tensorboard (needs the tensorboard package)", steps=HOW),
     },
     "eval": {
         "max_bytes": _s(int, 30000, "bytes of held-out target text to score (0: all)", minimum=0),
-        "source_text": _s(str, "flores-eng-b", "held-out source-language text: a file, or a packaged one (flores-eng, -a, -b)"),
+        "source_text": _s(str, "flores-eng-b", "held-out source-language text: a file, or a packaged one (flores-eng, -a, -b)",
+                          also=("select",)),
         "source_max_bytes": _s(int, 15000, "bytes of source-language text to score (0: all)", minimum=0),
         "precision": _s(str, "auto", "precision of every scored model; auto: bf16 where it is faster, as train.precision "
                         "(on the demo bf16 moved bits per byte by <= 0.06 % and cloze by one item in 200); fp32 for "
@@ -213,7 +248,7 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "batch_size": _s(int, 8, "blocks per forward pass (and lm-eval requests per batch)", minimum=1),
         "tasks": _s("list[str]", ["cloze", "heldout-bpb"],
                     "benchmarks: cloze and heldout-bpb (built from held-out text), builtin (lm-eval's tasks for the "
-                    "language; needs the hub), an lm-eval task name, a .jsonl task file or an lm-eval .yaml"),
+                    "language; needs the hub), an lm-eval task name, a .jsonl task file or an lm-eval .yaml", also=("corpus",)),
         "cloze_items": _s(int, 200, "most items of the cloze benchmark built from held-out text", minimum=10),
         "cloze_choices": _s(int, 4, "continuations per cloze item (one true)", minimum=2, maximum=10),
         "max_items": _s(int, 0, "score at most this many items per task (0: all)", minimum=0),
@@ -231,6 +266,30 @@ def _type_name(setting: Setting) -> str:
     if setting.kind == "int|auto":
         return "a whole number or auto"
     return setting.kind if isinstance(setting.kind, str) else setting.kind.__name__
+
+
+def steps_changed_by(key: str) -> tuple[str, ...]:
+    """The steps whose output ``key`` changes (see ``Setting.steps``)."""
+    setting = lookup(key)
+    if setting.steps is not None:
+        return setting.steps
+    return (SECTION_STEP[key.partition(".")[0]], *setting.also)
+
+
+def fingerprinted_settings(step: str) -> tuple[str, ...]:
+    """The settings in ``step``'s fingerprint: every one that changes its output, except those it
+    fingerprints with its input files. A section whose every setting counts appears by its name."""
+    keys: list[str] = []
+    for section, items in SCHEMA.items():
+        mine = [f"{section}.{name}" for name, setting in items.items()
+                if step in steps_changed_by(f"{section}.{name}") and not setting.fingerprinted_with_inputs]
+        keys += [section] if len(mine) == len(items) else mine
+    return tuple(keys)
+
+
+def changes_nothing(key: str) -> bool:
+    """True for a setting about how a step runs, never what it produces."""
+    return steps_changed_by(key) == HOW
 
 
 def lookup(key: str) -> Setting:
@@ -309,14 +368,29 @@ class Config:
     """Validated settings: every schema key present, user values over defaults."""
 
     values: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # While a step runs, every key it reads (see ``recording_reads``); None otherwise.
+    reads: set[str] | None = field(default=None, repr=False, compare=False)
 
     def get(self, key: str) -> Any:
         section, _, name = key.partition(".")
         lookup(key)
+        if self.reads is not None:
+            self.reads.add(key)
         return self.values[section][name]
 
     def section(self, name: str) -> dict[str, Any]:
+        if self.reads is not None:
+            self.reads.update(f"{name}.{key}" for key in self.values[name])
         return dict(self.values[name])
+
+    @contextmanager
+    def recording_reads(self) -> Iterator[set[str]]:
+        """Collect the keys read inside the block (the pipeline checks them against the schema)."""
+        self.reads = set()
+        try:
+            yield self.reads
+        finally:
+            self.reads = None
 
     def subset(self, keys: list[str]) -> dict[str, Any]:
         """Values of whole sections (``"train"``) or single keys (``"project.seed"``), for fingerprints."""
@@ -324,6 +398,69 @@ class Config:
         for key in keys:
             out[key] = self.section(key) if "." not in key else self.get(key)
         return out
+
+
+# --- rules that involve several settings ------------------------------------------------------
+# Each takes the settings and returns the one line that refuses them, or None. They are checked by
+# 'langbuild init', warned about by 'langbuild config set' (a pair is often set one at a time), and
+# checked before every run and by the step they concern.
+
+
+def _split_by_field(config: Config) -> str | None:
+    if config.get("corpus.valid_values") and not config.get("corpus.valid_field"):
+        return "corpus.valid_values is set but corpus.valid_field is empty: name the field that holds those values"
+    if config.get("corpus.valid_field") and not config.get("corpus.valid_values"):
+        return "corpus.valid_field is set but corpus.valid_values is empty: list the values (or 'from..to') to hold out"
+    return None
+
+
+def _early_stopping_has_checks(config: Config) -> str | None:
+    if config.get("train.early_stopping") and not config.get("train.eval_every"):
+        return "train.early_stopping needs held-out checks: set train.eval_every too (e.g. 20)"
+    return None
+
+
+def _fsdp_precision(config: Config) -> str | None:
+    if config.get("train.launcher") == "fsdp" and config.get("train.precision") == "fp16":
+        return "train.launcher = fsdp trains in fp32 or bf16, not fp16: set train.precision = bf16"
+    return None
+
+
+def _wechsel_inputs(config: Config) -> str | None:
+    # extend.init = auto adds WECHSEL only when its inputs are all set, so only a named wechsel can lack them.
+    if "wechsel" not in (config.get("extend.compare") or [config.get("extend.init")]):
+        return None
+    missing = [f"extend.{key}" for key in ("source_vectors", "target_vectors", "dictionary") if not config.get(f"extend.{key}")]
+    if not missing:
+        return None
+    return (f"extend.init = wechsel needs {', '.join(missing)}: set them to word-vector files (.vec) of the "
+            "source and target language and a bilingual dictionary, or choose another extend.init")
+
+
+RULES = {
+    "corpus.valid_field": _split_by_field,
+    "train.early_stopping": _early_stopping_has_checks,
+    "train.launcher": _fsdp_precision,
+    "extend.init": _wechsel_inputs,
+}
+
+
+def broken_rules(config: Config) -> list[str]:
+    """The message of every rule the settings break, in RULES order."""
+    return [message for rule in RULES.values() if (message := rule(config))]
+
+
+def check_rule(config: Config, name: str) -> None:
+    """Raise the rule ``name``'s message (a key of RULES) when the settings break it."""
+    message = RULES[name](config)
+    if message:
+        raise ConfigError(message)
+
+
+def check_rules(config: Config, source: str) -> None:
+    broken = broken_rules(config)
+    if broken:
+        raise ConfigError(f"{source}: {broken[0]}")
 
 
 def defaults() -> Config:

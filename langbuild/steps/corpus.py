@@ -16,6 +16,7 @@ from typing import Any
 from rich.table import Table
 
 from ..core.atomic import atomic_write_json
+from ..core.config import check_rule
 from ..core.errors import LangbuildError
 from ..core.hashing import hash_file
 from ..corpus.clean import QualityConfig
@@ -137,10 +138,7 @@ def _resolve(path: str, root: Path) -> Path:
 
 
 def _check_split_settings(config) -> None:
-    if config.get("corpus.valid_values") and not config.get("corpus.valid_field"):
-        raise LangbuildError("corpus.valid_values is set but corpus.valid_field is empty: name the field that holds those values")
-    if config.get("corpus.valid_field") and not config.get("corpus.valid_values"):
-        raise LangbuildError("corpus.valid_field is set but corpus.valid_values is empty: list the values (or 'from..to') to hold out")
+    check_rule(config, "corpus.valid_field")
 
 
 # --- fingerprint ------------------------------------------------------------------------------------

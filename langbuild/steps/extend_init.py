@@ -14,8 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..core.config import AUTO_COMPARE
-from ..core.errors import LangbuildError
+from ..core.config import AUTO_COMPARE, check_rule
 from ..embedding_init.token_space import TokenSpace
 from ..extension import byte_level_to_text, is_byte_level
 from ..metrics import bits_per_byte, hf_batch_encoder, hf_encoder
@@ -128,12 +127,7 @@ def token_texts(tokenizer, size: int) -> list[str]:
 
 def check_init_inputs(config) -> None:
     """Fail before any work when a method to try lacks its inputs (WECHSEL's vectors and dictionary)."""
-    if "wechsel" not in methods_to_try(config):
-        return
-    missing = [f"extend.{key}" for key in ("source_vectors", "target_vectors", "dictionary") if not config.get(f"extend.{key}")]
-    if missing:
-        raise LangbuildError(f"extend.init = wechsel needs {', '.join(missing)}: set them to word-vector files (.vec) of the "
-                             "source and target language and a bilingual dictionary, or choose another extend.init")
+    check_rule(config, "extend.init")
 
 
 def _wechsel_space(inputs: SpaceInputs, ctx) -> TokenSpace:

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from types import SimpleNamespace
 
+from ..core.config import check_rule
 from ..core.errors import LangbuildError
 from ..corpus.shards import read_split
 from ..metrics import context_length
@@ -55,8 +56,7 @@ def build_plan(ctx) -> TrainPlan:
     steps = total_steps(config.get("train.max_steps"), config.get("train.tokens"), per_step)
     stages = stage_plan(config.get("train.stages"), steps, config.get("train.embedding_steps"))
     rate, embedding_rate = _checked_rates(config)
-    if config.get("train.early_stopping") and not config.get("train.eval_every"):
-        raise LangbuildError("train.early_stopping needs held-out checks: set train.eval_every too (e.g. 20)")
+    check_rule(config, "train.early_stopping")
     source = ctx.output_of("extend") / "model"
     trust = config.get("project.trust_remote_code")
     _check_context(source, seq_len, trust)

@@ -317,3 +317,44 @@ def test_defaults_cover_every_key():
         value = config.get(key)
         if isinstance(value, float):
             assert math.isfinite(value)
+
+
+def test_the_template_is_what_the_schema_generates():
+    from langbuild.core.settings_template import settings_template
+
+    assert TEMPLATE.read_text(encoding="utf-8") == settings_template(), (
+        "templates/project/langbuild.toml is out of date: run 'python -m langbuild.core.settings_template'"
+    )
+
+
+# --- rules between settings ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("changes, fragment", [
+    ({"corpus.valid_values": ["Ruth"]}, "corpus.valid_field is empty"),
+    ({"corpus.valid_field": "book"}, "corpus.valid_values is empty"),
+    ({"train.early_stopping": 2}, "set train.eval_every too"),
+    ({"train.launcher": "fsdp", "train.precision": "fp16"}, "not fp16"),
+    ({"extend.init": "wechsel", "extend.dictionary": "d.txt"}, "needs extend.source_vectors, extend.target_vectors"),
+    ({"extend.compare": ["focus", "wechsel"]}, "extend.init = wechsel needs"),
+])
+def test_each_rule_between_settings_refuses_its_combination_in_one_line(changes, fragment):
+    from langbuild.core.config import broken_rules, check_rules
+
+    config = defaults()
+    assert broken_rules(config) == []
+    for key, value in changes.items():
+        section, _, name = key.partition(".")
+        config.values[section][name] = value
+    assert len(broken_rules(config)) == 1 and fragment in broken_rules(config)[0]
+    with pytest.raises(ConfigError, match="^here: "):
+        check_rules(config, "here")
+
+
+def test_a_rule_is_kept_once_its_pair_is_set():
+    from langbuild.core.config import broken_rules
+
+    config = defaults()
+    config.values["train"].update(early_stopping=2, eval_every=10)
+    config.values["corpus"].update(valid_field="book", valid_values=["Ruth"])
+    assert broken_rules(config) == []
