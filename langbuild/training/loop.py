@@ -22,8 +22,10 @@ from pathlib import Path
 from ..core.atomic import atomic_write_json
 from ..core.errors import LangbuildError
 from ..models import load_model, load_tokenizer
+from .allocator import return_freed_memory
 from .checkpoints import load_latest_checkpoint, load_weights, save_checkpoint, truncate_metrics
 from .data import TokenBlocks, global_batch
+from .loss import enable_chunked_loss
 from .plan import Stage, TrainPlan
 from .precision import MasterWeights
 from .schedule import learning_rate
@@ -168,6 +170,7 @@ class Trainer:
 
         self.plan, self.console = plan, console
         torch.set_num_threads(max(1, plan.threads))
+        return_freed_memory()  # on the CPU, ~1 GB less resident memory for a 270M model (allocator.py)
         self.accelerator = accelerator or make_accelerator(plan)
         self.main = self.accelerator.is_main_process
         self.out = Path(plan.out)
@@ -240,7 +243,8 @@ class Trainer:
         if optimizer_state is not None:
             optimizer.load_state_dict(optimizer_state)
         accelerator.free_memory()
-        trained, optimizer = accelerator.prepare(setup.model, optimizer)
+        # The loss runs inside the model's forward (chunked_loss=True below), so through DDP's too.
+        trained, optimizer = accelerator.prepare(enable_chunked_loss(setup.model), optimizer)
         trained.train()
         params = [p for group in groups for p in group["params"]]
         warmup = min(plan.warmup_steps, stage.steps // 2)
@@ -296,7 +300,7 @@ class Trainer:
                 # With master weights the fp32 gradients are averaged after the last pass, never by DDP.
                 sync = micro == plan.accumulation - 1 and masters is None
                 with contextlib.nullcontext() if sync else accelerator.no_sync(model), accelerator.autocast():
-                    loss = model(input_ids=rows, labels=rows).loss / plan.accumulation
+                    loss = model(input_ids=rows, labels=rows, chunked_loss=True).loss / plan.accumulation
                     accelerator.backward(loss)
                 if masters is not None:
                     masters.collect_gradients()
