@@ -23,11 +23,13 @@ import math
 import re
 from collections.abc import Callable, Sequence
 
+from .words import word_count
+
 BYTE_PIECE = re.compile(r"<0x[0-9A-Fa-f]{2}>\Z")
 
 
 def _length_stats(tokens: int, texts: list[str]) -> dict[str, float]:
-    n_words = sum(len(t.split()) for t in texts)
+    n_words = sum(map(word_count, texts))  # langbuild.words: comparable within a language, not across scripts
     chars = sum(len(t) for t in texts)
     n_bytes = sum(len(t.encode("utf-8")) for t in texts)
     return {
@@ -191,7 +193,7 @@ def _batch_nll(model, batch: list[list[int]], start: int) -> tuple[float, list[f
     """
     import torch
 
-    from .training.loss import IGNORE_INDEX, token_nll
+    from .training.loss import IGNORE_INDEX, scored_token_nll
 
     width = max(len(w) for w in batch) + 1
     input_ids = torch.full((len(batch), width), start, dtype=torch.long)
@@ -201,5 +203,5 @@ def _batch_nll(model, batch: list[list[int]], start: int) -> tuple[float, list[f
         mask[row, : len(tokens) + 1] = 1
     input_ids, mask = input_ids.to(model.device), mask.to(model.device)
     labels = input_ids.masked_fill(mask == 0, IGNORE_INDEX)
-    nll = token_nll(model, input_ids, labels, attention_mask=mask)
+    nll = scored_token_nll(model, input_ids, labels, attention_mask=mask)
     return float(nll.sum()), nll.sum(dim=1).tolist()

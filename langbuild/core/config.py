@@ -198,7 +198,9 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "threads": _s(int, 0, "CPU threads for torch per process (0: all cores, shared among processes)", minimum=0),
         "num_processes": _s(int, 1, "processes (GPUs, or CPU processes) trained together through accelerate launch",
                             minimum=1),
-        "launcher": _s(str, "ddp", "how several processes share the model", choices=("ddp", "fsdp")),
+        "launcher": _s(str, "ddp", "ddp: each process holds the whole model; fsdp: weights, gradients and optimizer "
+                                    "state sharded over the processes (for models too big for one device)",
+                       choices=("ddp", "fsdp")),
         "tensorboard": _s(bool, False, "also log to train/tensorboard (needs the tensorboard package)"),
     },
     "eval": {

@@ -7,6 +7,7 @@ when ``LANGBUILD_DEBUG=1`` is set.
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 
@@ -36,3 +37,29 @@ def one_line(message: object) -> str:
     """Collapse a message to a single line so errors stay readable in logs and CI."""
     text = " ".join(str(message).split())
     return text if len(text) <= 400 else text[:397] + "..."
+
+
+OUT_OF_MEMORY_MARKERS = ("out of memory", "can't allocate memory", "not enough memory")
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """A GPU's ``torch.OutOfMemoryError``, or the CPU allocator's RuntimeError ("can't allocate memory")."""
+    import torch
+
+    if isinstance(err, torch.OutOfMemoryError):
+        return True
+    return isinstance(err, RuntimeError) and any(m in str(err).lower() for m in OUT_OF_MEMORY_MARKERS)
+
+
+@contextlib.contextmanager
+def out_of_memory_becomes(message: str):
+    """Turn an out-of-memory error inside the block into a LangbuildError with ``message``.
+
+    Memory runs out in many places (passes, optimizer state, scoring, saving) and the fix differs in
+    each, so each place names its own settings; a bare OOM traceback names none."""
+    try:
+        yield
+    except Exception as err:
+        if is_out_of_memory(err):
+            raise LangbuildError(message) from None
+        raise

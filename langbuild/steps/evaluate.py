@@ -22,7 +22,7 @@ from pathlib import Path
 from rich.table import Table
 
 from ..core.atomic import atomic_write_json
-from ..core.errors import LangbuildError, one_line
+from ..core.errors import LangbuildError, one_line, out_of_memory_becomes
 from ..core.hashing import hash_file, hash_json
 from ..corpus.shards import read_split
 from ..evaluation import bootstrap
@@ -345,11 +345,14 @@ def _point_tasks_at_final_folder(ctx, plan: TaskPlan) -> None:
 
 def _score_model(ctx, label, folder, texts, speed, plan, managers, seed, trust, precision: str) -> dict:
     tokenizer = load_tokenizer(folder, trust)
-    model = cast_parameters(load_model(folder, trust), precision)
-    result = {"held_out": _held_out_bits(model, tokenizer, texts, ctx.config, seed)}
-    if label in PIPELINE_MODELS:
-        result["speed"] = _generation_speed(model, tokenizer, *speed)
-    result["benchmarks"] = _benchmarks(ctx, model, tokenizer, label, folder, plan, managers)
+    # eval.batch_size sets both the held-out windows and the lm-eval requests scored at once.
+    with out_of_memory_becomes(f"out of memory scoring the {label} model: lower eval.batch_size "
+                               f"(now {ctx.config.get('eval.batch_size')})"):
+        model = cast_parameters(load_model(folder, trust), precision)
+        result = {"held_out": _held_out_bits(model, tokenizer, texts, ctx.config, seed)}
+        if label in PIPELINE_MODELS:
+            result["speed"] = _generation_speed(model, tokenizer, *speed)
+        result["benchmarks"] = _benchmarks(ctx, model, tokenizer, label, folder, plan, managers)
     del model
     return result
 

@@ -20,7 +20,7 @@ from collections import Counter
 from pathlib import Path
 
 from ..core.atomic import atomic_write_json, atomic_write_text
-from ..core.errors import LangbuildError
+from ..core.errors import LangbuildError, out_of_memory_becomes
 from ..corpus.shards import read_split
 from ..curves import knee
 from ..embedding_init import METHODS
@@ -43,6 +43,7 @@ from ..models import check_vocabulary_fits, load_model, load_tokenizer, resolve_
 from ..reference_texts import read_text_lines
 from ..textio import sample_by_bytes
 from ..training.precision import resolve_precision
+from ..words import word_count
 from .extend_init import (
     PROBE_VALID_BYTES,
     SpaceInputs,
@@ -148,7 +149,7 @@ def gain_curve(spec: dict, extension: Extension, texts: list[str], sizes: tuple[
     """Target tokens per word with the first N new entries, for each N in ``sizes`` (and 0)."""
     from tokenizers import Tokenizer
 
-    words = max(sum(len(t.split()) for t in texts), 1)
+    words = max(sum(map(word_count, texts)), 1)
     points = []
     for size in sorted({0, *[s for s in sizes if s < len(extension.tokens)], len(extension.tokens)}):
         tokenizer = Tokenizer.from_str(json.dumps(apply_extension(spec, _prefix(extension, size))[0]))
@@ -476,8 +477,11 @@ def run(ctx) -> dict:
     zero_shot = {}
     if texts:
         ctx.console.print("  zero-shot bits per byte (before any training) ...")
-        base_model = load_model(base_path, trust)
-        zero_shot = zero_shot_diagnostics(base_model, base_tokenizer, model, new_tokenizer, texts)
+        # The base and the extended model are on the device together here, nowhere else in extend.
+        with out_of_memory_becomes("out of memory scoring the base and the extended model side by side: "
+                                   "set extend.zero_shot_max_bytes = 0 to skip the zero-shot scores"):
+            base_model = load_model(base_path, trust)
+            zero_shot = zero_shot_diagnostics(base_model, base_tokenizer, model, new_tokenizer, texts)
         del base_model
     del model
 
@@ -516,8 +520,10 @@ def _choose_init(ctx, make_model, tokenizer, train: list[str], valid: list[str],
     ctx.console.print(f"  comparing {', '.join(methods)} by a {ctx.config.get('extend.probe_steps')}-step probe ...")
     sample = texts.get("target") or sample_by_bytes(valid, PROBE_VALID_BYTES)
     precision = resolve_precision(ctx.config.get("train.precision")).name  # the probe trains as train will
-    results = compare_methods(methods, make_model, tokenizer, train, sample, ctx.config.get("extend.probe_steps"),
-                              ctx.config.get("project.seed"), ctx.console, precision)
+    with out_of_memory_becomes("out of memory in the probe that compares initialisations (it trains the "
+                               "embeddings): set extend.compare = [] and a fixed extend.init to skip it"):
+        results = compare_methods(methods, make_model, tokenizer, train, sample, ctx.config.get("extend.probe_steps"),
+                                  ctx.config.get("project.seed"), ctx.console, precision)
     best = best_method(results)
     table = [{"method": r.method, "zero_shot_bits_per_byte": r.zero_shot_bpb, "probe_bits_per_byte": r.probe_bpb,
               "seconds": r.seconds, "chosen": r.method == best} for r in results]

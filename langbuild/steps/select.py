@@ -32,7 +32,7 @@ from rich.table import Table
 
 from ..budget import GB, Recipe, machine_memory, memory_budget, time_training_steps, training_memory
 from ..core.atomic import atomic_write_json
-from ..core.errors import LangbuildError
+from ..core.errors import LangbuildError, is_out_of_memory, out_of_memory_becomes
 from ..corpus.shards import read_split
 from ..metrics import bits_per_byte, context_length, hf_encoder, tokenizer_stats
 from ..models import check_vocabulary_fits, fingerprint_candidates, load_model, load_tokenizer, parameter_count, resolve_model
@@ -113,21 +113,23 @@ def _score(name: str, ctx, sample: list[str], source: list[str] | None, plan: Pl
     trust = ctx.config.get("project.trust_remote_code")
     folder = resolve_model(name, ctx.project.root, trust)
     tokenizer = load_tokenizer(folder, trust)
-    model = load_model(folder, trust)
-    check_vocabulary_fits(model, tokenizer, folder)
-    batch = SCORING_BATCH
-    scores = {
-        "name": name,
-        "path": str(folder),
-        "parameters": parameter_count(model),
-        "tokens_per_word": tokenizer_stats(hf_encoder(tokenizer), sample)["tokens_per_word"],
-        **bits_per_byte(model, tokenizer, sample, window=SCORING_WINDOW, batch_size=batch),
-        "source_bits_per_byte": (
-            bits_per_byte(model, tokenizer, source, window=SCORING_WINDOW, batch_size=batch)["bits_per_byte"]
-            if source else None
-        ),
-        "context": context_length(model),
-    }
+    # Scoring runs the output layer by chunks: running out here means the model itself does not fit.
+    with out_of_memory_becomes("out of memory loading and scoring it: it does not fit this machine; remove it"):
+        model = load_model(folder, trust)
+        check_vocabulary_fits(model, tokenizer, folder)
+        batch = SCORING_BATCH
+        scores = {
+            "name": name,
+            "path": str(folder),
+            "parameters": parameter_count(model),
+            "tokens_per_word": tokenizer_stats(hf_encoder(tokenizer), sample)["tokens_per_word"],
+            **bits_per_byte(model, tokenizer, sample, window=SCORING_WINDOW, batch_size=batch),
+            "source_bits_per_byte": (
+                bits_per_byte(model, tokenizer, source, window=SCORING_WINDOW, batch_size=batch)["bits_per_byte"]
+                if source else None
+            ),
+            "context": context_length(model),
+        }
     scores.update(_memory(model, plan))
     # Timing runs optimizer steps on this very model, so it comes after every score.
     scores.update(_timing(model, len(tokenizer), scores, plan))
@@ -158,14 +160,16 @@ def _timing(model, vocab: int, scores: dict, plan: Plan) -> dict:
     if scores["memory_bytes"]["total"] > plan.machine:
         return {**untimed, "note": f"not timed: needs about {_size(scores['memory_bytes']['total'])}, "
                                    f"this machine has {_size(plan.machine)} of {plan.machine_source}"}
-    import torch
-
     try:
         timing = time_training_steps(model, vocab, plan.batch_size, plan.seq_len, plan.timing_steps, plan.seed,
                                      plan.precision)
-    except torch.OutOfMemoryError:
-        _release_memory()
-        return {**untimed, "note": "not timed: ran out of GPU memory"}
+    except Exception as err:  # a GPU's OutOfMemoryError, or the CPU allocator's RuntimeError
+        if not is_out_of_memory(err):
+            raise
+        timing = None
+    if timing is None:
+        _release_memory()  # out of the handler, so the error's frames (holding the step's tensors) are gone
+        return {**untimed, "note": "not timed: ran out of memory"}
     return {"seconds_per_million_tokens": timing["seconds_per_million_tokens"],
             "measured_peak_bytes": timing["measured_peak_bytes"], "note": None}
 

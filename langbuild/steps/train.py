@@ -5,7 +5,7 @@ larger than memory trains too) and cut into EOS-separated blocks. The stages of 
 in order (``langbuild.training.stages``); the block order is a function of the step, checkpoints are
 written atomically every ``train.save_every`` steps, and a rerun resumes from the newest one that
 loads, repeating the losses an uninterrupted run would have had. With ``train.num_processes`` > 1 the
-same loop runs under ``accelerate launch``.
+same loop runs under ``accelerate launch``, with DDP or (``train.launcher = "fsdp"``) sharded.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from ..metrics import context_length
 from ..models import load_tokenizer
 from ..textio import sample_by_bytes
 from ..training.data import tokenise_to_file
-from ..training.launch import check_processes, launch
+from ..training.launch import check_launcher, check_processes, launch
 from ..training.loop import CHECKPOINTS, Trainer
 from ..training.plan import TrainPlan, accumulation_steps, new_rows_of, stage_plan, total_steps
 from ..training.precision import PrecisionChoice, resolve_precision
@@ -48,7 +48,7 @@ def build_plan(ctx) -> TrainPlan:
     """Check every training setting and resolve it into a plan; tokenise the data it needs."""
     config = ctx.config
     processes, launcher = config.get("train.num_processes"), config.get("train.launcher")
-    check_processes(processes, launcher)
+    check_processes(processes)
     seq_len, batch_size = config.get("train.seq_len"), config.get("train.batch_size")
     accumulation = accumulation_steps(config.get("train.tokens_per_step"), seq_len, batch_size, processes)
     per_step = seq_len * batch_size * accumulation * processes
@@ -70,6 +70,7 @@ def build_plan(ctx) -> TrainPlan:
         valid = sample_by_bytes(read_split(ctx.output_of("corpus"), "valid"), config.get("train.eval_max_bytes"))
     threads = config.get("train.threads") or max(1, (os.cpu_count() or 1) // processes)
     precision = _precision(config.get("train.precision"), threads)
+    check_launcher(launcher, precision.name)
     return TrainPlan(
         source=str(source), train_tokens=str(data / "train.bin"), train_token_count=train_count, out=str(ctx.out),
         seq_len=seq_len, batch_size=batch_size, accumulation=accumulation, num_processes=processes, total_steps=steps,
@@ -129,5 +130,5 @@ def run(ctx) -> dict:
                       + (f" over {plan.num_processes} processes" if plan.num_processes > 1 else "")
                       + f"; {plan.precision} ({PrecisionChoice(**plan.precision_choice).describe()})")
     if plan.num_processes > 1:
-        return launch(plan, ctx.config.get("train.launcher"), ctx.out / CHECKPOINTS)
+        return launch(plan, ctx.out / CHECKPOINTS)
     return Trainer(plan, ctx.console).run()

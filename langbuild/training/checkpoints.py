@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..core.atomic import atomic_write_json, atomic_write_text
+from ..core.errors import is_out_of_memory
 from ..core.faults import crash_point
 
 WEIGHTS = "model.safetensors"
@@ -26,19 +27,42 @@ def checkpoints(folder: Path) -> list[Path]:
     return sorted((p for p in folder.iterdir() if p.name.startswith("step-") and p.is_dir()), reverse=True)
 
 
+def _write_weights(model, path: Path) -> None:
+    """A module's weights, or a state dict already gathered (FSDP), as safetensors; a tied matrix
+    (the same tensor under two names) is stored once, as ``safetensors.torch.save_model`` does."""
+    from safetensors.torch import save_file, save_model
+
+    if not isinstance(model, dict):
+        save_model(model, str(path))
+        return
+    seen, unique = set(), {}
+    for name, tensor in model.items():
+        if id(tensor) not in seen:
+            seen.add(id(tensor))
+            unique[name] = tensor.contiguous()
+    save_file(unique, str(path), metadata={"format": "pt"})
+
+
 def save_checkpoint(folder: Path, step: int, model, optimizer, keep: int, state: dict | None = None) -> None:
+    """Write checkpoint ``step``: ``model`` is a module or a gathered state dict, ``optimizer`` an
+    optimizer or its (gathered) state dict."""
     import torch
-    from safetensors.torch import save_model
 
     final = folder / f"step-{step:06d}"
     tmp = folder / f".tmp-step-{step:06d}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    save_model(model, str(tmp / WEIGHTS))
-    crash_point("checkpoint:weights-written")
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    atomic_write_json(tmp / "state.json", {**(state or {}), "step": step})
-    crash_point("checkpoint:before-rename")
+    try:
+        _write_weights(model, tmp / WEIGHTS)
+        crash_point("checkpoint:weights-written")
+        torch.save(optimizer if isinstance(optimizer, dict) else optimizer.state_dict(), tmp / "optimizer.pt")
+        atomic_write_json(tmp / "state.json", {**(state or {}), "step": step})
+        crash_point("checkpoint:before-rename")
+    except BaseException:
+        # A failed write (out of memory, a full disk) leaves the earlier checkpoints alone and no
+        # half-written folder behind to fill the disk.
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)  # the checkpoint exists only once it is complete
@@ -66,6 +90,8 @@ def load_latest_checkpoint(folder: Path, restore: Callable[[Path, dict], object]
             optimizer_state = torch.load(path / "optimizer.pt", weights_only=True, map_location="cpu")
             return state, model, optimizer_state
         except Exception as err:  # a damaged checkpoint: fall back to the one before it
+            if is_out_of_memory(err):
+                raise  # not damage: an older checkpoint would not fit either, and starting over would lose it
             console.print(f"  [yellow]checkpoint {path.name} is unreadable ({type(err).__name__}); trying an older one[/]")
     return None
 

@@ -1,7 +1,9 @@
-"""Several processes through ``accelerate launch`` (DDP, or FSDP on GPUs): no home-made launcher.
+"""Several processes through ``accelerate launch``: no home-made launcher.
 
 The parent writes the plan to ``checkpoints/plan.json`` and starts ``accelerate launch -m
-langbuild.training.worker``; every process runs the same loop on its slice of each global batch.
+langbuild.training.worker``; every process runs the same loop on its slice of each global batch,
+with DDP (through accelerate) or FSDP (torch's ``fully_shard``, see ``sharding.py``: accelerate's
+FSDP refuses CPUs, so the launch is the same for both and the loop shards the model itself).
 On a machine without GPUs the processes run on the CPU with the gloo backend: accelerate's
 ``--multi_gpu`` launcher with ``ACCELERATE_USE_CPU=true`` (STACK.md: ``--cpu`` alone starts one
 process). A worker that fails with a user error writes it to ``checkpoints/launch-error.txt``, which
@@ -31,7 +33,7 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def launch_command(plan_path: Path, processes: int, launcher: str, gpus: bool) -> tuple[list[str], dict[str, str]]:
+def launch_command(plan_path: Path, processes: int, gpus: bool) -> tuple[list[str], dict[str, str]]:
     """The argument list (never a shell string) and environment of the launch."""
     # The launcher dies with langbuild (a kill -9 must not leave it training), and each training
     # process with the launcher (worker.py).
@@ -39,17 +41,14 @@ def launch_command(plan_path: Path, processes: int, launcher: str, gpus: bool) -
                                    "--num_machines", "1", "--main_process_port", str(_free_port()),
                                    "--mixed_precision", "no", "--dynamo_backend", "no")
     env = dict(os.environ)
-    if launcher == "fsdp":
-        command += ["--use_fsdp", "--fsdp_sharding_strategy", "FULL_SHARD", "--fsdp_auto_wrap_policy", "TRANSFORMER_BASED_WRAP"]
-    else:
-        command.append("--multi_gpu")
+    command.append("--multi_gpu")  # starts the processes and their process group; the plan says ddp or fsdp
     if not gpus:
         env["ACCELERATE_USE_CPU"] = "true"
     command += ["-m", "langbuild.training.worker", str(plan_path)]
     return command, env
 
 
-def check_processes(processes: int, launcher: str) -> None:
+def check_processes(processes: int) -> None:
     """More processes than devices (GPUs, or CPU cores without GPUs) is a setting to fix, not to try."""
     import torch
 
@@ -60,11 +59,14 @@ def check_processes(processes: int, launcher: str) -> None:
     if processes > available:
         raise LangbuildError(f"train.num_processes={processes} is more than this machine's {available} {kind}: "
                              f"lower it (--num-processes {available})")
-    if processes > 1 and launcher == "fsdp" and not torch.cuda.is_available():
-        raise LangbuildError("train.launcher = fsdp needs GPUs (accelerate has no CPU FSDP): use ddp on this machine")
 
 
-def launch(plan: TrainPlan, launcher: str, folder: Path) -> dict:
+def check_launcher(launcher: str, precision: str) -> None:
+    if launcher == "fsdp" and precision == "fp16":
+        raise LangbuildError("train.launcher = fsdp trains in fp32 or bf16, not fp16: set train.precision = bf16")
+
+
+def launch(plan: TrainPlan, folder: Path) -> dict:
     """Run ``plan`` in ``plan.num_processes`` processes; returns the summary rank 0 wrote."""
     import torch
 
@@ -72,7 +74,7 @@ def launch(plan: TrainPlan, launcher: str, folder: Path) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(plan_path, plan.to_json())
     error_path.unlink(missing_ok=True)
-    command, env = launch_command(plan_path, plan.num_processes, launcher, torch.cuda.is_available())
+    command, env = launch_command(plan_path, plan.num_processes, torch.cuda.is_available())
     code = subprocess.run(command, env=env).returncode
     if error_path.is_file():
         raise LangbuildError(error_path.read_text(encoding="utf-8").strip())

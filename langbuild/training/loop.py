@@ -8,6 +8,10 @@ per step, so an interrupted run resumed from a checkpoint repeats the losses of 
 In bf16 (``plan.precision``) the model computes in bf16 over fp32 master weights and optimizer state
 (``precision.MasterWeights``): gradients are accumulated and averaged over processes in fp32, and
 checkpoints hold the fp32 masters, so a resumed bf16 run repeats the uninterrupted one exactly.
+
+With ``train.launcher = "fsdp"`` the model, gradients and optimizer state are sharded over the
+processes (``sharding``, torch's FSDP2; its own fp32 masters in bf16); checkpoints are consolidated,
+so they look like a one-process run's.
 """
 
 from __future__ import annotations
@@ -24,36 +28,32 @@ from ..core.errors import LangbuildError
 from ..models import load_model, load_tokenizer
 from .allocator import return_freed_memory
 from .checkpoints import load_latest_checkpoint, load_weights, save_checkpoint, truncate_metrics
-from .data import TokenBlocks, global_batch
+from .data import RowPrefetcher, TokenBlocks, process_rows
 from .loss import enable_chunked_loss
+from .memory import held_out_batch, is_out_of_memory, out_of_memory_as, out_of_memory_error  # noqa: F401 (re-exported)
 from .plan import Stage, TrainPlan
 from .precision import MasterWeights
 from .schedule import learning_rate
-from .stages import mask_gradients, merged, setup_stage
+from .sharding import (
+    close_private_group,
+    ensure_process_group,
+    full_optimizer_state,
+    full_weights,
+    load_full_optimizer_state,
+    shard,
+    unsharded_copy,
+)
+from .stages import mask_gradients, merged, setup_stage, transformer_blocks
 
 CHECKPOINTS = "checkpoints"
 METRICS = "metrics.jsonl"
-OUT_OF_MEMORY_MARKERS = ("out of memory", "can't allocate memory", "not enough memory")
 
 
-def is_out_of_memory(err: BaseException) -> bool:
+def make_optimizer(groups: list[dict], fused: bool = True):
     import torch
 
-    if isinstance(err, torch.OutOfMemoryError):
-        return True
-    return isinstance(err, RuntimeError) and any(m in str(err).lower() for m in OUT_OF_MEMORY_MARKERS)
-
-
-def out_of_memory_error(plan: TrainPlan) -> LangbuildError:
-    return LangbuildError(
-        f"out of memory training {plan.batch_size} x {plan.seq_len} tokens per pass: lower train.batch_size "
-        "(train.tokens_per_step keeps the tokens per step by accumulating), or set train.gradient_checkpointing = true"
-    )
-
-
-def make_optimizer(groups: list[dict]):
-    import torch
-
+    if not fused:  # sharded (DTensor) parameters: the fused CPU kernel does not take them
+        return torch.optim.AdamW(groups, lr=groups[0]["peak"])
     try:
         return torch.optim.AdamW(groups, lr=groups[0]["peak"], fused=True)
     except (RuntimeError, TypeError):  # fused kernels are missing on some builds
@@ -144,9 +144,9 @@ def make_accelerator(plan: TrainPlan):
     from accelerate.state import AcceleratorState
 
     # bf16 runs through MasterWeights, not autocast (which keeps fp32 weights and gets a third of the
-    # speed on a CPU); fp16 (GPUs) keeps accelerate's autocast and loss scaling, and so does bf16 under
-    # FSDP, whose MixedPrecision policy is itself an fp32-master scheme over sharded parameters.
-    mixed = "fp16" if plan.precision == "fp16" else "bf16" if uses_autocast_bf16(plan) else "no"
+    # speed on a CPU), or under FSDP through its mixed-precision policy, itself an fp32-master scheme
+    # over sharded parameters; fp16 (GPUs) keeps accelerate's autocast and loss scaling.
+    mixed = "fp16" if plan.precision == "fp16" else "no"
     if plan.num_processes == 1:
         # accelerate keeps one global state per process; a second run here (tests, benchmarks) may
         # ask for another precision, which it refuses unless the old state is dropped.
@@ -155,11 +155,11 @@ def make_accelerator(plan: TrainPlan):
 
 
 def uses_master_weights(plan: TrainPlan) -> bool:
-    return plan.precision == "bf16" and not uses_autocast_bf16(plan)
+    return plan.precision == "bf16" and not uses_fsdp(plan)
 
 
-def uses_autocast_bf16(plan: TrainPlan) -> bool:
-    return plan.precision == "bf16" and plan.launcher == "fsdp" and plan.num_processes > 1
+def uses_fsdp(plan: TrainPlan) -> bool:
+    return plan.launcher == "fsdp"
 
 
 class Trainer:
@@ -173,8 +173,11 @@ class Trainer:
         return_freed_memory()  # on the CPU, ~1 GB less resident memory for a 270M model (allocator.py)
         self.accelerator = accelerator or make_accelerator(plan)
         self.main = self.accelerator.is_main_process
+        self.fsdp = uses_fsdp(plan)
+        self.private_group = self.fsdp and ensure_process_group(self.accelerator.device)
         self.out = Path(plan.out)
         self.checkpoint_dir, self.metrics_path = self.out / CHECKPOINTS, self.out / METRICS
+        self.out.mkdir(parents=True, exist_ok=True)  # metrics.jsonl is opened in it before any checkpoint exists
         self.tokenizer = load_tokenizer(Path(plan.source), plan.trust_remote_code)
         self.target = TokenBlocks(Path(plan.train_tokens), plan.train_token_count, plan.seq_len, "the train split")
         self.replay = None
@@ -182,18 +185,26 @@ class Trainer:
             self.replay = TokenBlocks(Path(plan.replay_tokens), plan.replay_token_count, plan.seq_len, "train.replay_text")
         self.early = EarlyStopping(plan.early_stopping)
         self.masters: MasterWeights | None = None  # the running stage's fp32 masters, in bf16 runs
+        self.rows: RowPrefetcher | None = None  # this process's rows of the coming steps, read ahead in run()
 
     # -- model construction -------------------------------------------------------------------
     def _base_model(self):
         model = load_model(Path(self.plan.source), self.plan.trust_remote_code)
-        return model.to(self.accelerator.device)
+        if self.fsdp:  # fully_shard moves one unit at a time to the device: the whole model never lands there
+            return model
+        with out_of_memory_as(self.plan, "load"):
+            return model.to(self.accelerator.device)
+
+    def _stage_model(self, stage: Stage):
+        """The source model with the structure ``stage`` trains: LoRA-wrapped in the lora stage."""
+        model = self._base_model()
+        if stage.name == "lora":
+            model = setup_stage(model, "lora", self.plan, self._stage_seed(stage)).model
+        return model
 
     def _restore(self, path: Path, state: dict):
         """The model as it was at a checkpoint: the source model, wrapped like the stage that saved it."""
-        model = self._base_model()
-        stage = self.plan.stage_at(state["step"] - 1)
-        if stage.name == "lora":
-            model = setup_stage(model, "lora", self.plan, self._stage_seed(stage)).model
+        model = self._stage_model(self.plan.stage_at(state["step"] - 1))
         load_weights(model, path)
         return model
 
@@ -203,20 +214,27 @@ class Trainer:
     # -- the run --------------------------------------------------------------------------------
     def run(self) -> dict:
         plan = self.plan
-        start, model, optimizer_state = self._start()
+        with out_of_memory_as(plan, "load"):
+            start, model, optimizer_state = self._start()
         tensorboard = _TensorBoard(self.out / "tensorboard" if plan.tensorboard and self.main else None)
         reporter = Reporter(self.console if self.main else _quiet_console(), plan.total_steps, start)
         step, stopped_early, last_loss = start, False, None
+        self.rows = RowPrefetcher(self._my_rows, start, plan.total_steps)
         try:
             while step < plan.total_steps and not stopped_early:
                 stage = plan.stage_at(step)
                 resume_state = optimizer_state if step == start and start > 0 and plan.stage_at(start - 1) == stage else None
-                model, step, stopped_early, last_loss = self._run_stage(model, stage, step, resume_state, reporter,
-                                                                        tensorboard, last_loss)
+                # The places inside name their own fixes; what they miss (stage setup, a stage's end) still ends in one line.
+                with out_of_memory_as(plan, "passes"):
+                    model, step, stopped_early, last_loss = self._run_stage(model, stage, step, resume_state, reporter,
+                                                                            tensorboard, last_loss)
+            return self._finish(model, step, stopped_early, last_loss)
         finally:
+            self.rows.close()
             reporter.close()
             tensorboard.close()
-        return self._finish(model, step, stopped_early, last_loss)
+            if self.private_group:  # a one-process FSDP run made its own group: later runs here start clean
+                close_private_group()
 
     def _start(self):
         resumed = load_latest_checkpoint(self.checkpoint_dir, self._restore, self.console if self.main else _quiet_console())
@@ -237,14 +255,21 @@ class Trainer:
     def _run_stage(self, model, stage: Stage, step: int, optimizer_state, reporter, tensorboard, last_loss):
         plan, accelerator = self.plan, self.accelerator
         setup = setup_stage(accelerator.unwrap_model(model), stage.name, plan, self._stage_seed(stage))
+        # The loss runs inside the model's own forward (chunked_loss=True below), so inside DDP's and FSDP's.
+        enable_chunked_loss(setup.model)
+        if self.fsdp:
+            setup = shard(setup, plan.precision, accelerator.device, transformer_blocks(setup.model))
         self.masters = MasterWeights(setup.model, setup.groups, setup.row_masks) if uses_master_weights(plan) else None
         groups = self.masters.groups if self.masters else setup.groups
-        optimizer = make_optimizer(groups)
-        if optimizer_state is not None:
+        optimizer = make_optimizer(groups, fused=not self.fsdp)
+        if optimizer_state is not None and self.fsdp:
+            load_full_optimizer_state(optimizer, optimizer_state)  # consolidated, cut into this process's shards
+        elif optimizer_state is not None:
             optimizer.load_state_dict(optimizer_state)
         accelerator.free_memory()
-        # The loss runs inside the model's forward (chunked_loss=True below), so through DDP's too.
-        trained, optimizer = accelerator.prepare(enable_chunked_loss(setup.model), optimizer)
+        trained = setup.model  # FSDP sharded it above; accelerate wraps the DDP and one-process runs
+        if not self.fsdp:
+            trained, optimizer = accelerator.prepare(setup.model, optimizer)
         trained.train()
         params = [p for group in groups for p in group["params"]]
         warmup = min(plan.warmup_steps, stage.steps // 2)
@@ -256,7 +281,10 @@ class Trainer:
                 for group in optimizer.param_groups:
                     group["lr"] = learning_rate(step - stage.first, group["peak"], warmup, stage.steps, plan.schedule,
                                                 plan.decay_fraction)
-                loss = self._optimizer_step(trained, optimizer, setup, params, step)
+                # The passes inside name their own fix; memory that runs out after them is the optimizer's
+                # (AdamW's state appears at the first step).
+                with out_of_memory_as(plan, "optimizer", step + 1):
+                    loss = self._optimizer_step(trained, optimizer, setup, params, step)
                 last_loss = loss
                 seconds = time.time() - tick
                 step += 1
@@ -264,7 +292,8 @@ class Trainer:
                           "tokens": step * plan.tokens_per_step, "tokens_per_s": plan.tokens_per_step / max(seconds, 1e-9),
                           "seconds_per_step": seconds, "elapsed": time.time() - began}
                 if plan.eval_every and (step % plan.eval_every == 0 or step == plan.total_steps):
-                    bpb = self._held_out_bits_per_byte(trained)
+                    with out_of_memory_as(plan, "held-out", step):
+                        bpb = self._held_out_bits_per_byte(trained)
                     record["valid_bits_per_byte"] = bpb
                     stopped = self.early.update(step, bpb)
                     trained.train()
@@ -281,6 +310,8 @@ class Trainer:
         if self.masters is not None:
             self.masters.release()  # the next stage (or the saved model) starts from the exact fp32 weights
             self.masters = None
+        if self.fsdp:  # the next stage freezes, wraps and shards differently: it starts from a plain model
+            trained = unsharded_copy(trained, lambda: self._stage_model(stage))
         return trained, step, stopped, last_loss
 
     def _optimizer_step(self, model, optimizer, setup, params, step: int) -> float:
@@ -289,26 +320,20 @@ class Trainer:
         plan, accelerator = self.plan, self.accelerator
         # Dropout draws from the global RNG: seed it per step so reruns and resumes match.
         torch.manual_seed(plan.seed * 1_000_003 + step)
-        batch = global_batch(step, plan.global_batch, self.target, self.replay, plan.replay_fraction, plan.seed)
-        per_process = plan.batch_size * plan.accumulation
-        mine = batch[accelerator.process_index * per_process:(accelerator.process_index + 1) * per_process]
+        mine = self.rows.get(step) if self.rows else self._my_rows(step)
         masters = self.masters
         total = torch.zeros((), device=accelerator.device)
-        try:
+        with out_of_memory_as(plan, "passes"):
             for micro in range(plan.accumulation):
                 rows = mine[micro * plan.batch_size:(micro + 1) * plan.batch_size].to(accelerator.device)
                 # With master weights the fp32 gradients are averaged after the last pass, never by DDP.
                 sync = micro == plan.accumulation - 1 and masters is None
-                with contextlib.nullcontext() if sync else accelerator.no_sync(model), accelerator.autocast():
+                with self._gradient_sync(model, sync), accelerator.autocast():
                     loss = model(input_ids=rows, labels=rows, chunked_loss=True).loss / plan.accumulation
                     accelerator.backward(loss)
                 if masters is not None:
                     masters.collect_gradients()
                 total += loss.detach().float()
-        except Exception as err:
-            if is_out_of_memory(err):
-                raise out_of_memory_error(plan) from None
-            raise
         if accelerator.num_processes > 1:
             total = accelerator.reduce(total, "mean")
         value = float(total)
@@ -316,7 +341,9 @@ class Trainer:
             raise LangbuildError(f"training diverged at step {step + 1} (loss {value}): lower train.learning_rate")
         if masters is None:
             mask_gradients(setup.row_masks)
-            if plan.max_grad_norm > 0:
+            if plan.max_grad_norm > 0 and self.fsdp:  # the norm of sharded gradients is global (DTensor)
+                torch.nn.utils.clip_grad_norm_(params, plan.max_grad_norm)
+            elif plan.max_grad_norm > 0:
                 accelerator.clip_grad_norm_(params, plan.max_grad_norm)
             optimizer.step()
         else:
@@ -329,24 +356,47 @@ class Trainer:
         optimizer.zero_grad(set_to_none=True)
         return value
 
+    def _gradient_sync(self, model, sync: bool):
+        """Skip averaging gradients on all but the last pass of an accumulated step."""
+        if self.fsdp:
+            model.set_requires_gradient_sync(sync)  # unsharded gradients add up until the last pass
+            return contextlib.nullcontext()
+        return contextlib.nullcontext() if sync else self.accelerator.no_sync(model)
+
+    def _my_rows(self, step: int):
+        """This process's (batch_size * accumulation, seq_len) slice of step ``step``'s global batch."""
+        plan = self.plan
+        return process_rows(step, plan.global_batch, self.target, self.replay, plan.replay_fraction, plan.seed,
+                            self.accelerator.process_index, self.accelerator.num_processes)
+
     def _held_out_bits_per_byte(self, model) -> float:
         from ..metrics import bits_per_byte
 
         unwrapped = self.accelerator.unwrap_model(model)
-        return bits_per_byte(unwrapped, self.tokenizer, self.plan.valid_texts, window=self.plan.seq_len)["bits_per_byte"]
+        return bits_per_byte(unwrapped, self.tokenizer, self.plan.valid_texts, window=self.plan.seq_len,
+                             batch_size=held_out_batch(self.plan))["bits_per_byte"]
 
     def _save(self, model, optimizer, step: int) -> None:
-        if self.main:
+        if self.fsdp:
+            # Every process takes part in gathering each tensor; the main process alone keeps and writes them.
+            with out_of_memory_as(self.plan, "save", step):
+                weights, state = full_weights(model, self.main), full_optimizer_state(optimizer, self.main)
+                if self.main:
+                    save_checkpoint(self.checkpoint_dir, step, weights, state, self.plan.keep_checkpoints,
+                                    {"early_stopping": self.early.state()})
+        elif self.main:
             # A checkpoint holds the exact fp32 weights whatever the compute precision: resuming
             # rounds them to bf16 again, which is what the uninterrupted run computes with.
-            with self.masters.fp32_weights() if self.masters else contextlib.nullcontext():
+            with out_of_memory_as(self.plan, "save", step), \
+                    self.masters.fp32_weights() if self.masters else contextlib.nullcontext():
                 save_checkpoint(self.checkpoint_dir, step, self.accelerator.unwrap_model(model), optimizer,
                                 self.plan.keep_checkpoints, {"early_stopping": self.early.state()})
         self.accelerator.wait_for_everyone()
 
     def _finish(self, model, step: int, stopped_early: bool, last_loss) -> dict:
         plan = self.plan
-        model = merged(self.accelerator.unwrap_model(model))
+        with out_of_memory_as(plan, "finish"):
+            model = merged(self.accelerator.unwrap_model(model))
         model.eval()
         summary = {"steps": step, "planned_steps": plan.total_steps, "stopped_early": stopped_early,
                    "stages": [{"name": s.name, "steps": s.steps} for s in plan.stages],
@@ -358,7 +408,8 @@ class Trainer:
         if self.main:
             if plan.gradient_checkpointing:
                 model.gradient_checkpointing_disable()
-            model.save_pretrained(self.out / "model")
+            with out_of_memory_as(plan, "finish"):
+                model.save_pretrained(self.out / "model")
             self.tokenizer.save_pretrained(self.out / "model")
             # Nothing about interruptions goes in here: a resumed run writes the same files as an uninterrupted one.
             atomic_write_json(self.out / "summary.json", summary)

@@ -240,8 +240,12 @@ def causal_lm_loss(model, input_ids, labels=None, attention_mask=None, into_grad
     return total / count, total, count
 
 
-def _chunked_forward(self, *args, chunked_loss: bool = False, **kwargs):
-    """The model's forward; with ``chunked_loss=True`` it returns only the loss, computed by chunks."""
+PER_TOKEN = "per_token"  # chunked_loss=PER_TOKEN: the forward's "loss" is token_nll's tensor, for scoring
+
+
+def _chunked_forward(self, *args, chunked_loss: bool | str = False, **kwargs):
+    """The model's forward; with ``chunked_loss=True`` it returns only the loss, computed by chunks, and
+    with ``chunked_loss=PER_TOKEN`` each position's negative log-likelihood (``token_nll``) as the loss."""
     if not chunked_loss:
         return self._plain_forward(*args, **kwargs)
     from transformers.modeling_outputs import CausalLMOutputWithPast
@@ -251,9 +255,23 @@ def _chunked_forward(self, *args, chunked_loss: bool = False, **kwargs):
     # A peft wrapper passes its unused arguments on as None; nothing else may be silently dropped.
     kwargs = {key: value for key, value in kwargs.items() if value is not None and key != "return_dict"}
     input_ids, labels = kwargs.pop("input_ids"), kwargs.pop("labels", None)
+    attention_mask = kwargs.pop("attention_mask", None)
+    if chunked_loss == PER_TOKEN:
+        return CausalLMOutputWithPast(loss=token_nll(self, input_ids, labels, attention_mask, **kwargs))
     # The training step calls backward() on this loss, so a tied head may add into .grad directly.
-    loss, _, _ = causal_lm_loss(self, input_ids, labels, kwargs.pop("attention_mask", None), into_grad=True, **kwargs)
+    loss, _, _ = causal_lm_loss(self, input_ids, labels, attention_mask, into_grad=True, **kwargs)
     return CausalLMOutputWithPast(loss=loss)
+
+
+def scored_token_nll(model, input_ids, labels=None, attention_mask=None):
+    """``token_nll`` computed inside ``model``'s own forward call, for scoring without gradients.
+
+    Going through the forward matters for a sharded model: FSDP gathers the weights of its outermost
+    unit (embeddings, final norm, output layer) in the hooks around that call, so calling the decoder
+    body and the head directly would meet shards.
+    """
+    enable_chunked_loss(model)
+    return model(input_ids=input_ids, labels=labels, attention_mask=attention_mask, chunked_loss=PER_TOKEN).loss
 
 
 def enable_chunked_loss(model):

@@ -182,7 +182,6 @@ def _cli(*args, cwd):
     ({"train__early_stopping": 3}, "set train.eval_every"),
     ({"train__precision": "fp16"}, "needs a GPU"),
     ({"train__num_processes": 512}, "lower it"),
-    ({"train__num_processes": 2, "train__launcher": "fsdp"}, "use ddp"),
     ({"train__replay_fraction": 0.2, "train__replay_text": "missing.txt"}, "missing.txt"),
     ({"train__tensorboard": True}, None),  # fine when tensorboard is installed, one line when it is not
 ])
