@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from .core.environment import go_offline, truthy
 from .core.errors import LangbuildError, UsageError, debug_enabled, one_line
 
 app = typer.Typer(
@@ -28,20 +29,16 @@ app.add_typer(config_app, name="config")
 
 console = Console(highlight=False)
 
-OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
-
-
 @app.callback()
 def options(
     offline: bool = typer.Option(False, "--offline", help="never use the network (also: HF_HUB_OFFLINE=1); "
                                  "models and data must be local or already cached"),
 ) -> None:
     """Turn a pile of text in a low-resource language plus a pretrained model into a better model for it."""
-    if offline or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
-        # Read by huggingface_hub, datasets and transformers when first imported, which is after this;
-        # HF_HUB_OFFLINE alone is taken to mean all three, as --offline does.
-        for name in OFFLINE_VARIABLES:
-            os.environ[name] = "1"
+    if offline or truthy(os.environ.get("HF_HUB_OFFLINE")):
+        # The libraries read their switches when first imported, which is after this;
+        # HF_HUB_OFFLINE alone is taken to mean all of them, as --offline does.
+        go_offline()
 
 
 ProjectDir = typer.Option(Path("."), "-C", "--project", help="project folder (default: the current one)")

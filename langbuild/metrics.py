@@ -117,8 +117,8 @@ def bits_per_byte(model, tokenizer, texts: list[str], window: int = 512, batch_s
     ``langbuild.evaluation.bootstrap.bits_per_byte_interval``): ``window_nll`` (nats, one float per
     window) and ``window_bytes`` (one int per window). The window bytes partition the text's UTF-8
     bytes exactly (they sum to ``bytes``), so resampling windows resamples the text itself; see
-    ``_window_bytes`` for how bytes are assigned. ``bits_per_byte`` is computed from the batch totals
-    exactly as before the per-window keys existed, so its value does not depend on them.
+    ``_window_bytes`` for how bytes are assigned. ``bits_per_byte`` is computed from the batch totals,
+    so its value does not depend on them.
     """
     import torch
 
@@ -188,11 +188,12 @@ def _window_bytes(text: str, firsts: list[int], n_tokens: int, offsets: list[tup
 def _batch_nll(model, batch: list[list[int]], start: int) -> tuple[float, list[float]]:
     """(summed NLL in nats of every token in ``batch``, the same sum per window).
 
-    The batch total is summed over the whole tensor as it always was, so totals built from it are
-    unchanged to the last bit; the per-window sums may differ from it in the last float digits.
+    The output layer runs a few tokens at a time (``langbuild.training.loss``): a 262k vocabulary's
+    logits for a whole batch of windows would take gigabytes. Padding positions get no logits at all.
     """
     import torch
-    import torch.nn.functional as F
+
+    from .training.loss import IGNORE_INDEX, scored_token_nll
 
     width = max(len(w) for w in batch) + 1
     input_ids = torch.full((len(batch), width), start, dtype=torch.long)
@@ -201,8 +202,6 @@ def _batch_nll(model, batch: list[list[int]], start: int) -> tuple[float, list[f
         input_ids[row, 1 : len(tokens) + 1] = torch.tensor(tokens, dtype=torch.long)
         mask[row, : len(tokens) + 1] = 1
     input_ids, mask = input_ids.to(model.device), mask.to(model.device)
-    logits = model(input_ids=input_ids, attention_mask=mask).logits[:, :-1].float()
-    targets = input_ids[:, 1:]
-    nll = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), reduction="none")
-    masked = nll.view(len(batch), -1) * mask[:, 1:]
-    return float(masked.sum()), masked.sum(dim=1).tolist()
+    labels = input_ids.masked_fill(mask == 0, IGNORE_INDEX)
+    nll = scored_token_nll(model, input_ids, labels, attention_mask=mask)
+    return float(nll.sum()), nll.sum(dim=1).tolist()

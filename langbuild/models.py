@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .core.environment import is_offline
 from .core.errors import LangbuildError
 
 
@@ -116,7 +117,7 @@ def _download(repo_id: str, trust_remote_code: bool) -> Path:
     try:
         return Path(snapshot_download(repo_id, allow_patterns=patterns))
     except Exception as err:  # offline, unknown repo, gated model: all end the same way for the user
-        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() not in ("", "0", "false", "no")
+        offline = is_offline()
         reason = "offline mode is on and it is not in the local cache" if offline else "check the name and your connection"
         raise LangbuildError(
             f"cannot get model '{repo_id}' from the hub ({type(err).__name__}): {reason}, "

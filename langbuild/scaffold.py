@@ -10,15 +10,12 @@ import tomlkit
 from .core.atomic import atomic_write_text
 from .core.config import CONFIG_NAME, check_required, check_rules, set_value, validate_document
 from .core.errors import LangbuildError
-
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+from .core.resources import templates_dir
 
 
 def template_dir() -> Path:
-    folder = TEMPLATES / "project"
-    if not (folder / CONFIG_NAME).is_file():
-        raise LangbuildError(f"project templates not found in {TEMPLATES}: reinstall langbuild from its source folder")
-    return folder
+    """The project template: the langbuild.toml, README.md and gitignore a new project starts from."""
+    return templates_dir() / "project"
 
 
 def render_config(answers: dict[str, Any]) -> str:

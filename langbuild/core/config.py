@@ -18,6 +18,7 @@ import tomlkit
 from tomlkit.exceptions import ParseError
 
 from .errors import ConfigError, LangbuildError
+from .languages import parse_language
 
 CONFIG_NAME = "langbuild.toml"
 
@@ -521,8 +522,6 @@ def check_required(config: Config, source: str) -> None:
 
 def _check_language(code: str, source: str) -> None:
     """An unknown code would only surface steps later (language ID, benchmarks): refuse it up front."""
-    from ..evaluation.builtin_tasks import parse_language
-
     try:
         parse_language(code)
     except LangbuildError as err:

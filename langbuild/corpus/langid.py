@@ -33,7 +33,7 @@ FASTTEXT_INSTALL = "pip install fasttext-numpy2-wheel"
 
 
 def _language(code: str):
-    from ..evaluation.builtin_tasks import parse_language
+    from ..core.languages import parse_language
 
     return parse_language(code)
 

@@ -3,7 +3,7 @@
 Benchmarks name their per-language tasks with different codes: Belebele and FLORES use ISO 639-3 plus a
 script (``belebele_zsm_Latn``), XNLI and Global-MMLU use ISO 639-1 (``xnli_sw``), AfroBench mostly uses
 639-3 without a script (``sib_nya_prompt_1``) and a few use English names (``xlsum_swahili_prompt_1``).
-:func:`parse_language` turns whatever the user typed into every code a task name may use, and each
+:func:`~langbuild.core.languages.parse_language` turns whatever the user typed into every code a task name may use, and each
 family below is a list of name templates filled with those codes. Only names that lm-eval really
 has are returned: its task index is the authority, cached per lm-eval version because building it
 takes seconds.
@@ -17,7 +17,6 @@ import fnmatch
 import importlib.metadata
 import itertools
 import json
-import os
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -25,175 +24,7 @@ from pathlib import Path
 
 from ..core.atomic import atomic_write_json
 from ..core.errors import LangbuildError
-
-# ---------------------------------------------------------------- languages
-
-# Macrolanguage -> the individual language that FLORES-200-style benchmarks index it by.
-MACRO_DEFAULT = {
-    "ara": "arb", "aze": "azj", "est": "ekk", "fas": "pes", "ful": "fuv", "kau": "knc", "kur": "kmr",
-    "lav": "lvs", "mlg": "plt", "mon": "khk", "msa": "zsm", "nep": "npi", "nor": "nob", "orm": "gaz",
-    "ori": "ory", "pus": "pbt", "que": "quy", "sqi": "als", "swa": "swh", "uzb": "uzn", "yid": "ydd",
-    "zho": "cmn", "din": "dik", "grn": "gug", "kon": "ktu", "tmh": "taq",
-}
-_DEFAULT_OF_MACRO = {individual: macro for macro, individual in MACRO_DEFAULT.items()}
-
-# Codes some task families use that ISO does not give the language (country codes, near-synonyms).
-EXTRA_CODES = {"jpn": ("jp",), "tgl": ("fil",), "fil": ("tgl", "tl")}
-
-# Withdrawn ISO 639-1 codes people still type.
-DEPRECATED_ISO1 = {"iw": "he", "in": "id", "ji": "yi", "jw": "jv", "mo": "ro"}
-
-# English names some families use where ISO's differ ("Modern Greek (1453-)", "Rundi").
-NAME_ALIASES = {"ell": ("greek",), "run": ("kirundi",), "pcm": ("pidgin",)}
-
-# Scripts of well-known languages not written in Latin; everything else defaults to Latn.
-_SCRIPT_TABLE = """
-Arab: arb ara ary arz apc ajp acm acq aeb ars ayl afb arq pes fas prs urd pbt pus snd uig ckb azb kas bcc
-Deva: hin mar npi nep san mai bho mag awa hne bgc bra dhd rwr swv mwr
-Hans: cmn zho wuu
-Hant: yue
-Jpan: jpn
-Hang: kor
-Cyrl: rus ukr bel bul srp mkd kaz kir tgk khk mon tat bak chv sah oss bxr kpv udm myv mdf
-Ethi: amh tir gez
-Thai: tha
-Hebr: heb ydd yid
-Grek: ell
-Geor: kat
-Armn: hye
-Beng: ben asm mni
-Taml: tam
-Telu: tel
-Knda: kan
-Mlym: mal
-Gujr: guj
-Guru: pan
-Orya: ory ori
-Sinh: sin
-Mymr: mya shn
-Khmr: khm
-Laoo: lao
-Tibt: bod dzo
-Thaa: div
-Tfng: tzm zgh
-Nkoo: nqo
-Olck: sat
-Cher: chr
-Cans: iku
-"""
-DEFAULT_SCRIPT = {code: script for line in _SCRIPT_TABLE.strip().splitlines()
-                  for script, codes in [line.split(":")] for code in codes.split()}
-
-# Chinese written in these regions defaults to Traditional characters.
-_HANT_REGIONS = {"TW", "HK", "MO"}
-
-_USAGE = "pass an ISO 639-1 or 639-3 code, optionally with a script, e.g. 'ny', 'nya' or 'nya_Latn'"
-
-
-@dataclass(frozen=True)
-class Language:
-    """A language as task names spell it: ``iso3`` is the individual language, ``codes`` every alias."""
-
-    iso3: str                # individual-language code benchmarks index by, e.g. "zsm" for Malay
-    iso1: str | None         # two-letter code, e.g. "ms"; None for most low-resource languages
-    script: str              # ISO 15924, e.g. "Latn"
-    name: str                # English name, e.g. "Standard Malay"
-    codes: frozenset[str]    # every code a task may use: ms, msa, zsm
-    names: frozenset[str]    # lower-case English names a task may use: malay, standard_malay
-
-    @property
-    def tag(self) -> str:
-        """The FLORES-200 style code, e.g. ``zsm_Latn``."""
-        return f"{self.iso3}_{self.script}"
-
-
-def _pycountry():
-    """pycountry is imported late so that a missing install fails with a fix, not an ImportError."""
-    try:
-        import pycountry
-    except ImportError as err:  # pragma: no cover - a dependency of langbuild
-        raise LangbuildError("pycountry is missing: pip install pycountry") from err
-    return pycountry
-
-
-def _lookup(code: str):
-    """The ISO 639-3 record of a two- or three-letter code, or None."""
-    languages = _pycountry().languages
-    if len(code) == 2:
-        return languages.get(alpha_2=DEPRECATED_ISO1.get(code, code))
-    return languages.get(alpha_3=code) or languages.get(bibliographic=code)
-
-
-def _split_code(code: str) -> tuple[str, str | None, str | None]:
-    """``nya-Latn`` / ``zh_Hant_TW`` / ``pt-BR`` -> (language, script or None, region or None)."""
-    parts = re.split(r"[-_]", code.strip())
-    language, script, region = parts[0].lower(), None, None
-    rest = parts[1:]
-    if rest and re.fullmatch(r"[A-Za-z]{4}", rest[0]):
-        script = rest.pop(0).title()
-    if rest and re.fullmatch(r"[A-Za-z]{2}|\d{3}", rest[0]):
-        region = rest.pop(0).upper()
-    if rest or not re.fullmatch(r"[a-z]{2,3}", language):
-        raise LangbuildError(f"unknown language code '{code}': {_USAGE}")
-    return language, script, region
-
-
-def _record_name(record) -> str:
-    return re.sub(r"\s*\(.*?\)", "", record.name).strip()
-
-
-def _names_of(records) -> frozenset[str]:
-    """Lower-case, underscore-joined English names, as xlsum_swahili and include_base_44_malay use."""
-    names = set()
-    for record in records:
-        names.add(_record_name(record).lower().replace(" ", "_"))
-        names.update(NAME_ALIASES.get(record.alpha_3, ()))
-    return frozenset(names)
-
-
-def _related(record) -> tuple:
-    """(individual record, macrolanguage record or None) for the record the user named."""
-    languages = _pycountry().languages
-    if record.scope == "M" and record.alpha_3 in MACRO_DEFAULT:
-        return languages.get(alpha_3=MACRO_DEFAULT[record.alpha_3]), record
-    macro = _DEFAULT_OF_MACRO.get(record.alpha_3)
-    return record, languages.get(alpha_3=macro) if macro else None
-
-
-def _default_script(iso3: str, macro: str | None, region: str | None) -> str:
-    if region in _HANT_REGIONS and "zho" in (iso3, macro):
-        return "Hant"
-    return DEFAULT_SCRIPT.get(iso3) or DEFAULT_SCRIPT.get(macro or "") or "Latn"
-
-
-def _check_script(script: str, code: str) -> str:
-    if script in ("Hans", "Hant") or _pycountry().scripts.get(alpha_4=script):
-        return script
-    raise LangbuildError(f"unknown script '{script}' in language code '{code}': use an ISO 15924 script such as Latn, Arab or Cyrl")
-
-
-def parse_language(code: str) -> Language:
-    """Normalise a language code (``ny``, ``nya``, ``nya_Latn``, ``ms``, ``zh-Hant``) to a :class:`Language`."""
-    language, script, region = _split_code(str(code))
-    record = _lookup(language)
-    if record is None or record.scope == "S":  # "und", "mul", "zxx" name no language
-        raise LangbuildError(f"unknown language code '{code}': {_USAGE}")
-    individual, macro = _related(record)
-    records = [r for r in (individual, macro) if r is not None]
-    codes = {r.alpha_3 for r in records} | {r.alpha_2 for r in records if hasattr(r, "alpha_2")}
-    codes.update(EXTRA_CODES.get(individual.alpha_3, ()))
-    typed_iso1 = language if len(language) == 2 else None
-    iso1 = DEPRECATED_ISO1.get(typed_iso1, typed_iso1) or next((r.alpha_2 for r in records if hasattr(r, "alpha_2")), None)
-    macro_code = macro.alpha_3 if macro else None
-    return Language(
-        iso3=individual.alpha_3,
-        iso1=iso1,
-        script=_check_script(script, code) if script else _default_script(individual.alpha_3, macro_code, region),
-        name=_record_name(individual),
-        codes=frozenset(codes | ({iso1} if iso1 else set())),
-        names=_names_of(records),
-    )
-
+from ..core.languages import Language, parse_language
 
 # ---------------------------------------------------------------- task families
 
@@ -483,31 +314,6 @@ def check_task_names(requested: list[str], names: Iterable[str] | None = None) -
         hint = f"did you mean '{close}'?" if close else "run 'langbuild eval --list-tasks' to see the tasks for your language"
         unknown.append((name, f"'{name}' is not an lm-eval task: {hint}"))
     return known, unknown
-
-
-# ---------------------------------------------------------------- offline use
-
-_OFFLINE_VARS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "LANGBUILD_OFFLINE")
-
-
-def _truthy(value: str | None) -> bool:
-    return (value or "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def is_offline() -> bool:
-    """True when the user asked for no network: HF_HUB_OFFLINE, HF_DATASETS_OFFLINE or LANGBUILD_OFFLINE."""
-    return any(_truthy(os.environ.get(var)) for var in _OFFLINE_VARS)
-
-
-def hub_needed_message(task: str) -> str:
-    """Why a built-in task cannot run offline, and the two ways out, in one line."""
-    set_vars = [var for var in _OFFLINE_VARS if _truthy(os.environ.get(var))]
-    if set_vars:
-        why = f"{' and '.join(set_vars)} {'is' if len(set_vars) == 1 else 'are'} set"
-    else:
-        why = "no network, or HF_HUB_OFFLINE / HF_DATASETS_OFFLINE set"
-    return (f"{task}: its data comes from the Hugging Face hub, which is unavailable offline ({why}): "
-            "run it once online so the datasets cache has it, or use a local .jsonl task in eval.tasks")
 
 
 # ---------------------------------------------------------------- display

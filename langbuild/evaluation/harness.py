@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..core.environment import is_offline, offline_variables_set
 from ..core.errors import one_line
 from . import bootstrap
 from .local_tasks import LocalTask
@@ -150,9 +151,19 @@ def run_builtin(lm, task: str, task_manager, cache_file: Path | None, limit: int
 UNREACHABLE = ("Offline", "Connection", "Timeout", "HTTPError", "DatasetNotFound", "LocalEntryNotFound", "HfHubHTTP")
 
 
-def _reason(task: str, err: Exception) -> str:
-    from .builtin_tasks import hub_needed_message, is_offline
+def hub_needed_message(task: str) -> str:
+    """Why a built-in task cannot run offline, and the two ways out, in one line."""
+    switches = offline_variables_set()
+    if switches:
+        names = switches[0] if len(switches) == 1 else f"{', '.join(switches[:-1])} and {switches[-1]}"
+        why = f"{names} {'is' if len(switches) == 1 else 'are'} set"
+    else:
+        why = "no network, or HF_HUB_OFFLINE / HF_DATASETS_OFFLINE set"
+    return (f"{task}: its data comes from the Hugging Face hub, which is unavailable offline ({why}): "
+            "run it once online so the datasets cache has it, or use a local .jsonl task in eval.tasks")
 
+
+def _reason(task: str, err: Exception) -> str:
     chain = [err, err.__cause__, err.__context__]
     if is_offline() or any(any(word in type(e).__name__ for word in UNREACHABLE) for e in chain if e is not None):
         return hub_needed_message(task)

@@ -19,7 +19,7 @@ from pathlib import Path
 from string import Template
 
 from ..core.errors import LangbuildError
-from ..scaffold import TEMPLATES
+from ..core.resources import templates_dir
 
 KIND_FIELDS = {
     "multiple_choice": ("query", "choices", "gold"),
@@ -135,7 +135,7 @@ def write_task_yaml(task: LocalTask, folder: Path, max_new_tokens: int = 64) -> 
     generation_metric = task.extra.get("metric", "exact_match")
     if generation_metric not in GENERATION_METRICS:
         raise LangbuildError(f"unknown generation metric '{generation_metric}': use one of {', '.join(GENERATION_METRICS)}")
-    template = Template((TEMPLATES / "lm_eval" / TEMPLATE_FILES[task.kind]).read_text(encoding="utf-8"))
+    template = Template((templates_dir() / "lm_eval" / TEMPLATE_FILES[task.kind]).read_text(encoding="utf-8"))
     options = "\n    ignore_case: true\n    ignore_punctuation: true" if generation_metric == "exact_match" else ""
     text = template.substitute(
         task=task.name, data_file=json.dumps(str(task.data_file)), metric=generation_metric,

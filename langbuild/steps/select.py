@@ -3,8 +3,10 @@
 Per candidate, selection.json records: parameters; tokens per word and bits per byte on the held-out
 target sample; bits per byte on source-language text (eval.source_text, the knowledge training may make
 it forget); the memory training it would take at train.batch_size x train.seq_len, estimated from its
-shape (the formula is in langbuild/budget.py), and whether that fits the memory budget; and seconds per
-million training tokens, timed on real training steps after scoring.
+shape for the plan train will run (the largest of train.stages, with train.precision, the chunked loss,
+train.gradient_checkpointing, train.num_processes and train.launcher; the formula is in
+langbuild/budget.py), and whether that fits the memory budget; and seconds per million training
+tokens, timed on real training steps after scoring.
 
 Rules (select.rule); ties always go to the model with fewer parameters:
 
@@ -28,7 +30,7 @@ from dataclasses import dataclass
 
 from rich.table import Table
 
-from ..budget import FLOAT32, GB, machine_memory, memory_budget, time_training_steps, training_memory
+from ..budget import GB, Recipe, machine_memory, memory_budget, time_training_steps, training_memory
 from ..core.atomic import atomic_write_json
 from ..core.errors import LangbuildError, is_out_of_memory, out_of_memory_becomes
 from ..corpus.shards import read_split
@@ -45,7 +47,7 @@ RULES = {
     "fastest": "fewest seconds per million training tokens",
 }
 SCORING_WINDOW = 512  # tokens per window in bits_per_byte
-SCORING_LOGITS_BYTES = GB  # cap on one float32 logits tensor while scoring: a 262k vocabulary makes them huge
+SCORING_BATCH = 8  # windows per forward pass: the output layer runs by chunks, so a big vocabulary costs no more
 
 
 @dataclass(frozen=True)
@@ -61,14 +63,19 @@ class Plan:
     machine: int
     machine_source: str
     precision: str = "fp32"  # what train will compute in (train.precision resolved on this machine)
+    recipes: tuple[Recipe, ...] = (Recipe(),)  # one per train stage: the estimate is the largest of them
 
     @classmethod
     def from_config(cls, config) -> Plan:
+        import torch
+
         budget, budget_source = memory_budget(config.get("select.memory_budget_gb"))
         machine, machine_source = machine_memory()
         precision = resolve_precision(config.get("train.precision")).name
+        gpu = torch.cuda.is_available()
+        recipes = tuple(Recipe.for_train(config, stage, gpu) for stage in config.get("train.stages"))
         return cls(config.get("train.batch_size"), config.get("train.seq_len"), config.get("select.timing_steps"),
-                   config.get("project.seed"), budget, budget_source, machine, machine_source, precision)
+                   config.get("project.seed"), budget, budget_source, machine, machine_source, precision, recipes)
 
     def describe_budget(self) -> str:
         return f"{_size(self.budget)} ({self.budget_source})"
@@ -94,11 +101,6 @@ def source_sample(ctx) -> list[str] | None:
     return lines
 
 
-def _scoring_batch(vocab: int) -> int:
-    """Windows scored at once, fewer for big vocabularies so that logits stay under SCORING_LOGITS_BYTES."""
-    return max(1, min(8, SCORING_LOGITS_BYTES // (FLOAT32 * SCORING_WINDOW * vocab)))
-
-
 def score_candidate(name: str, ctx, sample: list[str], source: list[str] | None, plan: Plan) -> dict:
     """Every measure of one candidate; a candidate that cannot be used stops the step, naming it."""
     try:
@@ -111,11 +113,11 @@ def _score(name: str, ctx, sample: list[str], source: list[str] | None, plan: Pl
     trust = ctx.config.get("project.trust_remote_code")
     folder = resolve_model(name, ctx.project.root, trust)
     tokenizer = load_tokenizer(folder, trust)
-    # Scoring already holds the logits small (_scoring_batch): running out here means the model itself does not fit.
+    # Scoring runs the output layer by chunks: running out here means the model itself does not fit.
     with out_of_memory_becomes("out of memory loading and scoring it: it does not fit this machine; remove it"):
         model = load_model(folder, trust)
         check_vocabulary_fits(model, tokenizer, folder)
-        batch = _scoring_batch(model.get_output_embeddings().weight.shape[0])
+        batch = SCORING_BATCH
         scores = {
             "name": name,
             "path": str(folder),
@@ -137,8 +139,14 @@ def _score(name: str, ctx, sample: list[str], source: list[str] | None, plan: Pl
 
 
 def _memory(model, plan: Plan) -> dict:
-    parts = training_memory(model, plan.batch_size, plan.seq_len, plan.precision)
-    return {"memory_bytes": parts, "memory_gb": parts["total"] / GB, "fits": parts["total"] <= plan.budget}
+    """The estimate of the train stage that needs the most; CPU processes share the one machine's memory."""
+    per_stage = [training_memory(model, plan.batch_size, plan.seq_len, plan.precision, recipe) for recipe in plan.recipes]
+    parts = max(per_stage, key=lambda p: p["total"])
+    recipe = plan.recipes[per_stage.index(parts)]
+    if recipe.processes > 1 and not recipe.on_gpu:
+        parts = {key: value * recipe.processes for key, value in parts.items()}
+    return {"memory_bytes": parts, "memory_gb": parts["total"] / GB, "fits": parts["total"] <= plan.budget,
+            "memory_stage": recipe.stage}
 
 
 def _timing(model, vocab: int, scores: dict, plan: Plan) -> dict:

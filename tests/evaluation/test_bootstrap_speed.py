@@ -106,7 +106,8 @@ def test_paired_difference_sees_a_small_consistent_gain():
 
 
 def old_bits_per_byte(model, tokenizer, texts, window, batch_size):
-    """bits_per_byte as it was before the per-window keys, copied verbatim: its numbers must not move."""
+    """bits_per_byte as it was before the per-window keys, copied verbatim: its numbers must not move
+    (beyond float rounding)."""
     text = "\n".join(texts)
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
@@ -164,7 +165,10 @@ def test_bits_per_byte_numbers_are_unchanged(loaded, family):
     for window, batch in ((9, 3), (64, 2), (512, 8)):
         scored = bits_per_byte(model, tokenizer, TEXTS, window=window, batch_size=batch)
         old = old_bits_per_byte(model, tokenizer, TEXTS, window, batch)
-        assert {key: scored[key] for key in old} == old  # exactly, not approximately
+        # The output layer now runs by chunks (langbuild.training.loss): the same sums in another order,
+        # so the last float digits may move; tokens and bytes must not.
+        assert scored["tokens"] == old["tokens"] and scored["bytes"] == old["bytes"]
+        assert scored["bits_per_byte"] == pytest.approx(old["bits_per_byte"], rel=1e-6)
 
 
 def test_window_bytes_without_offsets_spread_by_tokens():

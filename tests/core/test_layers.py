@@ -1,0 +1,256 @@
+"""Layers that only point down, and no import cycles, read from the source with ``ast``.
+
+The layer order enforced, lowest first (a module may import its own layer and any layer below it):
+
+    core      langbuild (the package's __init__, only __version__), langbuild.core.*
+    text      langbuild.words, langbuild.textio
+    library   corpus, evaluation, training, embedding_init, reporting and the library modules at the
+              package root (models, metrics, extension, curves, datasets, reference_texts,
+              token_vectors, word_vectors, budget)
+    steps     langbuild.steps.*: read settings, call the library, write outputs
+    pipeline  langbuild.pipeline: runs the steps
+    project   scaffold, wizard, export, demo: commands that create, fill or ship a project
+    cli       langbuild.cli, langbuild.__main__
+
+Every import counts for the layer rule, wherever it is written: at module level, inside a function
+(langbuild imports heavy libraries late, which is no licence to reach upwards), or through
+``importlib.import_module("langbuild....")``.
+
+Cycles are checked twice. Among imports that run when a module is imported (module and class bodies,
+including under ``if``/``try``), a cycle breaks or half-initialises a module depending on which one is
+imported first. An import inside a function runs later and may point sideways within its layer, but a
+cycle that closes only through such imports is refused too, so that each layer also points one way.
+
+A new module must be given a layer in ``LAYERS`` below; the test says so when one is missing.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from pathlib import Path
+
+import langbuild
+
+PACKAGE_DIR = Path(langbuild.__file__).resolve().parent
+ROOT = "langbuild"
+
+LAYERS: list[tuple[str, tuple[str, ...]]] = [
+    ("core", (ROOT, "langbuild.core")),
+    ("text", ("langbuild.words", "langbuild.textio")),
+    ("library", ("langbuild.corpus", "langbuild.evaluation", "langbuild.training", "langbuild.embedding_init",
+                 "langbuild.reporting", "langbuild.models", "langbuild.metrics", "langbuild.extension",
+                 "langbuild.curves", "langbuild.datasets", "langbuild.reference_texts", "langbuild.token_vectors",
+                 "langbuild.word_vectors", "langbuild.budget")),
+    ("steps", ("langbuild.steps",)),
+    ("pipeline", ("langbuild.pipeline",)),
+    ("project", ("langbuild.scaffold", "langbuild.wizard", "langbuild.export", "langbuild.demo")),
+    ("cli", ("langbuild.cli", "langbuild.__main__")),
+]
+
+
+@dataclass(frozen=True)
+class Import:
+    source: str      # the importing module, e.g. langbuild.core.config
+    target: str      # the imported langbuild module
+    file: Path
+    line: int
+    at_import: bool  # runs when ``source`` is imported (module or class body), not when a function is called
+
+    def where(self, package_dir: Path) -> str:
+        return f"{self.file.relative_to(package_dir.parent)}:{self.line}"
+
+
+def module_names(package_dir: Path, root: str) -> dict[str, Path]:
+    names = {}
+    for path in sorted(package_dir.rglob("*.py")):
+        parts = [root, *path.relative_to(package_dir).with_suffix("").parts]
+        if parts[-1] == "__init__":
+            parts.pop()
+        names[".".join(parts)] = path
+    return names
+
+
+def _in_function(parents: dict[ast.AST, ast.AST], node: ast.AST) -> bool:
+    while node in parents:
+        node = parents[node]
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            return True
+    return False
+
+
+def _dynamic_target(node: ast.Call) -> str | None:
+    """``importlib.import_module("langbuild.x")`` or ``(f"langbuild.steps.{name}")``: the fixed dotted part."""
+    func = node.func
+    name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
+    if name != "import_module" or not node.args:
+        return None
+    arg = node.args[0]
+    if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+        return arg.value
+    if isinstance(arg, ast.JoinedStr) and arg.values and isinstance(arg.values[0], ast.Constant):
+        return str(arg.values[0].value).rsplit(".", 1)[0]  # "langbuild.steps." + name -> langbuild.steps
+    return None
+
+
+def collect_imports(package_dir: Path, root: str) -> tuple[dict[str, Path], list[Import]]:
+    """Every import of a module of the package by a module of the package, relative ones resolved."""
+    modules = module_names(package_dir, root)
+    found = []
+    for source, path in modules.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        parents = {child: parent for parent in ast.walk(tree) for child in ast.iter_child_nodes(parent)}
+        package = source if path.name == "__init__.py" else source.rpartition(".")[0]
+        for node in ast.walk(tree):
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base_parts = package.split(".")
+                    base_parts = base_parts[: len(base_parts) - node.level + 1]  # "." is the package itself
+                    base = ".".join(base_parts + ([node.module] if node.module else []))
+                else:
+                    base = node.module or ""
+                # "from . import bootstrap" names a submodule; "from .errors import one_line" a name in a module.
+                targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base for alias in node.names]
+            elif isinstance(node, ast.Call):
+                dynamic = _dynamic_target(node)
+                targets = [dynamic] if dynamic else []
+            for target in dict.fromkeys(targets):
+                while target and target not in modules and "." in target:  # import_module("pkg.mod.attr")
+                    target = target.rpartition(".")[0]
+                if target in modules and target != source:
+                    found.append(Import(source, target, path, node.lineno, not _in_function(parents, node)))
+    return modules, found
+
+
+def layer_of(module: str, layers: list[tuple[str, tuple[str, ...]]], root: str) -> tuple[int, str] | None:
+    """(rank, name) of the layer whose longest prefix matches; the root package matches only itself."""
+    best = None
+    for rank, (name, prefixes) in enumerate(layers):
+        for prefix in prefixes:
+            matches = module == prefix if prefix == root else module == prefix or module.startswith(prefix + ".")
+            if matches and (best is None or len(prefix) > best[0]):
+                best = (len(prefix), rank, name)
+    return best and best[1:]
+
+
+def layer_violations(package_dir: Path, root: str, layers) -> list[str]:
+    modules, imports = collect_imports(package_dir, root)
+    problems = [f"{modules[m].relative_to(package_dir.parent)} has no layer: add {m} to LAYERS in tests/core/test_layers.py"
+                for m in modules if layer_of(m, layers, root) is None]
+    for imp in imports:
+        source, target = layer_of(imp.source, layers, root), layer_of(imp.target, layers, root)
+        if source and target and target[0] > source[0]:
+            problems.append(f"{imp.where(package_dir)}: {imp.source} ({source[1]} layer) imports {imp.target} "
+                            f"({target[1]} layer, above it); move the shared code down, or the import up")
+    return problems
+
+
+def import_cycles(package_dir: Path, root: str, at_import_only: bool = True) -> list[str]:
+    """Each cycle, as 'a -> b -> a' with the file:line of each edge; among imports that run at import time
+    only, or among all of them."""
+    _, imports = collect_imports(package_dir, root)
+    edges: dict[str, dict[str, Import]] = {}
+    for imp in imports:
+        if imp.at_import or not at_import_only:
+            edges.setdefault(imp.source, {}).setdefault(imp.target, imp)
+    cycles, seen = [], set()
+    state: dict[str, int] = {}  # 1: on the current path, 2: finished
+    path: list[str] = []
+
+    def visit(module: str) -> None:
+        state[module] = 1
+        path.append(module)
+        for target in sorted(edges.get(module, {})):
+            if state.get(target) == 1:
+                loop = path[path.index(target):] + [target]
+                key = frozenset(loop)
+                if key not in seen:
+                    seen.add(key)
+                    steps = [f"{a} ({edges[a][b].where(package_dir)}) -> {b}" for a, b in zip(loop, loop[1:])]
+                    cycles.append("import cycle: " + "; ".join(steps))
+            elif target not in state:
+                visit(target)
+        path.pop()
+        state[module] = 2
+
+    for module in sorted(edges):
+        if module not in state:
+            visit(module)
+    return cycles
+
+
+def test_every_import_points_to_the_same_layer_or_below():
+    problems = layer_violations(PACKAGE_DIR, ROOT, LAYERS)
+    assert not problems, "imports that point up a layer:\n" + "\n".join(problems)
+
+
+def test_core_imports_nothing_from_langbuild_outside_core():
+    _, imports = collect_imports(PACKAGE_DIR, ROOT)
+    outside = [f"{imp.where(PACKAGE_DIR)}: {imp.source} imports {imp.target}" for imp in imports
+               if imp.source.startswith("langbuild.core") and not imp.target.startswith("langbuild.core")]
+    assert not outside, "core must import only core:\n" + "\n".join(outside)
+
+
+def test_no_import_cycles_at_import_time():
+    cycles = import_cycles(PACKAGE_DIR, ROOT)
+    assert not cycles, "\n".join(cycles)
+
+
+def test_no_import_cycles_even_through_imports_inside_functions():
+    # Such a cycle runs only because one import is delayed, and it needs a sideways import within a
+    # layer (the layer rule bans upward ones): evaluation/builtin_tasks <-> harness was one. Putting the
+    # shared code in the lower of the two modules keeps each layer itself in one direction.
+    cycles = import_cycles(PACKAGE_DIR, ROOT, at_import_only=False)
+    assert not cycles, "\n".join(cycles) + "\n(counting imports inside functions: move the shared code down)"
+
+
+# ---------------------------------------------------------------- the checker itself, on a package built here
+
+
+def _write(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        path = root / "pkg" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root / "pkg"
+
+
+PKG_LAYERS = [("core", ("pkg", "pkg.core")), ("library", ("pkg.lib",)), ("cli", ("pkg.cli",))]
+
+
+def test_the_checker_names_an_upward_import_and_a_module_without_a_layer(tmp_path):
+    package = _write(tmp_path, {
+        "__init__.py": "",
+        "core/__init__.py": "",
+        "core/config.py": "def check():\n    from ..lib.codes import parse\n    return parse\n",
+        "lib/__init__.py": "",
+        "lib/codes.py": "from ..core import config\nfrom pkg.core.config import check\n",
+        "cli.py": "import importlib\nfrom .lib import codes\nrun = importlib.import_module('pkg.lib.codes')\n",
+        "stray.py": "",
+    })
+    problems = layer_violations(package, "pkg", PKG_LAYERS)
+    assert problems == [
+        "pkg/stray.py has no layer: add pkg.stray to LAYERS in tests/core/test_layers.py",
+        "pkg/core/config.py:2: pkg.core.config (core layer) imports pkg.lib.codes (library layer, above it); "
+        "move the shared code down, or the import up",
+    ]
+
+
+def test_the_checker_finds_a_cycle_at_import_time_but_not_through_a_function(tmp_path):
+    package = _write(tmp_path, {
+        "__init__.py": "",
+        "lib/__init__.py": "",
+        "lib/a.py": "from . import b\n",
+        "lib/b.py": "try:\n    from .a import x\nexcept ImportError:\n    pass\n",
+        "lib/c.py": "from .d import y\n",
+        "lib/d.py": "def later():\n    from .c import z\n",
+    })
+    assert import_cycles(package, "pkg") == [
+        "import cycle: pkg.lib.a (pkg/lib/a.py:1) -> pkg.lib.b; pkg.lib.b (pkg/lib/b.py:2) -> pkg.lib.a"
+    ]
+    assert import_cycles(package, "pkg", at_import_only=False)[1] == (
+        "import cycle: pkg.lib.c (pkg/lib/c.py:1) -> pkg.lib.d; pkg.lib.d (pkg/lib/d.py:2) -> pkg.lib.c"
+    )
