@@ -216,10 +216,10 @@ SCHEMA: dict[str, dict[str, Setting]] = {
                             "or dataset (at ~4 characters a token)", minimum=1, fingerprinted_with_inputs=True),
         "replay_prompts": _s(str, "flores-eng-a", "replay_text = self: text whose lines' first words start the samples "
                              "(a file or a packaged text; empty: start from the BOS token alone)", fingerprinted_with_inputs=True),
-        "lora_rank": _s(int, 16, "lora stage: adapter rank", minimum=1),
+        "lora_rank": _s(int, 16, "lora stage: adapter rank", minimum=1, also=("select",)),
         "lora_alpha": _s(int, 32, "lora stage: adapter scale numerator (scale = alpha / rank)", minimum=1),
         "unfreeze_layers": _s(int, 0, "embeddings and lora stages: also train the first and last N transformer blocks",
-                              minimum=0),
+                              minimum=0, also=("select",)),
         "precision": _s(str, "auto", "auto: bf16 where this machine runs it faster (a GPU with bf16, or a CPU where a short "
                        "measurement shows it), else fp32; bf16 keeps fp32 master weights", choices=("auto", "fp32", "bf16", "fp16"),
                        also=("select",)),

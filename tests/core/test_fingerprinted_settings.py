@@ -37,7 +37,7 @@ def test_a_section_whose_every_setting_counts_is_fingerprinted_by_its_name():
     assert "extend" in get_step("extend").reads and "extend.init" not in get_step("extend").reads
     assert "train" not in get_step("train").reads and "train.learning_rate" in get_step("train").reads
     # Select estimates training memory, so the training plan behind the estimate re-runs it.
-    assert {"train.seq_len", "train.batch_size", "train.stages", "train.precision"} <= set(get_step("select").reads)
+    assert {"train.seq_len", "train.batch_size", "train.stages", "train.precision", "train.lora_rank"} <= set(get_step("select").reads)
 
 
 @pytest.mark.parametrize("step, key, stale", [
