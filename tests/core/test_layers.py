@@ -4,7 +4,7 @@ The layer order enforced, lowest first (a module may import its own layer and an
 
     core      langbuild (the package's __init__, only __version__), langbuild.core.*
     text      langbuild.words, langbuild.textio
-    library   corpus, evaluation, training, embedding_init, reporting and the library modules at the
+    library   corpus, evaluation, training, embedding_init, reporting, tokenization and the library modules at the
               package root (models, metrics, extension, curves, datasets, reference_texts,
               token_vectors, word_vectors, budget)
     steps     langbuild.steps.*: read settings, call the library, write outputs
@@ -41,7 +41,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("library", ("langbuild.corpus", "langbuild.evaluation", "langbuild.training", "langbuild.embedding_init",
                  "langbuild.reporting", "langbuild.models", "langbuild.metrics", "langbuild.extension",
                  "langbuild.curves", "langbuild.datasets", "langbuild.reference_texts", "langbuild.token_vectors",
-                 "langbuild.word_vectors", "langbuild.budget")),
+                 "langbuild.word_vectors", "langbuild.budget", "langbuild.tokenization")),
     ("steps", ("langbuild.steps",)),
     ("pipeline", ("langbuild.pipeline",)),
     ("project", ("langbuild.scaffold", "langbuild.wizard", "langbuild.export", "langbuild.demo")),
