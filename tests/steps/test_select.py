@@ -16,6 +16,7 @@ from langbuild.core.errors import LangbuildError
 from langbuild.core.project import Project
 from langbuild.models import load_model, parameter_count
 from langbuild.pipeline import StepContext
+from langbuild.selection import Plan, choose
 from langbuild.steps import select
 from tests.tiny import FAMILIES, make_tiny_project, read_json
 
@@ -51,8 +52,8 @@ def by_memory(selection: dict) -> list[dict]:
     return sorted(selection["candidates"], key=lambda c: c["memory_bytes"]["total"])
 
 
-def plan(budget_bytes: int, seq_len: int = 32) -> select.Plan:
-    return select.Plan(batch_size=2, seq_len=seq_len, timing_steps=2, seed=0, budget=budget_bytes,
+def plan(budget_bytes: int, seq_len: int = 32) -> Plan:
+    return Plan(batch_size=2, seq_len=seq_len, timing_steps=2, seed=0, budget=budget_bytes,
                        budget_source="test", machine=64 * GB, machine_source="RAM")
 
 
@@ -139,26 +140,26 @@ def test_each_rule_picks_its_winner(selection):
     small, large = by_memory(selection)
     everything = plan(large["memory_bytes"]["total"])
     lowest_bpb = min(candidates, key=lambda c: c["bits_per_byte"])
-    assert select.choose(candidates, "bpb-within-budget", everything) is lowest_bpb
+    assert choose(candidates, "bpb-within-budget", everything) is lowest_bpb
     only_small = plan((small["memory_bytes"]["total"] + large["memory_bytes"]["total"]) // 2)
-    assert select.choose(candidates, "bpb-within-budget", only_small) is small
-    assert select.choose(candidates, "bpb", plan(1)) is lowest_bpb  # memory ignored
-    assert select.choose(candidates, "fewest-parameters", plan(1)) is min(candidates, key=lambda c: c["parameters"])
+    assert choose(candidates, "bpb-within-budget", only_small) is small
+    assert choose(candidates, "bpb", plan(1)) is lowest_bpb  # memory ignored
+    assert choose(candidates, "fewest-parameters", plan(1)) is min(candidates, key=lambda c: c["parameters"])
     fastest = min(candidates, key=lambda c: c["seconds_per_million_tokens"])
-    assert select.choose(candidates, "fastest", plan(1)) is fastest
+    assert choose(candidates, "fastest", plan(1)) is fastest
 
 
 def test_ties_go_to_fewer_parameters(selection):
     tied = [{**c, "bits_per_byte": 5.0, "seconds_per_million_tokens": 100.0} for c in selection["candidates"]]
     fewer = min(tied, key=lambda c: c["parameters"])
     for rule in ("bpb-within-budget", "bpb", "fastest"):
-        assert select.choose(tied, rule, plan(64 * GB)) is fewer
+        assert choose(tied, rule, plan(64 * GB)) is fewer
 
 
 def test_when_nothing_fits_the_error_names_the_closest(selection):
     small, _ = by_memory(selection)
     with pytest.raises(LangbuildError, match="select.memory_budget_gb") as err:
-        select.choose(selection["candidates"], "bpb-within-budget", plan(small["memory_bytes"]["total"] - 1))
+        choose(selection["candidates"], "bpb-within-budget", plan(small["memory_bytes"]["total"] - 1))
     assert f"'{small['name']}'" in str(err.value) and "train.batch_size" in str(err.value)
 
 

@@ -14,7 +14,8 @@ from langbuild.core.project import Project
 from langbuild.corpus.shards import read_split
 from langbuild.models import load_tokenizer
 from langbuild.scaffold import create_project
-from langbuild.steps.tokenizer import Recipe, read_train_sample, reservoir_sample, train_tokenizer
+from langbuild.tokenization.sampling import read_train_sample, reservoir_sample
+from langbuild.tokenization.training import Recipe, train_tokenizer
 from tests.tiny import chichewa_split, english_lines, read_json, write_lines
 
 QUIET = Console(quiet=True)
@@ -153,7 +154,7 @@ TRICKY = ["", " ", "  two leading spaces", "trailing  ", "tab\there", "a  b   c"
 def test_sentencepiece_export_matches_sentencepiece_on_tricky_text(tmp_path, model_type, byte_fallback):
     ruth = chichewa_split()[1]
     # The corpus shows every character of "<s>" and "<0x12>": the export then never reads them in text as a special
-    # or byte piece. (With one of those characters unseen, a Unigram export still would: see _spm_model.)
+    # or byte piece. (With one of those characters unseen, a Unigram export still would: see tokenization.sentencepiece._spm_model.)
     train = [*ruth[:70], "1 < 2 > 0 / x"]
     trained = train_tokenizer(train, Recipe("sentencepiece", model_type, byte_fallback, 0), 500, tmp_path)
     processor = spm.SentencePieceProcessor(model_proto=trained.spm_model)

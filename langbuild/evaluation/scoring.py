@@ -1,0 +1,128 @@
+"""Scoring one model for the eval step: bits per byte of held-out text with bootstrap intervals, tokens
+per word, generation speed (pipeline models only) and the planned lm-eval benchmarks."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..core.errors import out_of_memory_becomes
+from ..core.hashing import hash_file, hash_json
+from ..metrics import bits_per_byte, hf_encoder, tokenizer_stats
+from ..models import load_model, load_tokenizer
+from ..reporting.data import PIPELINE_MODELS
+from ..training.precision import cast_parameters
+from . import bootstrap
+from .task_plan import TaskPlan
+
+
+@dataclass(frozen=True)
+class ScoringSettings:
+    """The eval settings every model is scored under."""
+
+    batch_size: int  # eval.batch_size: held-out windows and lm-eval requests scored at once
+    bootstrap_samples: int
+    max_items: int | None  # eval.max_items: lm-eval's limit per task
+    seed: int
+    trust_remote_code: bool
+    precision: str  # eval.precision resolved on this machine
+    cache_dir: Path  # where lm-eval's request caches live, one per model identity
+
+
+def safe_name(text: str) -> str:
+    """A file name from a label or task name (which may be a path or come from a user's YAML)."""
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in text) or "_"
+
+
+def model_identity(folder: Path) -> str:
+    """A hash of a model folder's weights and tokenizer: the key of its lm-eval request cache."""
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix != ".md")
+    return hash_json({p.name: hash_file(p) for p in files})[:20]
+
+
+def held_out_bits(model, tokenizer, texts: dict[str, list[str]], batch_size: int, bootstrap_samples: int, seed: int) -> dict:
+    """Per side ("target", "source"): bits per byte with its bootstrap interval, bytes, tokens per word."""
+    out = {}
+    for side, sample in texts.items():
+        scored = bits_per_byte(model, tokenizer, sample, batch_size=batch_size)
+        out[side] = {
+            "bits_per_byte": scored["bits_per_byte"],
+            "interval": bootstrap.bits_per_byte_interval(scored, samples=bootstrap_samples, seed=seed),
+            "bytes": scored["bytes"],
+            "tokens_per_word": tokenizer_stats(hf_encoder(tokenizer), sample)["tokens_per_word"],
+        }
+    return out
+
+
+def speed_texts(held_out: list[str], chars: int) -> list[str]:
+    """The first held-out documents, until they hold ``chars`` characters (eval.speed_chars)."""
+    chosen, total = [], 0
+    for text in held_out:
+        if total >= chars:
+            break
+        chosen.append(text)
+        total += len(text)
+    return chosen
+
+
+def generation_speed(model, tokenizer, texts: list[str], splits: list[int]) -> dict | None:
+    """Characters/s decoding ``texts`` after prompts cut at the same characters for every model."""
+    from .speed import forced_generation_speed
+
+    return forced_generation_speed(model, tokenizer, texts, splits=splits) if texts else None
+
+
+def run_benchmarks(model, tokenizer, label: str, folder: Path, plan: TaskPlan, task_manager, settings: ScoringSettings) -> dict:
+    """Every planned task on one model; a task that fails on it is added to ``plan.skipped``."""
+    from . import harness
+
+    # The same weights answer differently in another precision: the precision is part of the cache's key.
+    identity = f"{model_identity(folder)}-{str(model.dtype).removeprefix('torch.')}"
+    cache_file = settings.cache_dir / f"{safe_name(label)[:40]}-{identity}"
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    cached = any(cache_file.parent.glob(cache_file.name + "_rank*.db"))
+    lm = harness.make_lm(model, tokenizer, settings.batch_size)
+    options = {"limit": settings.max_items, "bootstrap_samples": settings.bootstrap_samples, "seed": settings.seed}
+    started = time.perf_counter()
+    scores = harness.run_local(lm, plan.local, plan.folder, cache_file, **options)
+    for name in [*plan.yaml_tasks, *plan.builtin]:
+        manager = task_manager(plan.yaml_tasks.get(name))
+        score, reason = harness.run_builtin(lm, name, manager, cache_file, **options)
+        if score:
+            scores[name] = score
+        elif reason and not any(s.get("task") == name for s in plan.skipped):
+            plan.skip(name, reason)
+    return {"scores": scores, "seconds": time.perf_counter() - started, "cached": cached}
+
+
+def task_managers():
+    """Task managers built on first use, one per folder of user YAML and one for lm-eval's built-in
+    tasks (indexing its ~15,000 tasks takes ~12 s, so only when one is asked for)."""
+    made: dict[Path | None, object] = {}
+
+    def get(folder: Path | None):
+        if folder not in made:
+            from lm_eval.tasks import TaskManager
+
+            made[folder] = TaskManager(include_path=str(folder), include_defaults=False) if folder else TaskManager()
+        return made[folder]
+
+    return get
+
+
+def score_model(label: str, folder: Path, texts: dict[str, list[str]], speed: tuple[list[str], list[int]], plan: TaskPlan,
+                managers, settings: ScoringSettings) -> dict:
+    """Held-out bits per byte, generation speed (pipeline models) and benchmarks of the model in ``folder``."""
+    tokenizer = load_tokenizer(folder, settings.trust_remote_code)
+    # eval.batch_size sets both the held-out windows and the lm-eval requests scored at once.
+    with out_of_memory_becomes(f"out of memory scoring the {label} model: lower eval.batch_size "
+                               f"(now {settings.batch_size})"):
+        model = cast_parameters(load_model(folder, settings.trust_remote_code), settings.precision)
+        result = {"held_out": held_out_bits(model, tokenizer, texts, settings.batch_size, settings.bootstrap_samples,
+                                            settings.seed)}
+        if label in PIPELINE_MODELS:
+            result["speed"] = generation_speed(model, tokenizer, *speed)
+        result["benchmarks"] = run_benchmarks(model, tokenizer, label, folder, plan, managers, settings)
+    del model
+    return result
