@@ -174,7 +174,7 @@ STEPS: list[Step] = [
          ("project.seed", "select", "eval.source_text", "train.seq_len", "train.batch_size", "project.trust_remote_code"),
          ("corpus",), "2", "select", external_inputs=_select_inputs, passes_on=("chosen", "chosen_model")),
     Step("extend", "add target-language tokens to the base model and initialise their embeddings",
-         ("project.seed", "extend", "project.trust_remote_code"), ("corpus", "tokenizer", "select"), "4", "extend",
+         ("project.seed", "extend", "project.trust_remote_code"), ("corpus", "tokenizer", "select"), "5", "extend",
          external_inputs=_extend_inputs),
     # Checkpoint cadence, threads, process count and logging do not change the result (resume is exact;
     # several processes share one global batch), so they are not fingerprinted: changing them never
@@ -187,7 +187,7 @@ STEPS: list[Step] = [
          "2", "evaluate",
          external_inputs=_eval_inputs),
     Step("report", "write report/report.md, report.html and model_card.md", ("project", "extend.pad_to_multiple_of"),
-         ("corpus", "tokenizer", "select", "extend", "train", "eval"), "4", "report", sees_all_upstream=True),
+         ("corpus", "tokenizer", "select", "extend", "train", "eval"), "5", "report", sees_all_upstream=True),
 ]
 STEP_NAMES = [step.name for step in STEPS]
 
