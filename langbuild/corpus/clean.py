@@ -25,12 +25,14 @@ from itertools import accumulate, compress
 from operator import mul, not_
 
 from ..textio import script_of
+from ..words import words as split_words
 
 FILTER_NAMES = ("too_short", "word_count", "mean_word_length", "symbol_ratio", "bullet_lines", "ellipsis_lines",
                 "alpha_words", "script_share", "duplicate_lines", "top_ngrams", "duplicate_ngrams", "url_density")
 
-# Scripts written without spaces between words: a "word" there is a phrase, so word length says nothing.
-# (Names as langbuild.textio.script_of reads them off Unicode character names.)
+# Scripts written without spaces between words: langbuild.words cuts them into characters (Tibetan into
+# syllables), so word length and word n-grams say little there. (Names as langbuild.textio.script_of
+# reads them off Unicode character names.)
 NO_SPACE_SCRIPTS = frozenset({"CJK", "HIRAGANA", "KATAKANA", "KATAKANA-HIRAGANA", "THAI", "LAO", "KHMER", "MYANMAR", "TIBETAN"})
 # Gopher's limits on the share of characters in the most common n-gram (n = 2, 3, 4) and in
 # duplicated n-grams (n = 5 ... 10).
@@ -247,7 +249,7 @@ class _Document:
 
     @cached_property
     def words(self) -> list[str]:
-        return self.text.split()
+        return split_words(self.text)  # the one rule of langbuild.words: str.split() plus separators and no-space scripts
 
     @cached_property
     def lines(self) -> list[str]:
@@ -268,10 +270,10 @@ class _Document:
 
     @cached_property
     def word_count(self) -> int:
-        # Without spaces, one letter counts as one word: an upper bound (a Chinese word is 1-2 characters,
-        # a Thai word 3-5 letters) that needs no segmenter and never drops short text for being too short
-        # in words; only max_words becomes stricter, and only for documents of 100,000+ letters.
-        return self.letters if self.without_spaces else len(self.words)
+        # Without spaces, langbuild.words counts each character (with its marks) as a word: an upper bound
+        # (a Chinese word is 1-2 characters, a Thai word several) that never drops short text for being
+        # too short in words; only max_words becomes stricter, for documents of 100,000+ characters.
+        return len(self.words)
 
     @cached_property
     def char_offsets(self) -> list[int]:
@@ -432,9 +434,10 @@ assert tuple(_CHECKS) == FILTER_NAMES
 def failed_filter(text: str, config: QualityConfig) -> str | None:
     """The first filter of FILTER_NAMES that rejects the (normalised) text, or None when it passes.
 
-    Words are ``str.split()`` pieces. For text mostly in scripts written without spaces, word_count
-    counts letters instead (see _Document.word_count), and mean_word_length and the n-gram filters
-    are skipped.
+    Words are ``langbuild.words.words`` pieces: ``str.split()`` pieces for space-separated text; cut at
+    word separators such as the Ethiopic word space ``፡`` too; one per character with its marks in
+    scripts written without spaces. For text mostly in such scripts mean_word_length and the n-gram
+    filters are skipped.
     """
     doc = _Document(text)
     for name, rejects in _CHECKS.items():

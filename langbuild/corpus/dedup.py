@@ -12,20 +12,24 @@
 Workers compute fingerprints as numpy arrays and save them beside their unit's documents; the main
 process then needs only one band column (8 bytes per document) at a time, plus the signatures of
 candidate pairs read through a memory map.
+
+Words are ``langbuild.words.bare_words``: punctuation dropped, combining marks kept in their word,
+cut at word separators such as the Ethiopic ``፡``, and one per character (with its marks) in scripts
+written without spaces, where shingles and 13-grams are therefore of characters.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 from pathlib import Path
 
 import numpy as np
 
+from ..words import bare_words
+
 NUM_PERM = 112
 SHINGLE = 5
 CONTAMINATION_N = 13
-_WORD = re.compile(r"\w+")
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # an odd constant that spreads bits (Knuth's multiplicative hashing)
 _CACHE_LIMIT = 500_000
 
@@ -43,7 +47,8 @@ class WordHasher:
         self._cache: dict[str, int] = {}
 
     def words(self, text: str) -> list[str]:
-        return _WORD.findall(text.lower())
+        # Bare words: punctuation must not hide a duplicate; Ethiopic ፡ and no-space scripts cut as everywhere else.
+        return bare_words(text.lower())
 
     def hashes(self, words: list[str]) -> np.ndarray:
         cache = self._cache

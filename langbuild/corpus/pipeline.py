@@ -32,6 +32,7 @@ import numpy as np
 from ..core.errors import LangbuildError
 from ..core.processes import die_with_parent
 from ..textio import script_counts
+from ..words import word_count, words
 from . import dedup
 from .clean import QualityConfig, clean_lines, dominant_scripts, failed_filter, normalise
 from .langid import MIN_PROFILE_DOCUMENTS, LangIdPlan, plan_language_id
@@ -330,7 +331,7 @@ class SplitStats:
 
     def add(self, text: str) -> None:
         self.documents += 1
-        self.words += len(text.split())
+        self.words += word_count(text)
         self.characters += len(text)
         self.bytes += len(text.encode("utf-8"))
         self.histogram[_bin(len(text))] += 1
@@ -420,7 +421,7 @@ def write_unit(job: tuple[Unit, np.ndarray, np.ndarray, np.ndarray | None]) -> W
             summary.splits[split].add(text)
         if split == "train" and copies and sampled_chars < WORD_SAMPLE_CHARS:
             sampled_chars += len(text)
-            summary.words.update(text.lower().split())
+            summary.words.update(words(text.lower()))
             summary.scripts.update(script_counts([text]))
     for writer in writers.values():
         writer.close()

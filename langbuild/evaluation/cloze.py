@@ -19,13 +19,13 @@ Two things keep it honest:
 from __future__ import annotations
 
 import random
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ..words import bare_words, word_spans
+
 NGRAM = 13  # words; items shorter than this cannot be checked for overlap and are not built
 MIN_CONTINUATION_WORDS = 4
-WORD = re.compile(r"\w+", re.UNICODE)
 
 
 @dataclass(frozen=True)
@@ -39,17 +39,20 @@ class ClozeItem:
 
 
 def words_of(text: str) -> list[str]:
-    """Lower-cased word tokens: punctuation and case must not hide an overlap."""
-    return WORD.findall(text.lower())
+    """Lower-cased bare words (langbuild.words, as in the corpus step): punctuation and case must not hide an overlap."""
+    return bare_words(text.lower())
 
 
 def _cut(text: str, rng: random.Random) -> tuple[str, str] | None:
     """Split a passage at a word boundary 40-60 % of the way in; None when it is too short to check."""
-    words = text.split()
-    if len(words) < NGRAM or len(words_of(text)) < NGRAM:
+    spans = word_spans(text)
+    if len(spans) < NGRAM or len(words_of(text)) < NGRAM:
         return None
-    cut = max(1, min(len(words) - MIN_CONTINUATION_WORDS, round(len(words) * rng.uniform(0.4, 0.6))))
-    return " ".join(words[:cut]), " ".join(words[cut:])
+    cut = max(1, min(len(spans) - MIN_CONTINUATION_WORDS, round(len(spans) * rng.uniform(0.4, 0.6))))
+    # Cut the text itself, not re-joined words: text written without spaces must not gain any.
+    # (For space-separated text this is " ".join(words[:cut]), " ".join(words[cut:]).)
+    at = spans[cut][0]
+    return " ".join(text[:at].split()), " ".join(text[at:].split())
 
 
 def length_matched_distractors(pool: list[str], true: str, wanted: int, rng: random.Random) -> list[str]:

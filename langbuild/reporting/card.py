@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from .. import __version__
+from ..words import first_words
 from .data import Outputs, load_outputs, tasks
 from .document import Block, Bullets, Code, CodeBlock, Heading, Paragraph, Strong, rich, to_markdown
 from .sections import LOWER, benchmark_blocks, forgetting_line, generation_blocks, held_out_table
@@ -235,7 +236,7 @@ def _prompt(project) -> str:
         text = next(read_split(project.step_dir("corpus"), "valid"), "")
     except (OSError, ValueError, KeyError):
         text = ""
-    return " ".join(str(text).split()[:6])
+    return first_words(str(text), 6)
 
 
 def _usage(project, language: str) -> list[Block]:

@@ -47,6 +47,7 @@ from ..reference_texts import read_text_lines
 from ..textio import sample_by_bytes
 from ..training.precision import resolve_precision
 from ..training.stages import embedding_parameters
+from ..words import word_count
 from .extend_init import (
     PROBE_VALID_BYTES,
     SpaceInputs,
@@ -153,7 +154,7 @@ def gain_curve(spec: dict, extension: Extension, texts: list[str], sizes: tuple[
     """Target tokens per word with the first N new entries, for each N in ``sizes`` (and 0)."""
     from tokenizers import Tokenizer
 
-    words = max(sum(len(t.split()) for t in texts), 1)
+    words = max(sum(map(word_count, texts)), 1)
     points = []
     for size in sorted({0, *[s for s in sizes if s < len(extension.tokens)], len(extension.tokens)}):
         tokenizer = Tokenizer.from_str(json.dumps(apply_extension(spec, _prefix(extension, size))[0]))

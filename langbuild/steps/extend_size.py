@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from ..metrics import bits_per_byte, hf_batch_encoder
 from ..training.stages import embedding_parameters
+from ..words import word_count  # the tool's one word rule, so the ratio agrees with the other steps
 
 # Candidate sizes: doublings, since each doubling costs about the same and gains less. The ladder
 # starts small because a small corpus supports only a few hundred tokens with enough evidence.
@@ -158,7 +159,7 @@ def search_sizes(rows: PrefixRows, tokenizer_for: Callable[[int], object], sizes
                  word_texts: list[str], on_score: Callable[[int, float, float], None] | None = None) -> tuple[int, str, list[dict]]:
     """Tokens per word on ``word_texts`` for every size, zero-shot bits per byte on ``sample`` for the
     sizes ``choose_size`` asks about; returns (chosen size, reason, curve)."""
-    words = max(sum(len(text.split()) for text in word_texts), 1)
+    words = max(sum(map(word_count, word_texts)), 1)
     tokenizers = {size: tokenizer_for(size) for size in sizes}
     tokens_per_word = {size: sum(len(ids) for ids in hf_batch_encoder(tok)(word_texts)) / words
                        for size, tok in tokenizers.items()}

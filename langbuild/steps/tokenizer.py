@@ -49,6 +49,7 @@ from ..metrics import hf_batch_encoder, parity, tokenizer_profile
 from ..models import load_tokenizer, resolve_model
 from ..reference_texts import read_text_lines
 from ..textio import read_jsonl_texts
+from ..words import word_count
 
 T = TypeVar("T")
 
@@ -461,7 +462,7 @@ def build_tokenizer(train_path: Path, out: Path, recipe: Recipe, vocab_size: int
 
 
 def tokens_per_word(tokenizer, texts: list[str]) -> float:
-    words = sum(len(t.split()) for t in texts)
+    words = sum(map(word_count, texts))
     return sum(len(e.ids) for e in tokenizer.encode_batch(texts, add_special_tokens=False)) / max(words, 1)
 
 

@@ -35,6 +35,7 @@ from ..core.hashing import hash_json
 from ..corpus.sources import ReadCounts, ReadOptions, Source, Unit, file_format, read_unit, source_files
 from ..models import cache_dir, fingerprint_candidates, load_model, load_tokenizer
 from ..reference_texts import PACKAGED_TEXTS, read_text_lines
+from ..words import first_words
 from .precision import cast_parameters
 
 SETTING = "train.replay_text"
@@ -137,7 +138,7 @@ class SynthesisedReplay:
 
 def prompt_openings(lines: list[str], words: int = PROMPT_WORDS) -> list[str]:
     """The first ``words`` words of each non-empty line; [""] (start from BOS alone) when there are none."""
-    openings = [" ".join(line.split()[:words]) for line in lines if line.strip()]
+    openings = [first_words(line, words) for line in lines if line.strip()]
     return openings or [""]
 
 

@@ -42,6 +42,19 @@ def test_short_passages_make_no_items():
     assert cloze.build_items(["too short to check for overlap"] * 20) == []
 
 
+def test_passages_without_spaces_make_items_cut_inside_the_text():
+    # Traditional Amharic (words between ፡) and Chinese (no separators at all) used to be one "word" per
+    # passage for str.split(): no item at all. Cut by langbuild.words, each passage is its query + true choice.
+    amharic = ["ሰላም", "ዓለም", "ቤት", "ውሃ", "መጽሐፍ", "ሀገር", "ፊደል", "ልጆች", "ሁሉ", "ናቸው"]
+    passages = ["፡".join(amharic[(i + k * 3) % 10] for k in range(16 + i % 5)) + "።" for i in range(12)]
+    passages += ["人人生而自由在尊严和权利上一律平等他们赋有理性和良心并应以兄弟关系的精神相对待"[i:] + "。" for i in range(12)]
+    items = cloze.build_items(passages, seed=1, choices=4)
+    assert len(items) >= 20
+    for item in items:
+        joined = item.query + item.choices[item.gold]
+        assert joined in passages and "  " not in joined  # cut at a word boundary, nothing added or lost
+
+
 def test_decontamination_drops_items_seen_in_training(books):
     held_out = books["Rute"]
     items = cloze.build_items(held_out, seed=0, max_items=40)

