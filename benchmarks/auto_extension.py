@@ -179,7 +179,6 @@ def sweep(row: dict, frequencies: list[int]) -> list[dict]:
     from langbuild.extension import apply_extension, continue_bpe, corpus_words
     from langbuild.models import load_tokenizer, resolve_model
     from langbuild.steps.extend import AUTO_MAX_TOKENS, _prefix, _prefix_rows, save_extended_tokenizer
-    from langbuild.steps.extend_size import score_sizes
     from langbuild.textio import sample_by_bytes
 
     base_path = resolve_model("smollm2-135m")
@@ -206,7 +205,7 @@ def sweep(row: dict, frequencies: list[int]) -> list[dict]:
             return tokenizers[size]
 
         sizes = sorted({0, *(len(e.tokens) for e in learned.values())})
-        curve = {p["new_tokens"]: p for p in score_sizes(rows_, tokenizer_for, sizes, sample, row["valid"])}
+        curve = {size: _score_size(rows_, tokenizer_for(size), size, sample, row["valid"]) for size in sizes}
         out = []
         for f in frequencies:
             size = len(learned[f].tokens)
@@ -222,6 +221,18 @@ def sweep(row: dict, frequencies: list[int]) -> list[dict]:
             print(json.dumps(point))
             out.append(point)
     return out
+
+
+def _score_size(rows, tokenizer, size: int, sample: list[str], texts: list[str]) -> dict:
+    """Tokens per word on ``texts`` and zero-shot bits per byte on ``sample`` with the first ``size`` new rows.
+    The sweep scores every size (the step's search scores only those its rule needs)."""
+    from langbuild.metrics import bits_per_byte, hf_batch_encoder
+    from langbuild.words import word_count
+
+    rows.set_size(size, len(tokenizer))
+    tokens = sum(len(ids) for ids in hf_batch_encoder(tokenizer)(texts))
+    return {"tokens_per_word": tokens / max(sum(map(word_count, texts)), 1),
+            "zero_shot_bits_per_byte": bits_per_byte(rows.model, tokenizer, sample)["bits_per_byte"]}
 
 
 def sweep_table(points: list[dict]) -> str:
