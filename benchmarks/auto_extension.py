@@ -143,11 +143,13 @@ def measure(row: dict, work: Path, train_steps: int) -> dict:
     return result
 
 
-def train_compare(row: dict, work: Path, steps: int, chosen: int) -> dict:
+def train_compare(row: dict, work: Path, steps: int, chosen: int, settings: dict) -> dict:
     """The same ``steps`` of continued pretraining with auto's extension and with none; bits per byte on
-    the unseen text after each."""
+    the unseen text after each. ``settings``: train.* values that shrink each step (both runs get them)."""
     root = work / row["key"]
     project = set_setting(root, "train.max_steps", steps)
+    for key, value in settings.items():
+        project = set_setting(root, key, value)
     project = set_setting(root, "extend.num_new_tokens", "auto")
     pipeline.run(project, QUIET, until="train")
     result = {"trained_unseen_bpb": unseen_bpb(root / "train" / "model", row["unseen"])}
@@ -258,7 +260,10 @@ def table(results: list[dict]) -> str:
                 f"{r['zero_shot_ratio']:.3f} | {r['unseen_zero_shot_ratio']:.3f} | {r['search_seconds']:.0f} | "
                 f"{r['extend_seconds']:.0f} |")
         if trained:
-            line += "".join(f" {r[key]:.4f} |" if key in r else " — |" for key in ("trained_unseen_bpb", "plain_unseen_bpb"))
+            if "trained_unseen_bpb" not in r and not r["chosen"]:
+                line += " nothing added: | the base model either way |"  # no run needed to compare a model with itself
+            else:
+                line += "".join(f" {r[key]:.4f} |" if key in r else " — |" for key in ("trained_unseen_bpb", "plain_unseen_bpb"))
         lines.append(line)
     return "\n".join(lines)
 
@@ -278,6 +283,8 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int, default=30, help="0: no training comparison")
     parser.add_argument("--only", default="", help="comma-separated row keys (5kB, 20kB, 100kB, 1MB, all, malay)")
     parser.add_argument("--train-only", default="", help="rows to train (default: those of --only)")
+    parser.add_argument("--train-seq-len", type=int, default=0, help="train.seq_len of the comparison (0: default)")
+    parser.add_argument("--train-batch-size", type=int, default=0, help="train.batch_size of the comparison (0: default)")
     parser.add_argument("--sweep-min-frequency", default="", help="e.g. 1,2,3,5,10: the min_frequency table")
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args()
@@ -299,13 +306,18 @@ def main() -> None:
     # Results accumulate in WORK/results.json, so rows (and their training) can be measured in several runs.
     store = work / "results.json"
     results = json.loads(store.read_text()) if store.exists() else {}
+    # Smaller steps, where the machine's time is short: every trained row gets the same ones (recorded).
+    train_settings = {key: value for key, value in (("train.seq_len", args.train_seq_len),
+                                                    ("train.batch_size", args.train_batch_size)) if value}
     to_train = args.train_only.split(",") if args.train_only else [r["key"] for r in chosen]
     for row in chosen:
         if row["key"] not in results:
             results[row["key"]] = measure(row, work, args.train_steps)
         if args.train_steps > 0 and row["key"] in to_train and "trained_unseen_bpb" not in results[row["key"]]:
-            results[row["key"]].update(train_compare(row, work, args.train_steps, results[row["key"]]["chosen"]))
+            results[row["key"]].update(train_compare(row, work, args.train_steps, results[row["key"]]["chosen"],
+                                                     train_settings))
             results[row["key"]]["train_steps"] = args.train_steps
+            results[row["key"]]["train_settings"] = train_settings
         print(json.dumps(results[row["key"]]))
         work.mkdir(parents=True, exist_ok=True)
         store.write_text(json.dumps(results, indent=1))
@@ -315,10 +327,12 @@ def main() -> None:
     if args.no_record:
         return
     steps = sorted({r["train_steps"] for r in ordered if "train_steps" in r})
+    shrunk = sorted({f"{key} = {value}" for r in ordered for key, value in r.get("train_settings", {}).items()})
     whole = next((r for r in ordered if "fixed_2000_extend_seconds" in r), None)
     timing = (f" On the whole Bible the extend step took {whole['extend_seconds']:.0f} s with auto against "
               f"{whole['fixed_2000_extend_seconds']:.0f} s with the old fixed default of 2,000 tokens (zero-shot bpb ÷ base "
-              f"{whole['fixed_2000_zero_shot_ratio']:.3f}), run back to back.") if whole else ""
+              f"{whole['fixed_2000_zero_shot_ratio']:.3f}), run back to back; the search itself (scoring "
+              f"{whole['sizes_scored']} sizes) took {whole['search_seconds']:.0f} s of it.") if whole else ""
     body = (
         f"Machine: {cpu_description()}; shared with other jobs, so seconds vary (±50 % seen). SmolLM2-135M (packaged), "
         "extend defaults (continued BPE, subword-mean rows, min_frequency 3, the auto rule as shipped). Chichewa rows "
@@ -327,9 +341,10 @@ def main() -> None:
         "first 10 kB of valid (Ruth; the Malay valid); 'unseen' is text it never scored (Esther; the other 406 Malay "
         "sentences). 'search s' is the whole auto search (learning excluded), 'extend step s' the whole step."
         f"{timing}"
-        + (f" Training columns: {', '.join(map(str, steps))} steps of full continued pretraining (train defaults) with "
-           "the chosen extension and with none; bits per byte on the unseen text (lower is better); '—' not run."
-           if steps else "")
+        + (f" Training columns: {', '.join(map(str, steps))} steps of full continued pretraining (train defaults"
+           + (f" except {', '.join(shrunk)}, shrunk to fit the benchmark's time" if shrunk else "")
+           + ") with the chosen extension and with none; bits per byte on the unseen text (lower is better); "
+           "'—' not run." if steps else "")
         + f"\n\n{text}\n\nCurves:\n\n{curves(ordered)}\n"
     )
     record_section("auto-extension", "Automatic extension size: never worse than not extending (SmolLM2-135M)", body)
