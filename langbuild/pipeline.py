@@ -168,13 +168,13 @@ STEPS: list[Step] = [
     Step("select", "score the candidate base models on held-out text and choose one",
          ("corpus",), "2", "select", external_inputs=_select_inputs, passes_on=("chosen", "chosen_model")),
     Step("extend", "add target-language tokens to the base model and initialise their embeddings",
-         ("corpus", "tokenizer", "select"), "4", "extend", external_inputs=_extend_inputs),
+         ("corpus", "tokenizer", "select"), "5", "extend", external_inputs=_extend_inputs),
     Step("train", "continued pretraining of the extended model on the train split",
          ("corpus", "extend"), "2", "train", external_inputs=_train_inputs, resumable=True),
     Step("eval", "bits per byte, benchmarks and generation speed: base vs extended vs trained",
          ("corpus", "select", "extend", "train"), "2", "evaluate", external_inputs=_eval_inputs),
     Step("report", "write report/report.md, report.html and model_card.md",
-         ("corpus", "tokenizer", "select", "extend", "train", "eval"), "4", "report", sees_all_upstream=True),
+         ("corpus", "tokenizer", "select", "extend", "train", "eval"), "5", "report", sees_all_upstream=True),
 ]
 STEP_NAMES = [step.name for step in STEPS]
 

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from tests.tiny import FAMILIES, build_tiny_model, make_tiny_project
+from tests.tiny import FAMILIES, build_tiny_model, chichewa_split, make_tiny_project, teach_tiny_model
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -31,3 +31,10 @@ def finished_projects(tiny_models, tmp_path_factory) -> dict[str, Path]:
         pipeline.run(Project(root), Console(quiet=True))
         roots[family] = root
     return roots
+
+
+@pytest.fixture(scope="session")
+def taught_model(tmp_path_factory) -> Path:
+    """A tiny byte-level model that has seen some Chichewa (see teach_tiny_model); built once per session."""
+    folder = build_tiny_model(tmp_path_factory.mktemp("taught") / "gpt2-bytelevel", "gpt2-bytelevel")
+    return teach_tiny_model(folder, chichewa_split()[0])

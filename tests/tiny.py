@@ -96,6 +96,32 @@ def build_tiny_model(folder: Path, family: str, vocab_size: int = 600, seed: int
     return folder
 
 
+def teach_tiny_model(folder: Path, texts: list[str], steps: int = 60, seed: int = 0) -> Path:
+    """A few AdamW steps on ``texts``, saved in place: a base that already knows some of the target
+    language, as real models do. New rows guessed from base pieces can then start worse than the base
+    (on a random model every extension looks good, since fewer tokens means fewer guesses)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from langbuild.training.data import pack_blocks
+
+    folder = Path(folder)
+    tokenizer, model = AutoTokenizer.from_pretrained(folder), AutoModelForCausalLM.from_pretrained(folder)
+    blocks = pack_blocks(tokenizer, texts, 64)
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(steps):
+        batch = blocks[torch.randint(0, len(blocks), (8,), generator=generator)]
+        loss = model(input_ids=batch, labels=batch).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.save_pretrained(folder)
+    return folder
+
+
 TINY_SETTINGS = {
     "project.language": "nya",
     "tokenizer.vocab_size": 400,
@@ -117,11 +143,14 @@ TINY_SETTINGS = {
 }
 
 
-def make_tiny_project(root: Path, model_folder: Path, train_books: int = 3, **overrides) -> Path:
-    """A langbuild project over real Chichewa text and a tiny local base model."""
+def make_tiny_project(root: Path, model_folder: Path, train_books: int = 3, train_verses: int | None = None,
+                      **overrides) -> Path:
+    """A langbuild project over real Chichewa text (the first ``train_verses`` verses only, if given)
+    and a tiny local base model."""
     from langbuild.scaffold import create_project
 
     train, valid = chichewa_split(train_books)
+    train = train[:train_verses] if train_verses else train
     write_lines(root / "data" / "train.txt", train)
     write_lines(root / "data" / "ruth.txt", valid)
     settings = {**TINY_SETTINGS, "corpus.paths": ["data/train.txt"], "corpus.valid_paths": ["data/ruth.txt"],

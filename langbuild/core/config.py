@@ -168,7 +168,8 @@ SCHEMA: dict[str, dict[str, Setting]] = {
     "extend": {
         "mode": _s(str, "extend", "extend: add tokens to the base tokenizer; replace: use the target tokenizer instead",
                    choices=("extend", "replace")),
-        "num_new_tokens": _s("int|auto", 2000, "target-language tokens to add at most (0: none; auto: knee of the gain curve)",
+        "num_new_tokens": _s("int|auto", "auto", "target-language tokens to add (0: none; auto: the size that cuts "
+                             "tokens per word most without making held-out text worse before training, 0 if none)",
                              minimum=0),
         "init": _s(str, "subword-mean", "how new embedding rows start (auto: the best of compare, by a short probe)",
                    choices=(*INIT_METHODS, "auto")),
@@ -182,7 +183,8 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "zero_shot_text": _s(str, "flores-eng-b", "held-out source-language text scored before training (file, packaged, or empty)"),
         "zero_shot_max_bytes": _s(int, 10000, "bytes of held-out target and source text scored after extension (0: skip)",
                                   minimum=0),
-        "min_frequency": _s(int, 2, "a new token must occur at least this often in the train split", minimum=1),
+        "min_frequency": _s(int, 3, "a new token must occur at least this often in the train split (rarer ones are guesses; "
+                            "fixed sizes too)", minimum=1),
         "protect_text": _s(str, "flores-eng-a", "source-language text whose tokenisation must not change (file, packaged, or empty)"),
         "protected_words": _s(str, "", "a file of words (one per line) whose tokenisation must never change"),
         "pad_to_multiple_of": _s(int, 64, "pad the embedding matrix to a multiple of this many rows (1: no padding)", minimum=1,

@@ -10,19 +10,22 @@ Two modes:
 Writes ``extend/model/`` (a Hugging Face folder: safetensors weights + tokenizer),
 ``extend/new_tokens.json`` (each new token, its id and the base pieces it replaces) and
 ``extend/metrics.json`` (tokens per word before/after, the gain curve, round-trip and id checks).
+With ``extend.num_new_tokens = "auto"`` the size is chosen by measured effect (see extend_size) and
+the curve holds each candidate's zero-shot bits per byte too.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import tempfile
+import time
 from collections import Counter
 from pathlib import Path
 
 from ..core.atomic import atomic_write_json, atomic_write_text
 from ..core.errors import LangbuildError, out_of_memory_becomes
 from ..corpus.shards import read_split
-from ..curves import knee
 from ..embedding_init import METHODS
 from ..extension import (
     Extension,
@@ -43,6 +46,7 @@ from ..models import check_vocabulary_fits, load_model, load_tokenizer, resolve_
 from ..reference_texts import read_text_lines
 from ..textio import sample_by_bytes
 from ..training.precision import resolve_precision
+from ..training.stages import embedding_parameters
 from ..words import word_count
 from .extend_init import (
     PROBE_VALID_BYTES,
@@ -58,9 +62,10 @@ from .extend_init import (
     zero_shot_diagnostics,
     zero_shot_texts,
 )
+from .extend_size import LADDER, PrefixRows, SizeSearch, candidate_sizes, search_init, search_sizes
 
 MAX_WORD_SAMPLE_DOCS = 200_000  # enough to rank the frequent words of any corpus
-AUTO_SIZES = (500, 1000, 2000, 4000, 8000, 16000)  # the gain curve behind extend.num_new_tokens = "auto"
+AUTO_MAX_TOKENS = LADDER[-1]  # the largest size extend.num_new_tokens = "auto" considers
 CURVE_SAMPLE_DOCS = 2_000  # valid documents used to draw the gain curve
 
 
@@ -145,7 +150,7 @@ def _prefix(extension: Extension, count: int) -> Extension:
     return Extension(extension.tokens[:count], extension.merges[:count], extension.scores[:count], extension.method)
 
 
-def gain_curve(spec: dict, extension: Extension, texts: list[str], sizes: tuple[int, ...] = AUTO_SIZES) -> list[dict]:
+def gain_curve(spec: dict, extension: Extension, texts: list[str], sizes: tuple[int, ...] = LADDER) -> list[dict]:
     """Target tokens per word with the first N new entries, for each N in ``sizes`` (and 0)."""
     from tokenizers import Tokenizer
 
@@ -156,14 +161,6 @@ def gain_curve(spec: dict, extension: Extension, texts: list[str], sizes: tuple[
         tokens = sum(len(e.ids) for e in tokenizer.encode_batch(texts, add_special_tokens=False))
         points.append({"new_tokens": size, "tokens_per_word": tokens / words})
     return points
-
-
-def choose_count(curve: list[dict]) -> int:
-    """extend.num_new_tokens = "auto": the knee of the gain curve (langbuild.curves.knee)."""
-    usable = [p for p in curve if p["new_tokens"] > 0]
-    if not usable:
-        return 0
-    return knee([p["new_tokens"] for p in usable], [p["tokens_per_word"] for p in usable])
 
 
 # --- the tokenizer on disk ----------------------------------------------------------------------
@@ -267,16 +264,20 @@ def _extend(ctx, base_path: Path, base_tokenizer, train: list[str], valid: list[
     spec = json.loads(backend.to_str())
     protected = protected_words(ctx, backend)
     requested = config.get("extend.num_new_tokens")
-    budget = max(AUTO_SIZES) if requested == "auto" else requested
+    budget = AUTO_MAX_TOKENS if requested == "auto" else requested
     # Unigram and WordPiece entries can only be checked against protected words after learning; learn
     # some spare ones so that dropped entries are replaced. (BPE blocks protected pairs while learning.)
     spare = budget // 4 if protected and spec["model"]["type"] != "BPE" else 0
     learned = learn_extension(ctx, backend, spec, train[:MAX_WORD_SAMPLE_DOCS], budget + spare, protected)
     extension, dropped = keep_protected_words(backend, spec, learned, protected) if protected else (learned, 0)
     extension = _prefix(extension, budget)
-    curve = gain_curve(spec, extension, valid[:CURVE_SAMPLE_DOCS])
+    search = None
     if requested == "auto":
-        extension = _prefix(extension, choose_count(curve))
+        # Every candidate is a prefix of the one learned list (see extend_size): learned once, cut here.
+        search = search_size(ctx, base_path, base_tokenizer, spec, extension, valid)
+        extension, curve = _prefix(extension, search.chosen), search.curve
+    else:
+        curve = gain_curve(spec, extension, valid[:CURVE_SAMPLE_DOCS])
     new_spec, new_ids = apply_extension(spec, extension)
 
     folder = ctx.out / "model"
@@ -312,8 +313,78 @@ def _extend(ctx, base_path: Path, base_tokenizer, train: list[str], valid: list[
     return {
         "method": extension.method, "added_tokens": len(new_ids), "make_model": make_model,
         "requested_tokens": requested, "gain_curve": curve, "tokenizer": extended_tokenizer, "checks": checks,
-        "shown": extension.tokens[:8],
+        "shown": extension.tokens[:8], "auto": _search_summary(search), "search": search,
     }
+
+
+# --- extend.num_new_tokens = "auto" -------------------------------------------------------------
+
+
+def search_size(ctx, base_path: Path, base_tokenizer, spec: dict, extension: Extension, valid: list[str]) -> SizeSearch:
+    """Tokens per word for every candidate size (prefixes of ``extension``), zero-shot bits per byte for
+    those ``choose_size`` needs, and its choice.
+
+    The zero-shot sample is the one the step reports afterwards (extend.zero_shot_max_bytes of the
+    valid split, or the probe's sample when diagnostics are off), so the chosen size's reported
+    zero-shot score is the one it was chosen by. Never the test split: it is not read here."""
+    started = time.time()
+    config, console = ctx.config, ctx.console
+    trust = config.get("project.trust_remote_code")
+    method = search_init(methods_to_try(config))
+    sample = sample_by_bytes(valid, config.get("extend.zero_shot_max_bytes") or PROBE_VALID_BYTES)
+    sizes = candidate_sizes(len(extension.tokens))
+    sample_bytes = len("\n".join(sample).encode("utf-8"))
+    console.print(f"  auto size: candidates {', '.join(f'{s:,}' for s in sizes)} new tokens, scored as needed on "
+                  f"{sample_bytes:,} bytes of valid text, rows by {method} ...")
+    with out_of_memory_becomes("out of memory scoring candidate extension sizes: lower extend.zero_shot_max_bytes "
+                               "or set a fixed extend.num_new_tokens"):
+        rows = _prefix_rows(ctx, base_path, base_tokenizer, spec, extension, method)
+        with tempfile.TemporaryDirectory(prefix="candidates-", dir=ctx.out) as scratch:
+            def tokenizer_for(size: int):
+                if size == 0:
+                    return base_tokenizer  # the honest baseline: the base model exactly as it is
+                folder = Path(scratch) / str(size)
+                save_extended_tokenizer(base_tokenizer, apply_extension(spec, _prefix(extension, size))[0], folder)
+                return load_tokenizer(folder, trust)
+
+            def show(size: int, tokens_per_word: float, bpb: float) -> None:
+                console.print(f"    {size:>6,} new tokens: tokens/word {tokens_per_word:.3f}, zero-shot bits/byte {bpb:.4f}")
+
+            chosen, reason, curve = search_sizes(rows, tokenizer_for, sizes, sample, valid[:CURVE_SAMPLE_DOCS], show)
+        del rows
+    if chosen:
+        console.print(f"  auto size: {chosen:,} new tokens ({reason})")
+    else:
+        console.print(f"  extension skipped: {reason}; the base tokenizer and model are kept")
+    return SizeSearch(chosen, reason, curve, method, sample_bytes, time.time() - started)
+
+
+def _prefix_rows(ctx, base_path: Path, base_tokenizer, spec: dict, extension: Extension, method: str) -> PrefixRows:
+    """The base model and ``method``'s rows for every entry of ``extension``, once (see PrefixRows)."""
+    config = ctx.config
+    trust = config.get("project.trust_remote_code")
+    backend = base_tokenizer.backend_tokenizer
+    old_rows = _embedding_rows(base_path, trust)
+    trained_rows = min(old_rows, len(base_tokenizer))
+    model = _load_base(base_path, trust, base_tokenizer, old_rows)
+    base_rows = [weight.detach().clone() for weight in embedding_parameters(model)]
+    _, new_ids = apply_extension(spec, extension)
+    if new_ids:
+        resize_embeddings(model, max(old_rows, max(new_ids) + 1), 1)
+        pieces = [base_pieces(backend, token) for token in extension.tokens]
+        initialise_rows(model, method, new_ids, trained_rows, pieces, config.get("project.seed"),
+                        token_strings(base_tokenizer, trained_rows),
+                        readable(extension.tokens, is_byte_level_tokenizer(base_tokenizer)))
+    new_rows = [weight.detach()[new_ids].clone() for weight in embedding_parameters(model)]
+    return PrefixRows(model, base_rows, new_ids, new_rows, trained_rows, config.get("extend.pad_to_multiple_of"))
+
+
+def _search_summary(search: SizeSearch | None) -> dict | None:
+    if search is None:
+        return None
+    scored = sum(1 for point in search.curve if point["zero_shot_bits_per_byte"] is not None)
+    return {"chosen": search.chosen, "reason": search.reason, "init": search.init, "sample_bytes": search.sample_bytes,
+            "sizes_scored": scored, "seconds": round(search.seconds, 1)}
 
 
 _BYTE_LEVEL_CHAR = {byte: char for char, byte in byte_level_alphabet().items()}
@@ -474,14 +545,15 @@ def run(ctx) -> dict:
                                     result["added_tokens"] > 0)
     model, shape = result.pop("make_model")(init)
     model.save_pretrained(folder)
-    zero_shot = {}
-    if texts:
+    zero_shot = _scored_by_search(result.pop("search", None), init, texts)
+    remaining = {side: sample for side, sample in texts.items() if side not in zero_shot}
+    if remaining:
         ctx.console.print("  zero-shot bits per byte (before any training) ...")
         # The base and the extended model are on the device together here, nowhere else in extend.
         with out_of_memory_becomes("out of memory scoring the base and the extended model side by side: "
                                    "set extend.zero_shot_max_bytes = 0 to skip the zero-shot scores"):
             base_model = load_model(base_path, trust)
-            zero_shot = zero_shot_diagnostics(base_model, base_tokenizer, model, new_tokenizer, texts)
+            zero_shot.update(zero_shot_diagnostics(base_model, base_tokenizer, model, new_tokenizer, remaining))
         del base_model
     del model
 
@@ -497,6 +569,7 @@ def run(ctx) -> dict:
         "embedding_rows": shape["embedding_rows"],
         "valid_tokens_per_word": {"base": before["tokens_per_word"], "extended": after["tokens_per_word"]},
         "gain_curve": result["gain_curve"],
+        "auto_size": result.get("auto"),
         "init_comparison": comparison,
         "zero_shot_bits_per_byte": zero_shot,
         "checks": result["checks"],
@@ -509,7 +582,38 @@ def run(ctx) -> dict:
         f"embedding rows {shape['embedding_rows']['base']:,} → {shape['embedding_rows']['extended']:,}; init {init}"
     )
     _print_zero_shot(ctx.console, zero_shot)
+    _warn_if_worse(ctx.console, zero_shot, result["added_tokens"], init, result.get("auto"))
     return {"added_tokens": result["added_tokens"], "tokens_per_word": after["tokens_per_word"]}
+
+
+def _scored_by_search(search: SizeSearch | None, init: str, texts: dict) -> dict:
+    """The target zero-shot scores the size search already computed, when they are this very model's:
+    the same sample and rows that do not depend on the candidate (subword-mean, mean). Saves two
+    forward passes over the sample."""
+    if search is None or init != search.init or init not in ("subword-mean", "mean") or "target" not in texts:
+        return {}
+    if len("\n".join(texts["target"]).encode("utf-8")) != search.sample_bytes:
+        return {}
+    scores = {p["new_tokens"]: p["zero_shot_bits_per_byte"] for p in search.curve}
+    base, extended = scores[0], scores[search.chosen]  # both scored: the rule always scores 0 and its choice
+    return {"target": {"base": base, "extended": extended, "ratio": extended / base if base else None,
+                       "bytes": search.sample_bytes}}
+
+
+def _warn_if_worse(console, zero_shot: dict, added: int, init: str, auto: dict | None) -> None:
+    """One line when the extension starts worse than the base on held-out target text.
+
+    Not extending is the honest baseline: a fixed size that loses to it before any training should be
+    a deliberate choice. Auto's own choice never does with the rows it was scored with; it can only
+    when the probe then keeps another initialisation (extend.init = auto or extend.compare)."""
+    target = zero_shot.get("target")
+    if not added or not target or target["extended"] <= target["base"]:
+        return
+    hint = (f"auto chose the size with {auto['init']} rows, which did not start worse; the probe kept {init} "
+            "for its lower bits/byte after the probe's training" if auto else
+            'extend.num_new_tokens = "auto" adds only a size that does not')
+    console.print(f"  [yellow]warning: with {added:,} new tokens (init {init}) held-out bits/byte before training is "
+                  f"{target['extended']:.3f}, worse than the base model's {target['base']:.3f}; {hint}[/]")
 
 
 def _choose_init(ctx, make_model, tokenizer, train: list[str], valid: list[str], texts: dict, any_new: bool):

@@ -26,6 +26,9 @@ def _extension_summary(extend: dict) -> tuple:
     if extend.get("mode") == "replace":
         return (f"its tokenizer replaced by the target one ({extend['added_tokens']:,} rows without a base match, "
                 f"initialised by {extend['init']})",)
+    if not extend["added_tokens"]:
+        return ("not extended (its own tokenizer kept",
+                f": {extend['auto_size']['reason']})" if extend.get("auto_size") else ")")
     return ("extended with ", Strong(f"{extend['added_tokens']:,}"),
             f" target-language tokens ({extend['method']}, rows initialised by {extend['init']})")
 
@@ -51,6 +54,12 @@ def _gain_curve(extend: dict) -> list[str]:
     curve = extend.get("gain_curve") or []
     if len(curve) < 2:
         return []
+    auto = extend.get("auto_size")
+    if auto and all("zero_shot_bits_per_byte" in p for p in curve):
+        points = ", ".join(f"{p['new_tokens']:,} → {p['tokens_per_word']:.3f} / " + (
+            "not needed" if p["zero_shot_bits_per_byte"] is None else f"{p['zero_shot_bits_per_byte']:.3f}") for p in curve)
+        return [f"Sizes scored by extend.num_new_tokens = auto (new tokens → held-out tokens per word / zero-shot bits per "
+                f"byte, both {LOWER}): {points}. Chose {auto['chosen']:,}: {auto['reason']}."]
     points = ", ".join(f"{p['new_tokens']:,} → {p['tokens_per_word']:.3f}" for p in curve)
     return [f"Gain curve (new tokens → held-out tokens per word, {LOWER}): {points}."]
 

@@ -54,7 +54,8 @@ def build_plan(ctx) -> TrainPlan:
     accumulation = accumulation_steps(config.get("train.tokens_per_step"), seq_len, batch_size, processes)
     per_step = seq_len * batch_size * accumulation * processes
     steps = total_steps(config.get("train.max_steps"), config.get("train.tokens"), per_step)
-    stages = stage_plan(config.get("train.stages"), steps, config.get("train.embedding_steps"))
+    new_rows = new_rows_of(ctx.output_of("extend"))
+    stages = stage_plan(_stage_names(ctx, new_rows), steps, config.get("train.embedding_steps"))
     rate, embedding_rate = _checked_rates(config)
     check_rule(config, "train.early_stopping")
     source = ctx.output_of("extend") / "model"
@@ -78,7 +79,7 @@ def build_plan(ctx) -> TrainPlan:
         warmup_steps=config.get("train.warmup_steps"), schedule=config.get("train.schedule"),
         decay_fraction=config.get("train.decay_fraction"), weight_decay=config.get("train.weight_decay"),
         max_grad_norm=config.get("train.max_grad_norm"), precision=precision.name,
-        gradient_checkpointing=config.get("train.gradient_checkpointing"), new_rows=new_rows_of(ctx.output_of("extend")),
+        gradient_checkpointing=config.get("train.gradient_checkpointing"), new_rows=new_rows,
         lora_rank=config.get("train.lora_rank"), lora_alpha=config.get("train.lora_alpha"),
         unfreeze_layers=config.get("train.unfreeze_layers"), seed=config.get("project.seed"), threads=threads,
         save_every=config.get("train.save_every"), keep_checkpoints=config.get("train.keep_checkpoints"),
@@ -87,6 +88,20 @@ def build_plan(ctx) -> TrainPlan:
         tensorboard=config.get("train.tensorboard"), trust_remote_code=trust, launcher=launcher,
         precision_choice=precision.as_dict(),
     )
+
+
+def _stage_names(ctx, new_rows: list[int]) -> list[str]:
+    """train.stages, less the embeddings stage when extend added no rows (e.g. auto found no size that
+    helps): that stage trains only new rows, so it would have nothing to do."""
+    names = list(ctx.config.get("train.stages"))
+    if new_rows or "embeddings" not in names:
+        return names
+    rest = [name for name in names if name != "embeddings"]
+    if not rest:
+        raise LangbuildError('train.stages = ["embeddings"] trains only the rows extend added, and it added none: '
+                             'use ["full"] or ["lora"], or set extend.num_new_tokens to a number')
+    ctx.console.print("  embeddings stage skipped: extend added no tokens, so there are no new rows to warm up")
+    return rest
 
 
 def _precision(requested: str, threads: int):

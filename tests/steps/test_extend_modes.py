@@ -49,7 +49,7 @@ def test_replace_mode_swaps_in_the_target_tokenizer_and_keeps_shared_rows(tmp_pa
     assert math.isfinite(evaluation["target"]["bits_per_byte"]["trained"])
 
 
-def test_auto_token_count_is_the_knee_of_the_recorded_gain_curve(tmp_path, tiny_models):
+def test_auto_token_count_is_recorded_with_the_curve_it_was_chosen_from(tmp_path, tiny_models):
     root = make_tiny_project(tmp_path, tiny_models["gpt2-bytelevel"], **{"extend.num_new_tokens": "auto"})
     pipeline.run(Project(root), QUIET, until="extend")
     metrics = read_json(root / "extend/metrics.json")
@@ -57,9 +57,9 @@ def test_auto_token_count_is_the_knee_of_the_recorded_gain_curve(tmp_path, tiny_
     assert curve[0]["new_tokens"] == 0 and len(curve) >= 3
     values = [p["tokens_per_word"] for p in curve]
     assert values == sorted(values, reverse=True)  # more entries never cost tokens on the target
-    sizes = [p["new_tokens"] for p in curve[1:]]
-    assert metrics["added_tokens"] == knee(sizes, values[1:])
-    assert metrics["requested_tokens"] == "auto"
+    chosen = next(p for p in curve if p["new_tokens"] == metrics["added_tokens"])
+    assert chosen["zero_shot_bits_per_byte"] <= curve[0]["zero_shot_bits_per_byte"]
+    assert metrics["requested_tokens"] == "auto" and metrics["auto_size"]["chosen"] == metrics["added_tokens"]
 
 
 def test_knee_of_a_textbook_curve():
