@@ -34,6 +34,15 @@ def project(trained, tmp_path):
     return root
 
 
+@pytest.fixture(scope="module")
+def evaluated(trained, tmp_path_factory):
+    """The same project with eval and report run once on the defaults (lm-eval's slowest part). Read-only."""
+    root = tmp_path_factory.mktemp("evaluated") / "p"
+    shutil.copytree(trained, root)
+    pipeline.run(Project(root), QUIET)
+    return root
+
+
 def _set(root, **values):
     path = root / "langbuild.toml"
     doc = tomlkit.parse(path.read_text())
@@ -48,8 +57,8 @@ def _jsonl(path, rows):
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
 
 
-def test_default_tasks_score_every_model_with_intervals(project):
-    pipeline.run(Project(project), QUIET)
+def test_default_tasks_score_every_model_with_intervals(evaluated):
+    project = evaluated
     metrics = read_json(project / "eval/metrics.json")
     cloze, bpb = metrics["tasks"]["nya_cloze"], metrics["tasks"]["nya_heldout_bpb"]
     assert (cloze["metric"], cloze["direction"], cloze["chance"]) == ("acc", "higher is better", 0.25)
@@ -97,8 +106,9 @@ def test_bad_tasks_and_models_are_skipped_while_the_rest_runs(project, tmp_path)
     assert (project / "report/report.md").is_file()
 
 
-def test_rerun_answers_from_the_request_cache(project):
-    pipeline.run(Project(project), QUIET)
+def test_rerun_answers_from_the_request_cache(evaluated, tmp_path):
+    project = tmp_path / "p"
+    shutil.copytree(evaluated, project)  # the request cache travels with the project folder
     first = read_json(project / "eval/metrics.json")
     assert not first["lm_eval"]["cached"]
     pipeline.run(Project(project), QUIET, until="eval", force={"eval"})
