@@ -159,5 +159,43 @@ def make_tiny_project(root: Path, model_folder: Path, train_books: int = 3, trai
     return root
 
 
+_SNAPSHOTS: dict[tuple, Path] = {}
+
+
+def tiny_project_through(root: Path, model_folder: Path, step: str = "select", train_books: int = 3,
+                         train_verses: int | None = None, **overrides) -> Path:
+    """``make_tiny_project`` with the steps up to ``step`` already run, copied from a snapshot built once
+    per test session (same model and text, default settings). ``overrides`` are then written into its
+    langbuild.toml, so the pipeline's fingerprints re-run exactly the steps they change: the project is
+    the one a fresh build would give, without repeating corpus, tokenizer and select in every test."""
+    import atexit
+    import shutil
+    import tempfile
+
+    import tomlkit
+    from rich.console import Console
+
+    from langbuild import pipeline
+    from langbuild.core.config import CONFIG_NAME, coerce, read_document, set_value, validate_document
+    from langbuild.core.project import Project
+
+    key = (str(model_folder), step, train_books, train_verses)
+    if key not in _SNAPSHOTS:
+        holder = tempfile.mkdtemp(prefix="langbuild-snapshot-")
+        atexit.register(shutil.rmtree, holder, ignore_errors=True)
+        snapshot = Path(holder) / "project"
+        make_tiny_project(snapshot, model_folder, train_books, train_verses)
+        pipeline.run(Project(snapshot), Console(quiet=True), until=step)
+        _SNAPSHOTS[key] = snapshot
+    shutil.copytree(_SNAPSHOTS[key], root, dirs_exist_ok=True)
+    path = Path(root) / CONFIG_NAME
+    doc = read_document(path)
+    for name, value in overrides.items():
+        set_value(doc, name, coerce(name, value))
+    validate_document(doc.unwrap(), str(path))
+    path.write_text(tomlkit.dumps(doc), encoding="utf-8")
+    return Path(root)
+
+
 def read_json(path: Path):
     return json.loads(Path(path).read_text(encoding="utf-8"))

@@ -224,7 +224,7 @@ SCHEMA: dict[str, dict[str, Setting]] = {
                               minimum=0, also=("select",)),
         "precision": _s(str, "auto", "auto: bf16 where this machine runs it faster (a GPU with bf16, or a CPU where a short "
                        "measurement shows it), else fp32; bf16 keeps fp32 master weights", choices=("auto", "fp32", "bf16", "fp16"),
-                       also=("select",)),
+                       also=("select", "extend")),  # select's timed steps and extend's probe run in it
         "gradient_checkpointing": _s(bool, False, "recompute activations in the backward pass: less memory, ~30 % slower",
                                      also=("select",)),
         "eval_every": _s(int, 0, "held-out bits per byte every N steps (0: off)", minimum=0),
@@ -417,6 +417,24 @@ def _split_by_field(config: Config) -> str | None:
     return None
 
 
+def stage_list_problem(names: list[str]) -> str | None:
+    """A stage list must train something, at most one of full/lora, the embeddings stage first."""
+    if not names:
+        return 'train.stages is empty, so nothing would train: use e.g. ["full"] or ["embeddings", "lora"]'
+    if len(set(names)) != len(names):
+        return f"train.stages lists a stage twice ({', '.join(names)}): list each once"
+    if "full" in names and "lora" in names:
+        return "train.stages has both full and lora: choose one (full trains everything LoRA would)"
+    if "embeddings" in names and names[0] != "embeddings":
+        return "train.stages: the embeddings stage warms the new rows up, so it must come first"
+    return None
+
+
+def _stage_list(config: Config) -> str | None:
+    # Select estimates the memory of every stage, so an unusable list must stop a run before select too.
+    return stage_list_problem(config.get("train.stages"))
+
+
 def _early_stopping_has_checks(config: Config) -> str | None:
     if config.get("train.early_stopping") and not config.get("train.eval_every"):
         return "train.early_stopping needs held-out checks: set train.eval_every too (e.g. 20)"
@@ -441,6 +459,7 @@ def _wechsel_inputs(config: Config) -> str | None:
 
 
 RULES = {
+    "train.stages": _stage_list,
     "corpus.valid_field": _split_by_field,
     "train.early_stopping": _early_stopping_has_checks,
     "train.launcher": _fsdp_precision,

@@ -11,6 +11,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..core.config import stage_list_problem
 from ..core.errors import LangbuildError
 
 STAGES = ("embeddings", "full", "lora")
@@ -93,14 +94,9 @@ class TrainPlan:
 
 def check_stage_list(names: list[str]) -> None:
     """A stage list must train something, at most one of full/lora, the embeddings stage first."""
-    if not names:
-        raise LangbuildError("train.stages is empty, so nothing would train: use e.g. [\"full\"] or [\"embeddings\", \"lora\"]")
-    if len(set(names)) != len(names):
-        raise LangbuildError(f"train.stages lists a stage twice ({', '.join(names)}): list each once")
-    if "full" in names and "lora" in names:
-        raise LangbuildError("train.stages has both full and lora: choose one (full trains everything LoRA would)")
-    if "embeddings" in names and names[0] != "embeddings":
-        raise LangbuildError("train.stages: the embeddings stage warms the new rows up, so it must come first")
+    problem = stage_list_problem(names)
+    if problem:
+        raise LangbuildError(problem)
 
 
 def stage_plan(names: list[str], total: int, embedding_steps: int) -> list[Stage]:

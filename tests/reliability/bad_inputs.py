@@ -238,8 +238,10 @@ CASES: tuple[Case, ...] = (
     Case("offline-hub-model", "select", setting("select.candidates", ["someone/not-cached"]), "offline"),
     # extend
     Case("unknown-init", "config", setting("extend.init", "magic"), "extend.init"),
-    Case("wechsel-without-vectors", "extend",
-         both(setting("extend.init", "wechsel"), setting("extend.source_vectors", "data/missing.vec")), "missing.vec"),
+    Case("wechsel-without-vectors", "config", setting("extend.init", "wechsel"), "extend.init = wechsel needs"),
+    Case("wechsel-vectors-missing", "extend",
+         both(setting("extend.source_vectors", "data/missing.vec"), setting("extend.target_vectors", "data/missing.vec"),
+              setting("extend.dictionary", "data/missing.txt"), setting("extend.init", "wechsel")), "missing"),
     Case("negative-new-tokens", "config", setting("extend.num_new_tokens", -5), "extend.num_new_tokens"),
     # train
     Case("learning-rate-wrong-type", "config", setting("train.learning_rate", "fast"), "train.learning_rate"),

@@ -329,6 +329,10 @@ def test_bad_lines_skipped_when_asked_are_counted(tmp_path, model):
 
 
 def test_split_settings_must_come_together(tmp_path, model):
-    root = _project(tmp_path, model, UNIQUE, **{"corpus.valid_values": ["Rute"]})
-    with pytest.raises(LangbuildError, match="corpus.valid_field is empty"):
+    with pytest.raises(LangbuildError, match="corpus.valid_field is empty"):  # refused by init
+        _project(tmp_path / "a", model, UNIQUE, **{"corpus.valid_values": ["Rute"]})
+    root = _project(tmp_path / "b", model, UNIQUE)
+    config = root / "langbuild.toml"  # and by a run, when the file is edited by hand
+    config.write_text(config.read_text().replace('valid_field = ""', 'valid_field = "book"'))
+    with pytest.raises(LangbuildError, match="corpus.valid_values is empty"):
         _run(root)

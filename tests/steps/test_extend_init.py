@@ -15,10 +15,11 @@ from typer.testing import CliRunner
 from langbuild import pipeline
 from langbuild.cli import app
 from langbuild.core.config import AUTO_COMPARE, INIT_METHODS
+from langbuild.core.errors import ConfigError
 from langbuild.core.project import Project
 from langbuild.embedding_init import METHODS
 from tests.test_cli import langbuild
-from tests.tiny import chichewa_split, english_lines, make_tiny_project, read_json, write_lines
+from tests.tiny import chichewa_split, english_lines, make_tiny_project, read_json, tiny_project_through, write_lines
 
 QUIET = Console(quiet=True)
 
@@ -39,7 +40,7 @@ def _new_rows(root, family_models, family):
 
 @pytest.mark.parametrize("family", ["llama-spm", "gpt2-bytelevel"])
 def test_focus_through_the_step_keeps_old_rows_and_ties(tmp_path, tiny_models, family):
-    root = make_tiny_project(tmp_path, tiny_models[family], **{"extend.init": "focus"})
+    root = tiny_project_through(tmp_path, tiny_models[family], **{"extend.init": "focus"})
     pipeline.run(Project(root), QUIET, until="extend")
     base, extended, old, metrics, new_ids = _new_rows(root, tiny_models, family)
     assert metrics["init"] == "focus" and metrics["added_tokens"] == len(new_ids) > 0
@@ -58,7 +59,7 @@ def test_focus_through_the_step_keeps_old_rows_and_ties(tmp_path, tiny_models, f
 
 
 def test_tokenadapt_in_replace_mode(tmp_path, tiny_models):
-    root = make_tiny_project(tmp_path, tiny_models["gpt2-bytelevel"], train_books=1, **{
+    root = tiny_project_through(tmp_path, tiny_models["gpt2-bytelevel"], train_books=1, **{
         "extend.mode": "replace", "extend.init": "tokenadapt", "tokenizer.library": "huggingface",
         "tokenizer.model_type": "bpe"})
     pipeline.run(Project(root), QUIET, until="extend")
@@ -70,7 +71,7 @@ def test_tokenadapt_in_replace_mode(tmp_path, tiny_models):
 
 def test_compare_probes_each_method_and_keeps_the_best(tmp_path, tiny_models):
     methods = ["random", "subword-mean", "focus"]
-    root = make_tiny_project(tmp_path, tiny_models["llama-spm"], **{"extend.compare": methods})
+    root = tiny_project_through(tmp_path, tiny_models["llama-spm"], **{"extend.compare": methods})
     pipeline.run(Project(root), QUIET, until="extend")
     metrics = read_json(root / "extend/metrics.json")
     table = metrics["init_comparison"]
@@ -87,7 +88,7 @@ def test_compare_probes_each_method_and_keeps_the_best(tmp_path, tiny_models):
 
 
 def test_auto_compares_the_default_list(tmp_path, tiny_models):
-    root = make_tiny_project(tmp_path, tiny_models["gpt2-bytelevel"], **{"extend.init": "auto"})
+    root = tiny_project_through(tmp_path, tiny_models["gpt2-bytelevel"], **{"extend.init": "auto"})
     pipeline.run(Project(root), QUIET, until="extend")
     metrics = read_json(root / "extend/metrics.json")
     assert [row["method"] for row in metrics["init_comparison"]] == list(AUTO_COMPARE)
@@ -95,7 +96,7 @@ def test_auto_compares_the_default_list(tmp_path, tiny_models):
 
 
 def test_zero_shot_diagnostics_after_every_extension(tmp_path, tiny_models):
-    root = make_tiny_project(tmp_path, tiny_models["gpt2-bytelevel"], **{"extend.init": "mean"})
+    root = tiny_project_through(tmp_path, tiny_models["gpt2-bytelevel"], **{"extend.init": "mean"})
     pipeline.run(Project(root), QUIET, until="extend")
     zero_shot = read_json(root / "extend/metrics.json")["zero_shot_bits_per_byte"]
     assert set(zero_shot) == {"target", "source"}
@@ -106,7 +107,7 @@ def test_zero_shot_diagnostics_after_every_extension(tmp_path, tiny_models):
 
 
 def test_zero_shot_diagnostics_can_be_switched_off(tmp_path, tiny_models):
-    root = make_tiny_project(tmp_path, tiny_models["gpt2-bytelevel"], **{"extend.zero_shot_max_bytes": 0})
+    root = tiny_project_through(tmp_path, tiny_models["gpt2-bytelevel"], **{"extend.zero_shot_max_bytes": 0})
     pipeline.run(Project(root), QUIET, until="extend")
     assert read_json(root / "extend/metrics.json")["zero_shot_bits_per_byte"] == {}
 
@@ -135,7 +136,7 @@ def _word_vector_files(folder, dim_target: int = 12):
 
 def test_wechsel_through_the_step(tmp_path, tiny_models):
     files = _word_vector_files(tmp_path)
-    root = make_tiny_project(tmp_path / "p", tiny_models["gpt2-bytelevel"], **{"extend.init": "wechsel", **files})
+    root = tiny_project_through(tmp_path / "p", tiny_models["gpt2-bytelevel"], **{"extend.init": "wechsel", **files})
     pipeline.run(Project(root), QUIET, until="extend")
     metrics = read_json(root / "extend/metrics.json")
     assert metrics["init"] == "wechsel" and metrics["added_tokens"] > 0
@@ -150,19 +151,25 @@ def _failing_extend(root) -> str:
 
 
 def test_wechsel_without_its_files_is_one_clear_line(tmp_path, tiny_models):
-    root = make_tiny_project(tmp_path, tiny_models["gpt2-bytelevel"], **{"extend.init": "wechsel"})
-    message = _failing_extend(root)
+    with pytest.raises(ConfigError, match="extend.init = wechsel needs extend.source_vectors"):  # refused by init
+        make_tiny_project(tmp_path / "refused", tiny_models["gpt2-bytelevel"], **{"extend.init": "wechsel"})
+    root = tiny_project_through(tmp_path, tiny_models["gpt2-bytelevel"])
+    pipeline.run(Project(root), QUIET, until="select")
+    config = root / "langbuild.toml"  # then chosen by editing the file, as people do
+    config.write_text(config.read_text().replace('init = "subword-mean"', 'init = "wechsel"'))
+    message = langbuild("extend", "-C", root, cwd=root, check_fail=True).stderr  # refused before any work
     assert "extend.source_vectors" in message and "extend.dictionary" in message
+    assert not (root / "extend").exists()
 
 
 def test_wechsel_with_vectors_of_the_wrong_dimension_is_one_clear_line(tmp_path, tiny_models):
     files = _word_vector_files(tmp_path, dim_target=8)
-    root = make_tiny_project(tmp_path / "p", tiny_models["gpt2-bytelevel"], **{"extend.init": "wechsel", **files})
+    root = tiny_project_through(tmp_path / "p", tiny_models["gpt2-bytelevel"], **{"extend.init": "wechsel", **files})
     assert "wrong dimension" in _failing_extend(root)
 
 
 def test_compare_flag_saves_the_list_and_rejects_unknown_methods(tmp_path, tiny_models):
-    root = make_tiny_project(tmp_path, tiny_models["gpt2-bytelevel"])
+    root = tiny_project_through(tmp_path, tiny_models["gpt2-bytelevel"])
     result = langbuild("extend", "-C", root, "--compare", "mean,bogus", cwd=root, check_fail=True)
     assert "bogus" in result.stderr and "focus" in result.stderr
     assert "bogus" not in (root / "langbuild.toml").read_text()

@@ -11,7 +11,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from langbuild import pipeline
 from langbuild.core.project import Project
 from langbuild.curves import knee
-from tests.tiny import chichewa_split, make_tiny_project, read_json, write_lines
+from tests.tiny import chichewa_split, read_json, tiny_project_through, write_lines
 
 QUIET = Console(quiet=True)
 
@@ -22,7 +22,7 @@ def _ids(tokenizer, text):
 
 def test_replace_mode_swaps_in_the_target_tokenizer_and_keeps_shared_rows(tmp_path, tiny_models):
     base_folder = tiny_models["gpt2-bytelevel"]
-    root = make_tiny_project(tmp_path, base_folder, train_books=1, **{
+    root = tiny_project_through(tmp_path, base_folder, train_books=1, **{
         "extend.mode": "replace", "tokenizer.library": "huggingface", "tokenizer.model_type": "bpe",
         "train.max_steps": 2,
     })
@@ -50,7 +50,7 @@ def test_replace_mode_swaps_in_the_target_tokenizer_and_keeps_shared_rows(tmp_pa
 
 
 def test_auto_token_count_is_recorded_with_the_curve_it_was_chosen_from(tmp_path, tiny_models):
-    root = make_tiny_project(tmp_path, tiny_models["gpt2-bytelevel"], **{"extend.num_new_tokens": "auto"})
+    root = tiny_project_through(tmp_path, tiny_models["gpt2-bytelevel"], **{"extend.num_new_tokens": "auto"})
     pipeline.run(Project(root), QUIET, until="extend")
     metrics = read_json(root / "extend/metrics.json")
     curve = metrics["gain_curve"]
@@ -73,7 +73,8 @@ def test_protected_words_keep_their_tokens(tmp_path, tiny_models):
     frequent = ["Mulungu", "dziko", "anthu"]
     assert all(any(word in verse for verse in train) for word in frequent)
     write_lines(tmp_path / "keep.txt", frequent)
-    root = make_tiny_project(tmp_path / "p", tiny_models["gpt2-bytelevel"], **{"extend.protected_words": str(tmp_path / "keep.txt")})
+    root = tiny_project_through(tmp_path / "p", tiny_models["gpt2-bytelevel"],
+                                **{"extend.protected_words": str(tmp_path / "keep.txt")})
     pipeline.run(Project(root), QUIET, until="extend")
     base = AutoTokenizer.from_pretrained(tiny_models["gpt2-bytelevel"])
     extended = AutoTokenizer.from_pretrained(root / "extend/model")
@@ -81,7 +82,7 @@ def test_protected_words_keep_their_tokens(tmp_path, tiny_models):
         for form in (word, f" {word}", f"{word}, {word}."):
             assert _ids(extended, form) == _ids(base, form)
     # Without the list the same corpus does shorten them: the list is what kept them.
-    free = make_tiny_project(tmp_path / "free", tiny_models["gpt2-bytelevel"])
+    free = tiny_project_through(tmp_path / "free", tiny_models["gpt2-bytelevel"])
     pipeline.run(Project(free), QUIET, until="extend")
     unprotected = AutoTokenizer.from_pretrained(free / "extend/model")
     assert any(len(_ids(unprotected, f" {word}")) < len(_ids(base, f" {word}")) for word in frequent)
@@ -89,7 +90,7 @@ def test_protected_words_keep_their_tokens(tmp_path, tiny_models):
 
 def test_embedding_padding_follows_the_setting(tmp_path, tiny_models):
     for multiple in (1, 64):
-        root = make_tiny_project(tmp_path / str(multiple), tiny_models["llama-spm"],
+        root = tiny_project_through(tmp_path / str(multiple), tiny_models["llama-spm"],
                                  **{"extend.pad_to_multiple_of": multiple})
         pipeline.run(Project(root), QUIET, until="extend")
         tokenizer = AutoTokenizer.from_pretrained(root / "extend/model")
@@ -104,7 +105,7 @@ def test_embedding_padding_follows_the_setting(tmp_path, tiny_models):
 
 def test_replace_mode_with_sentencepiece_gives_single_characters_their_base_rows(tmp_path, tiny_models):
     base_folder = tiny_models["llama-spm"]  # byte fallback on both sides: "a" must not match <0x61>
-    root = make_tiny_project(tmp_path, base_folder, train_books=1, **{"extend.mode": "replace"})
+    root = tiny_project_through(tmp_path, base_folder, train_books=1, **{"extend.mode": "replace"})
     pipeline.run(Project(root), QUIET, until="extend")
     base_tok, target = AutoTokenizer.from_pretrained(base_folder), AutoTokenizer.from_pretrained(root / "extend/model")
     base_rows = AutoModelForCausalLM.from_pretrained(base_folder).get_input_embeddings().weight
@@ -118,7 +119,7 @@ def test_replace_mode_with_sentencepiece_gives_single_characters_their_base_rows
 
 def test_sampling_initialisers_run_in_the_step_for_both_matrices(tmp_path, tiny_models):
     for method in ("multivariate", "script"):
-        root = make_tiny_project(tmp_path / method, tiny_models["llama-spm"], **{"extend.init": method})
+        root = tiny_project_through(tmp_path / method, tiny_models["llama-spm"], **{"extend.init": method})
         pipeline.run(Project(root), QUIET, until="extend")
         model = AutoModelForCausalLM.from_pretrained(root / "extend/model")
         new_ids = [entry["id"] for entry in read_json(root / "extend/new_tokens.json")]
