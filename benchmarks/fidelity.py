@@ -33,7 +33,6 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 
 import deepfocus.focus as deepfocus_focus
 import fasttext
@@ -47,12 +46,12 @@ from transformers import AutoTokenizer
 
 from langbuild.core.errors import LangbuildError
 from langbuild.embedding_init.focus import focus_init
+from langbuild.embedding_init.spaces import SpaceInputs, corpus_space
 from langbuild.embedding_init.subword_mean import subword_mean_init
 from langbuild.embedding_init.token_space import TokenSpace
 from langbuild.embedding_init.wechsel import wechsel_init
 from langbuild.extension import base_pieces
 from langbuild.reference_texts import read_text_lines
-from langbuild.steps.extend_init import SpaceInputs, _corpus_space
 from langbuild.word_vectors import (
     dictionary_matches,
     procrustes_alignment,
@@ -206,9 +205,9 @@ def space_from_fasttext(fasttext_path: Path, inputs: Inputs) -> TokenSpace:
 
 
 def langbuild_corpus_space(inputs: Inputs) -> TokenSpace:
-    """langbuild's own FOCUS space, built exactly as ``langbuild extend`` builds it (extend_init._corpus_space)."""
-    ctx = SimpleNamespace(config=SimpleNamespace(get=lambda key: SEED))
-    return _corpus_space(SpaceInputs(inputs.extended, inputs.base_tokenizer, inputs.sample, inputs.old_rows, inputs.new_ids), ctx)
+    """langbuild's own FOCUS space, built exactly as ``langbuild extend`` builds it (embedding_init.spaces.corpus_space)."""
+    return corpus_space(SpaceInputs(inputs.extended, inputs.base_tokenizer, inputs.sample, inputs.old_rows, inputs.new_ids,
+                                     seed=SEED))
 
 
 def focus_rows(rows: torch.Tensor, inputs: Inputs, space: TokenSpace, pieces: list[list[int]]) -> torch.Tensor:

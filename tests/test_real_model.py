@@ -63,7 +63,7 @@ def test_extension_of_the_real_gemma3_tokenizer(tmp_path):
     import json
 
     from langbuild.extension import apply_extension, continue_bpe, corpus_words, keep_protected_words
-    from langbuild.steps.extend import check_tokenizer, save_extended_tokenizer
+    from langbuild.extension.tokenizer_file import check_tokenizer, save_extended_tokenizer
 
     base = AutoTokenizer.from_pretrained(resolve_model("gemma3-270m"))
     backend = base.backend_tokenizer

@@ -52,7 +52,7 @@ def mix_rows(weight: torch.Tensor, anchor_rows: torch.Tensor, weights: torch.Ten
 def focus_init(weight: torch.Tensor, new_ids: list[int], old_rows: int, *, token_space: TokenSpace | None = None,
                pieces: list[list[int]], **_unused) -> None:
     if token_space is None:
-        raise ValueError("focus needs auxiliary token vectors (langbuild.steps.extend_init.token_space_for)")
+        raise ValueError("focus needs auxiliary token vectors (langbuild.embedding_init.spaces.token_space_for)")
     token_space.check(old_rows, len(new_ids))
     anchors = token_space.anchors().to(weight.device)
     known = torch.nonzero(token_space.new_known, as_tuple=False).flatten().tolist()

@@ -61,7 +61,7 @@ def local_estimate(weight: torch.Tensor, pieces: list[list[int]], old_rows: int,
 def tokenadapt_init(weight: torch.Tensor, new_ids: list[int], old_rows: int, *, token_space: TokenSpace | None = None,
                     pieces: list[list[int]], base_tokens: list[str] | None = None, **_unused) -> None:
     if token_space is None:
-        raise ValueError("tokenadapt needs auxiliary token vectors (langbuild.steps.extend_init.token_space_for)")
+        raise ValueError("tokenadapt needs auxiliary token vectors (langbuild.embedding_init.spaces.token_space_for)")
     if len(pieces) != len(new_ids):
         raise ValueError("tokenadapt needs one list of base pieces per new token")
     token_space.check(old_rows, len(new_ids))

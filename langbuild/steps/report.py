@@ -50,7 +50,8 @@ def _init_comparison(extend: dict) -> list[Block]:
     return [Table(("init", f"held-out bits/byte at start ({LOWER})", f"after the probe ({LOWER})"), rows, ("l", "r", "r"))]
 
 
-def _gain_curve(extend: dict) -> list[str]:
+def gain_curve_lines(extend: dict) -> list[str]:
+    """The report's sentence on extend's gain curve, or on the sizes auto scored ([] without a curve)."""
     curve = extend.get("gain_curve") or []
     if len(curve) < 2:
         return []
@@ -166,7 +167,7 @@ def _vocabulary(ctx, extend: dict, plots: dict) -> list[Block]:
         f"{extend['mode']} ({change(tpw['base'], tpw['extended'])}).",
         f"Embedding rows: {rows['base']:,} → {rows['extended']:,} (of which {rows['padding']:,} padding to a multiple of "
         f"{ctx.config.get('extend.pad_to_multiple_of')}).",
-        *_gain_curve(extend),
+        *gain_curve_lines(extend),
         *_zero_shot(extend),
     ]
     return [Heading(2, "Vocabulary"), Bullets(tuple(lines)), *_init_comparison(extend), *_image(plots, "init_comparison")]

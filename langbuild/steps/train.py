@@ -65,7 +65,7 @@ def build_plan(ctx) -> TrainPlan:
     tokenizer = load_tokenizer(source, trust)
     train_count = tokenise_to_file(tokenizer, read_split(ctx.output_of("corpus"), "train"), data / "train.bin")
     replay_fraction = config.get("train.replay_fraction")
-    replay_count = _tokenise_replay(ctx, tokenizer, data / "replay.bin") if replay_fraction > 0 else 0
+    replay_count = tokenise_replay(ctx, tokenizer, data / "replay.bin") if replay_fraction > 0 else 0
     valid = []
     if config.get("train.eval_every"):
         valid = sample_by_bytes(read_split(ctx.output_of("corpus"), "valid"), config.get("train.eval_max_bytes"))
@@ -116,7 +116,7 @@ def _precision(requested: str, threads: int):
         torch.set_num_threads(previous)
 
 
-def _tokenise_replay(ctx, tokenizer, path: Path) -> int:
+def tokenise_replay(ctx, tokenizer, path: Path) -> int:
     """Tokenise the replay text of ``train.replay_text`` (a text, a dataset, or ``self``) into ``path``.
 
     The documents are produced lazily: a resumed run whose replay file is complete reads and samples nothing."""

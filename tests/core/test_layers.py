@@ -4,8 +4,8 @@ The layer order enforced, lowest first (a module may import its own layer and an
 
     core      langbuild (the package's __init__, only __version__), langbuild.core.*
     text      langbuild.words, langbuild.textio
-    library   corpus, evaluation, training, embedding_init, reporting, tokenization and the library modules at the
-              package root (models, metrics, extension, curves, datasets, reference_texts,
+    library   corpus, evaluation, training, embedding_init, extension, reporting, tokenization and the
+              library modules at the package root (models, metrics, curves, datasets, reference_texts,
               token_vectors, word_vectors, budget, selection)
     steps     langbuild.steps.*: read settings, call the library, write outputs
     pipeline  langbuild.pipeline: runs the steps
@@ -22,6 +22,12 @@ imported first. An import inside a function runs later and may point sideways wi
 cycle that closes only through such imports is refused too, so that each layer also points one way.
 
 A new module must be given a layer in ``LAYERS`` below; the test says so when one is missing.
+
+Tests and benchmarks use the library, not a step's insides: they may import from a ``langbuild.steps``
+module only what the step itself defines under a public name (``prepare``, ``run``, ...). A private
+name (``_x``, imported or read as ``step._x``) is the step's own business and may change with it; a
+name the step merely imports from a library module is imported from that module instead, so that
+the library's users do not depend on what a step happens to import.
 """
 
 from __future__ import annotations
@@ -34,12 +40,14 @@ import langbuild
 
 PACKAGE_DIR = Path(langbuild.__file__).resolve().parent
 ROOT = "langbuild"
+REPOSITORY = PACKAGE_DIR.parent
+STEP_USERS = ("tests", "benchmarks")  # folders whose files use the package from outside
 
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("core", (ROOT, "langbuild.core")),
     ("text", ("langbuild.words", "langbuild.textio")),
     ("library", ("langbuild.corpus", "langbuild.evaluation", "langbuild.training", "langbuild.embedding_init",
-                 "langbuild.reporting", "langbuild.models", "langbuild.metrics", "langbuild.extension",
+                 "langbuild.reporting", "langbuild.models", "langbuild.metrics", "langbuild.extension",  # a package
                  "langbuild.curves", "langbuild.datasets", "langbuild.reference_texts", "langbuild.token_vectors",
                  "langbuild.word_vectors", "langbuild.budget", "langbuild.tokenization",
                  "langbuild.selection")),
@@ -208,6 +216,66 @@ def test_no_import_cycles_even_through_imports_inside_functions():
     assert not cycles, "\n".join(cycles) + "\n(counting imports inside functions: move the shared code down)"
 
 
+def defined_names(path: Path) -> tuple[set[str], dict[str, str]]:
+    """Top-level names a module defines itself (def, class, assignment), and those it imports, with where from."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    defined, imported = set(), {}
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            defined.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            defined.update(n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name))
+        elif isinstance(node, ast.ImportFrom):
+            source = "." * node.level + (node.module or "")
+            imported.update({alias.asname or alias.name: f"{source}.{alias.name}" for alias in node.names})
+    return defined, imported
+
+
+def step_import_problems(files: list[Path], base: Path, package_dir: Path, root: str) -> list[str]:
+    """Where a file imports a private name from a step, reads ``step._x``, or imports from a step a name
+    the step itself imports from the library."""
+    modules = module_names(package_dir, root)
+    steps = f"{root}.steps"
+    problems = []
+    for path in files:
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        step_aliases: dict[str, str] = {}  # local name -> the step module it is bound to
+        where = f"{path.relative_to(base)}"
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and not node.level and \
+                    (node.module == steps or node.module.startswith(steps + ".")):
+                for alias in node.names:
+                    if f"{node.module}.{alias.name}" in modules:  # from langbuild.steps import train
+                        step_aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+                    elif alias.name.startswith("_"):
+                        problems.append(f"{where}:{node.lineno}: imports the private {alias.name} from {node.module}; "
+                                        "make it public or move it into a library module")
+                    elif node.module in modules:
+                        defined, imported = defined_names(modules[node.module])
+                        if alias.name not in defined and alias.name in imported:
+                            problems.append(f"{where}:{node.lineno}: imports {alias.name} from {node.module}, which "
+                                            f"only imports it ({imported[alias.name]}): import it from there")
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name.startswith(steps + ".") and alias.asname:
+                        step_aliases[alias.asname] = alias.name
+        # Names are bound anywhere in the file (often inside a test function): look for their use afterwards.
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+                dotted = ast.unparse(node.value)
+                if dotted in step_aliases or dotted.startswith(steps + "."):
+                    problems.append(f"{where}:{node.lineno}: reads the private {dotted}.{node.attr}; "
+                                    "make it public or move it into a library module")
+    return problems
+
+
+def test_tests_and_benchmarks_use_no_private_or_borrowed_name_of_a_step():
+    files = [path for folder in STEP_USERS for path in sorted((REPOSITORY / folder).rglob("*.py"))]
+    problems = step_import_problems(files, REPOSITORY, PACKAGE_DIR, ROOT)
+    assert not problems, "tests and benchmarks reach into steps:\n" + "\n".join(problems)
+
+
 # ---------------------------------------------------------------- the checker itself, on a package built here
 
 
@@ -255,3 +323,26 @@ def test_the_checker_finds_a_cycle_at_import_time_but_not_through_a_function(tmp
     assert import_cycles(package, "pkg", at_import_only=False)[1] == (
         "import cycle: pkg.lib.c (pkg/lib/c.py:1) -> pkg.lib.d; pkg.lib.d (pkg/lib/d.py:2) -> pkg.lib.c"
     )
+
+
+def test_the_checker_names_private_and_borrowed_step_names(tmp_path):
+    package = _write(tmp_path, {
+        "__init__.py": "",
+        "lib.py": "def helper():\n    pass\n",
+        "steps/__init__.py": "",
+        "steps/extend.py": "from ..lib import helper\nLIMIT = 3\n\ndef run():\n    pass\n\ndef _prefix():\n    pass\n",
+    })
+    user = tmp_path / "tests" / "test_x.py"
+    user.parent.mkdir()
+    user.write_text("from pkg.steps.extend import LIMIT, _prefix, helper, run\n"
+                    "from pkg.steps import extend\n"
+                    "import pkg.steps.extend as step\n"
+                    "extend._prefix()\nstep._prefix()\nextend.run()\n")
+    assert step_import_problems([user], tmp_path, package, "pkg") == [
+        "tests/test_x.py:1: imports the private _prefix from pkg.steps.extend; make it public or move it into a "
+        "library module",
+        "tests/test_x.py:1: imports helper from pkg.steps.extend, which only imports it (..lib.helper): import it "
+        "from there",
+        "tests/test_x.py:4: reads the private extend._prefix; make it public or move it into a library module",
+        "tests/test_x.py:5: reads the private step._prefix; make it public or move it into a library module",
+    ]

@@ -152,7 +152,7 @@ def _brute_force_bpe(words: list[list[str]], freqs: list[int], merges: int) -> l
 def test_incremental_pair_counting_matches_textbook_bpe():
     import random
 
-    from langbuild.extension import _PairCounts
+    from langbuild.extension.vocabulary import _PairCounts
 
     rng = random.Random(0)
     words = [[rng.choice("abcde") for _ in range(rng.randint(2, 8))] for _ in range(400)]

@@ -24,7 +24,7 @@ from langbuild.extension import (
     keep_protected_words,
     unigram_pieces,
 )
-from langbuild.steps.extend import check_tokenizer, save_extended_tokenizer
+from langbuild.extension.tokenizer_file import check_tokenizer, save_extended_tokenizer
 from tests.tiny import _gpt2_tokenizer, english_lines, write_lines
 
 SCRIPTS = json.loads((Path(__file__).parent.parent / "data" / "scripts.json").read_text(encoding="utf-8"))

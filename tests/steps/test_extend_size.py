@@ -14,8 +14,8 @@ from transformers import AutoTokenizer
 from langbuild import pipeline
 from langbuild.core.project import Project
 from langbuild.extension import byte_level_to_text, continue_bpe, corpus_words
-from langbuild.steps import extend_size
-from langbuild.steps.extend_size import candidate_sizes, choose_size
+from langbuild.extension import size as extend_size
+from langbuild.extension.size import candidate_sizes, choose_size
 from tests.tiny import chichewa_split, make_tiny_project, read_json
 
 QUIET = Console(quiet=True)
@@ -184,11 +184,11 @@ def test_a_fixed_size_that_starts_worse_than_the_base_is_warned_about(tmp_path, 
 
 
 def test_the_report_shows_the_scored_curve_and_the_reason():
-    from langbuild.steps.report import _gain_curve
+    from langbuild.steps.report import gain_curve_lines
 
     extend = {"gain_curve": [{"new_tokens": 0, "tokens_per_word": 3.0, "zero_shot_bits_per_byte": 2.0},
                              {"new_tokens": 500, "tokens_per_word": 2.5, "zero_shot_bits_per_byte": None},
                              {"new_tokens": 1000, "tokens_per_word": 2.2, "zero_shot_bits_per_byte": 1.9}],
               "auto_size": {"chosen": 1000, "reason": "the smallest size within 3% of the best"}}
-    (line,) = _gain_curve(extend)
+    (line,) = gain_curve_lines(extend)
     assert "0 → 3.000 / 2.000" in line and "500 → 2.500 / not needed" in line and "Chose 1,000: the smallest" in line

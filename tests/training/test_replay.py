@@ -93,7 +93,7 @@ def test_the_train_step_samples_replay_from_the_model_select_chose(tiny_models, 
     ctx = SimpleNamespace(config=project.config, project=project, console=Console(quiet=True),
                           output_of=lambda step: select)
     tokenizer = load_tokenizer(tiny_models["gpt2-bytelevel"])
-    count = train._tokenise_replay(ctx, tokenizer, tmp_path / "replay.bin")
+    count = train.tokenise_replay(ctx, tokenizer, tmp_path / "replay.bin")
     assert count > 0 and (tmp_path / "replay.bin").stat().st_size == 4 * count
     assert len(list((tmp_path / "cache" / "replay").glob("*.json"))) == 1
 

@@ -29,8 +29,8 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from .core.errors import LangbuildError
-from .metrics import BYTE_PIECE
+from ..core.errors import LangbuildError
+from ..metrics import BYTE_PIECE
 
 _METASPACE = "▁"
 
@@ -366,6 +366,11 @@ def without_tokens(extension: Extension, dropped: set[str]) -> Extension:
     return kept
 
 
+def prefix(extension: Extension, count: int) -> Extension:
+    """The first ``count`` entries: for BPE a prefix of the merge list is itself a consistent extension."""
+    return Extension(extension.tokens[:count], extension.merges[:count], extension.scores[:count], extension.method)
+
+
 def keep_protected_words(backend, spec: dict, extension: Extension, protected: Counter) -> tuple[Extension, int]:
     """Drop new tokens until every protected word splits exactly as in the base tokenizer.
 
@@ -414,6 +419,11 @@ _BYTE_OF = byte_level_alphabet()
 def is_byte_level(spec: dict) -> bool:
     """Whether a tokenizer.json spec writes bytes GPT-2's way (a ByteLevel pre-tokenizer or decoder)."""
     return "ByteLevel" in json.dumps(spec.get("pre_tokenizer")) or "ByteLevel" in json.dumps(spec.get("decoder"))
+
+
+def is_byte_level_tokenizer(tokenizer) -> bool:
+    """Whether a transformers tokenizer's own tokenizer.json writes bytes GPT-2's way."""
+    return is_byte_level(json.loads(tokenizer.backend_tokenizer.to_str()))
 
 
 def byte_level_to_bytes(piece: str) -> bytes | None:

@@ -21,17 +21,30 @@ over the byte-capped sample if the rule needs its score (see ``choose_size``).
 
 from __future__ import annotations
 
+import json
 import math
+import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
+from ..core.errors import out_of_memory_becomes
+from ..embedding_init.model import BaseModel
+from ..embedding_init.rows import initialise_rows, resize_embeddings
+from ..embedding_init.spaces import readable, token_strings
 from ..metrics import bits_per_byte, hf_batch_encoder
+from ..models import load_tokenizer
 from ..training.stages import embedding_parameters
 from ..words import word_count  # the tool's one word rule, so the ratio agrees with the other steps
+from .tokenizer_file import save_extended_tokenizer
+from .vocabulary import Extension, apply_extension, base_pieces, is_byte_level_tokenizer, prefix
 
 # Candidate sizes: doublings, since each doubling costs about the same and gains less. The ladder
 # starts small because a small corpus supports only a few hundred tokens with enough evidence.
 LADDER = (125, 250, 500, 1000, 2000, 4000, 8000, 16000)
+AUTO_MAX_TOKENS = LADDER[-1]  # the largest size extend.num_new_tokens = "auto" considers
+CURVE_SAMPLE_DOCS = 2_000  # valid documents used to draw the gain curve
 # Methods whose row for a token depends on that token alone (or on a seeded draw), so the rows of
 # the largest candidate serve every smaller one. FOCUS, TokenAdapt and WECHSEL mix base rows by
 # token vectors trained on the corpus tokenised with the whole candidate vocabulary: their rows for
@@ -124,7 +137,7 @@ class PrefixRows:
         self.model, self.base_rows, self.new_ids, self.new_rows = model, base_rows, new_ids, new_rows
         self.old_rows = base_rows[0].shape[0]
         self.multiple = multiple
-        # Padding rows start at the mean of the trained rows, as _fill_padding in the extend step.
+        # Padding rows start at the mean of the trained rows, as fill_padding (embedding_init.rows).
         self.pad_rows = [rows[:trained_rows].float().mean(dim=0).to(rows.dtype) for rows in base_rows]
 
     def set_size(self, count: int, vocabulary: int) -> None:
@@ -154,6 +167,12 @@ class SizeSearch:
     sample_bytes: int
     seconds: float
 
+    def summary(self) -> dict:
+        """What metrics.json keeps of the search (``auto_size``)."""
+        scored = sum(1 for point in self.curve if point["zero_shot_bits_per_byte"] is not None)
+        return {"chosen": self.chosen, "reason": self.reason, "init": self.init, "sample_bytes": self.sample_bytes,
+                "sizes_scored": scored, "seconds": round(self.seconds, 1)}
+
 
 def search_sizes(rows: PrefixRows, tokenizer_for: Callable[[int], object], sizes: list[int], sample: list[str],
                  word_texts: list[str], on_score: Callable[[int, float, float], None] | None = None) -> tuple[int, str, list[dict]]:
@@ -177,3 +196,99 @@ def search_sizes(rows: PrefixRows, tokenizer_for: Callable[[int], object], sizes
     curve = [{"new_tokens": size, "tokens_per_word": tokens_per_word[size], "zero_shot_bits_per_byte": scores.get(size)}
              for size in sizes]
     return chosen, reason, curve
+
+
+def gain_curve(spec: dict, extension: Extension, texts: list[str], sizes: tuple[int, ...] = LADDER) -> list[dict]:
+    """Target tokens per word with the first N new entries, for each N in ``sizes`` (and 0)."""
+    from tokenizers import Tokenizer
+
+    words = max(sum(map(word_count, texts)), 1)
+    points = []
+    for size in sorted({0, *[s for s in sizes if s < len(extension.tokens)], len(extension.tokens)}):
+        tokenizer = Tokenizer.from_str(json.dumps(apply_extension(spec, prefix(extension, size))[0]))
+        tokens = sum(len(e.ids) for e in tokenizer.encode_batch(texts, add_special_tokens=False))
+        points.append({"new_tokens": size, "tokens_per_word": tokens / words})
+    return points
+
+
+def prefix_rows(base: BaseModel, spec: dict, extension: Extension, method: str, seed: int, multiple: int) -> PrefixRows:
+    """The base model and ``method``'s rows for every entry of ``extension``, once (see PrefixRows)."""
+    backend = base.tokenizer.backend_tokenizer
+    old_rows, trained_rows = base.rows, base.trained_rows
+    model = base.load()
+    base_rows = [weight.detach().clone() for weight in embedding_parameters(model)]
+    _, new_ids = apply_extension(spec, extension)
+    if new_ids:
+        resize_embeddings(model, max(old_rows, max(new_ids) + 1), 1)
+        pieces = [base_pieces(backend, token) for token in extension.tokens]
+        initialise_rows(model, method, new_ids, trained_rows, pieces, seed, token_strings(base.tokenizer, trained_rows),
+                        readable(extension.tokens, is_byte_level_tokenizer(base.tokenizer)))
+    new_rows = [weight.detach()[new_ids].clone() for weight in embedding_parameters(model)]
+    return PrefixRows(model, base_rows, new_ids, new_rows, trained_rows, multiple)
+
+
+def search_size(base: BaseModel, spec: dict, extension: Extension, valid: list[str], sample: list[str], method: str,
+                seed: int, multiple: int, scratch: Path, console) -> SizeSearch:
+    """Tokens per word for every candidate size (prefixes of ``extension``), zero-shot bits per byte on
+    ``sample`` for those ``choose_size`` needs, and its choice. Candidate tokenizers are saved under
+    ``scratch`` (a temporary folder is made there and removed).
+
+    The extend step passes as ``sample`` the one it reports afterwards (extend.zero_shot_max_bytes of
+    the valid split, or the probe's sample when diagnostics are off), so the chosen size's reported
+    zero-shot score is the one it was chosen by. Never the test split: it is not read here."""
+    started = time.time()
+    sizes = candidate_sizes(len(extension.tokens))
+    sample_bytes = len("\n".join(sample).encode("utf-8"))
+    console.print(f"  auto size: candidates {', '.join(f'{s:,}' for s in sizes)} new tokens, scored as needed on "
+                  f"{sample_bytes:,} bytes of valid text, rows by {method} ...")
+    with out_of_memory_becomes("out of memory scoring candidate extension sizes: lower extend.zero_shot_max_bytes "
+                               "or set a fixed extend.num_new_tokens"):
+        rows = prefix_rows(base, spec, extension, method, seed, multiple)
+        with tempfile.TemporaryDirectory(prefix="candidates-", dir=scratch) as folders:
+            def tokenizer_for(size: int):
+                if size == 0:
+                    return base.tokenizer  # the honest baseline: the base model exactly as it is
+                folder = Path(folders) / str(size)
+                save_extended_tokenizer(base.tokenizer, apply_extension(spec, prefix(extension, size))[0], folder)
+                return load_tokenizer(folder, base.trust_remote_code)
+
+            def show(size: int, tokens_per_word: float, bpb: float) -> None:
+                console.print(f"    {size:>6,} new tokens: tokens/word {tokens_per_word:.3f}, zero-shot bits/byte {bpb:.4f}")
+
+            chosen, reason, curve = search_sizes(rows, tokenizer_for, sizes, sample, valid[:CURVE_SAMPLE_DOCS], show)
+        del rows
+    if chosen:
+        console.print(f"  auto size: {chosen:,} new tokens ({reason})")
+    else:
+        console.print(f"  extension skipped: {reason}; the base tokenizer and model are kept")
+    return SizeSearch(chosen, reason, curve, method, sample_bytes, time.time() - started)
+
+
+def zero_shot_from_search(search: SizeSearch | None, init: str, texts: dict) -> dict:
+    """The target zero-shot scores the size search already computed, when they are this very model's:
+    the same sample and rows that do not depend on the candidate (subword-mean, mean). Saves two
+    forward passes over the sample."""
+    if search is None or init != search.init or init not in ("subword-mean", "mean") or "target" not in texts:
+        return {}
+    if len("\n".join(texts["target"]).encode("utf-8")) != search.sample_bytes:
+        return {}
+    scores = {p["new_tokens"]: p["zero_shot_bits_per_byte"] for p in search.curve}
+    base, extended = scores[0], scores[search.chosen]  # both scored: the rule always scores 0 and its choice
+    return {"target": {"base": base, "extended": extended, "ratio": extended / base if base else None,
+                       "bytes": search.sample_bytes}}
+
+
+def worse_than_base(zero_shot: dict, added: int, init: str, auto: dict | None) -> str | None:
+    """The warning when the extension starts worse than the base on held-out target text, else None.
+
+    Not extending is the honest baseline: a fixed size that loses to it before any training should be
+    a deliberate choice. Auto's own choice never does with the rows it was scored with; it can only
+    when the probe then keeps another initialisation (extend.init = auto or extend.compare)."""
+    target = zero_shot.get("target")
+    if not added or not target or target["extended"] <= target["base"]:
+        return None
+    hint = (f"auto chose the size with {auto['init']} rows, which did not start worse; the probe kept {init} "
+            "for its lower bits/byte after the probe's training" if auto else
+            'extend.num_new_tokens = "auto" adds only a size that does not')
+    return (f"with {added:,} new tokens (init {init}) held-out bits/byte before training is "
+            f"{target['extended']:.3f}, worse than the base model's {target['base']:.3f}; {hint}")
