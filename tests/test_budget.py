@@ -11,6 +11,7 @@ import torch
 from langbuild.budget import Recipe, logit_bytes, memory_parts, model_shape, shape_memory, training_memory
 from langbuild.core.config import defaults
 from langbuild.training.loss import causal_lm_loss
+from tests.tiny import bytes_saved_for_backward
 from tests.training.test_loss import tiny_model
 
 
@@ -30,20 +31,8 @@ def staged(family: str, stage: str):
 
 def saved_bytes(model, batch_size: int, seq_len: int) -> int:
     """Bytes of every tensor autograd saves for backward in one chunked-loss step (weights excluded)."""
-    weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    saved: dict[int, int] = {}
-
-    def pack(tensor):
-        storage = tensor.untyped_storage()
-        if storage.data_ptr() not in weights:
-            saved[storage.data_ptr()] = storage.nbytes()
-        return tensor
-
     ids = torch.randint(0, 300, (batch_size, seq_len), generator=torch.Generator().manual_seed(0))
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        loss, _, _ = causal_lm_loss(model, ids)
-    loss.backward()
-    return sum(saved.values())
+    return bytes_saved_for_backward(model, lambda: causal_lm_loss(model, ids)[0])
 
 
 @pytest.mark.parametrize("family", ["llama", "gemma3"])

@@ -197,5 +197,25 @@ def tiny_project_through(root: Path, model_folder: Path, step: str = "select", t
     return Path(root)
 
 
+def bytes_saved_for_backward(model, forward) -> int:
+    """Bytes of every tensor autograd saves for backward while ``forward()`` computes a loss, weights
+    excluded; runs the backward pass too, so the graph is freed."""
+    import torch
+
+    weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    saved: dict[int, int] = {}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in weights:
+            saved[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        loss = forward()
+    loss.backward()
+    return sum(saved.values())
+
+
 def read_json(path: Path):
     return json.loads(Path(path).read_text(encoding="utf-8"))

@@ -18,7 +18,7 @@ from langbuild.models import load_model, parameter_count
 from langbuild.pipeline import StepContext
 from langbuild.selection import Plan, choose
 from langbuild.steps import select
-from tests.tiny import FAMILIES, make_tiny_project, read_json
+from tests.tiny import FAMILIES, bytes_saved_for_backward, make_tiny_project, read_json
 
 QUIET = Console(quiet=True)
 
@@ -87,22 +87,11 @@ def test_memory_estimate_matches_what_autograd_keeps(tiny_models, family):
 
 
 def saved_activation_bytes(model, batch_size: int, seq_len: int) -> int:
-    weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    saved: dict[int, int] = {}
-
-    def pack(tensor):
-        storage = tensor.untyped_storage()
-        if storage.data_ptr() not in weights:
-            saved[storage.data_ptr()] = storage.nbytes()
-        return tensor
-
     ids = torch.randint(0, model.config.vocab_size, (batch_size, seq_len), generator=torch.Generator().manual_seed(0))
     model.train()
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        loss = model(input_ids=ids, labels=ids).loss
-    loss.backward()
+    measured = bytes_saved_for_backward(model, lambda: model(input_ids=ids, labels=ids).loss)
     model.zero_grad(set_to_none=True)
-    return sum(saved.values())
+    return measured
 
 
 def test_activations_grow_with_batch_and_block_length(tiny_models):
