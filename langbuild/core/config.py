@@ -441,9 +441,12 @@ def _early_stopping_has_checks(config: Config) -> str | None:
     return None
 
 
+FSDP_WITHOUT_FP16 = "train.launcher = fsdp trains in fp32 or bf16, not fp16: set train.precision = bf16"
+
+
 def _fsdp_precision(config: Config) -> str | None:
     if config.get("train.launcher") == "fsdp" and config.get("train.precision") == "fp16":
-        return "train.launcher = fsdp trains in fp32 or bf16, not fp16: set train.precision = bf16"
+        return FSDP_WITHOUT_FP16
     return None
 
 

@@ -19,6 +19,7 @@ import subprocess
 from pathlib import Path
 
 from ..core.atomic import atomic_write_text
+from ..core.config import FSDP_WITHOUT_FP16
 from ..core.errors import LangbuildError
 from ..core.processes import tied_to_this_process
 from .plan import TrainPlan
@@ -63,7 +64,7 @@ def check_processes(processes: int) -> None:
 
 def check_launcher(launcher: str, precision: str) -> None:
     if launcher == "fsdp" and precision == "fp16":
-        raise LangbuildError("train.launcher = fsdp trains in fp32 or bf16, not fp16: set train.precision = bf16")
+        raise LangbuildError(FSDP_WITHOUT_FP16)  # the plan's resolved precision, after the settings' rule
 
 
 def launch(plan: TrainPlan, folder: Path) -> dict:
