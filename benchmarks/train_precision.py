@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from langbuild.models import load_tokenizer, resolve_model
+from langbuild.models.loading import load_tokenizer, resolve_model
 from langbuild.training.data import TokenBlocks, tokenise_to_file
 from langbuild.training.precision import resolve_precision
 

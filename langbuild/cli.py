@@ -79,7 +79,7 @@ def init(
     interactive: bool | None = typer.Option(None, "--interactive/--no-interactive", help="force the wizard on or off"),
 ) -> None:
     """Create a project folder (asks on a terminal; takes flags in scripts and CI)."""
-    from .scaffold import create_project
+    from .project.scaffold import create_project
 
     answers = _parse_sets(sets)
     if language:
@@ -89,7 +89,7 @@ def init(
     if base_model:
         answers["select.candidates"] = list(base_model)
     if _interactive(yes, interactive):
-        from .wizard import ask
+        from .project.wizard import ask
 
         answers = ask(answers)
     else:
@@ -227,7 +227,7 @@ def export(
     force: bool = typer.Option(False, "--force", help="replace the destination's contents"),
 ) -> None:
     """Write the trained model as a clean Hugging Face folder: safetensors, tokenizer and a model card."""
-    from .export import export_model
+    from .project.export import export_model
 
     written = export_model(_open(project), destination, force)
     console.print(f"[green]✓[/] exported to {escape(str(written))}; upload with: huggingface-cli upload NAME {escape(str(written))}")
@@ -281,7 +281,7 @@ def demo(
     sets: list[str] = typer.Option([], "--set", help="override a demo setting as section.key=value (repeatable)"),
 ) -> None:
     """Chichewa + SmolLM2-135M, all steps on CPU, from packaged data only (no downloads)."""
-    from .demo import run_demo
+    from .project.demo import run_demo
 
     run_demo(directory, _parse_sets(sets), console)
 

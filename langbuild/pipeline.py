@@ -79,13 +79,13 @@ def _corpus_inputs(project: Project) -> dict[str, Any]:
 
 
 def _model_inputs(project: Project) -> dict[str, Any]:
-    from .models import fingerprint_candidates
+    from .models.loading import fingerprint_candidates
 
     return fingerprint_candidates(project.config.get("select.candidates"), project.root)
 
 
 def _texts(project: Project, *settings: str) -> dict[str, Any]:
-    from .reference_texts import fingerprint_text
+    from .packaged.reference_texts import fingerprint_text
 
     out: dict[str, Any] = {}
     for setting in settings:
@@ -109,7 +109,7 @@ def _extend_inputs(project: Project) -> dict[str, Any]:
 def _train_inputs(project: Project) -> dict[str, Any]:
     """What decides the replay data, only when there is replay. For ``self`` the base model that
     samples it is not here: select passes on the chosen model's identity (chosen_model) through extend."""
-    from .reference_texts import PACKAGED_TEXTS
+    from .packaged.reference_texts import PACKAGED_TEXTS
     from .training.replay import SELF
 
     config = project.config
@@ -135,7 +135,7 @@ def _replay_source_inputs(project: Project, spec: str) -> Any:
 
 
 def _eval_inputs(project: Project) -> dict[str, Any]:
-    from .models import fingerprint_candidates
+    from .models.loading import fingerprint_candidates
 
     files = {}
     for entry in project.config.get("eval.tasks"):

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from langbuild.cli import app
 from langbuild.core.config import CONFIG_NAME, load_config
-from langbuild.scaffold import template_dir
+from langbuild.project.scaffold import template_dir
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATE_TEXT = (template_dir() / CONFIG_NAME).read_text(encoding="utf-8")

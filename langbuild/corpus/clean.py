@@ -24,14 +24,14 @@ from functools import cached_property
 from itertools import accumulate, compress
 from operator import mul, not_
 
-from ..textio import script_of
-from ..words import words as split_words
+from ..text.textio import script_of
+from ..text.words import words as split_words
 
 FILTER_NAMES = ("too_short", "word_count", "mean_word_length", "symbol_ratio", "bullet_lines", "ellipsis_lines",
                 "alpha_words", "script_share", "duplicate_lines", "top_ngrams", "duplicate_ngrams", "url_density")
 
-# Scripts written without spaces between words: langbuild.words cuts them into characters (Tibetan into
-# syllables), so word length and word n-grams say little there. (Names as langbuild.textio.script_of
+# Scripts written without spaces between words: langbuild.text.words cuts them into characters (Tibetan into
+# syllables), so word length and word n-grams say little there. (Names as langbuild.text.textio.script_of
 # reads them off Unicode character names.)
 NO_SPACE_SCRIPTS = frozenset({"CJK", "HIRAGANA", "KATAKANA", "KATAKANA-HIRAGANA", "THAI", "LAO", "KHMER", "MYANMAR", "TIBETAN"})
 # Gopher's limits on the share of characters in the most common n-gram (n = 2, 3, 4) and in
@@ -59,7 +59,7 @@ class QualityConfig:
     max_ellipsis_lines: float = 0.3  # share of lines ending in ... or …: truncated teasers
     min_alpha_words: float = 0.7  # share of words containing at least one letter: tables of numbers
     min_script_share: float = 0.8  # share of letters in target_scripts (skipped when target_scripts is empty)
-    target_scripts: tuple[str, ...] = ()  # script names as langbuild.textio.script_of returns them: "LATIN", "ETHIOPIC"
+    target_scripts: tuple[str, ...] = ()  # script names as langbuild.text.textio.script_of returns them: "LATIN", "ETHIOPIC"
     max_duplicate_lines: float = 0.3  # Gopher: share of lines that repeat an earlier line
     max_duplicate_line_chars: float = 0.2  # Gopher: share of characters in repeated lines
     repetition: bool = True  # Gopher's top 2-4-gram and duplicated 5-10-gram character shares
@@ -249,7 +249,7 @@ class _Document:
 
     @cached_property
     def words(self) -> list[str]:
-        return split_words(self.text)  # the one rule of langbuild.words: str.split() plus separators and no-space scripts
+        return split_words(self.text)  # the one rule of langbuild.text.words: str.split() plus separators and no-space scripts
 
     @cached_property
     def lines(self) -> list[str]:
@@ -270,7 +270,7 @@ class _Document:
 
     @cached_property
     def word_count(self) -> int:
-        # Without spaces, langbuild.words counts each character (with its marks) as a word: an upper bound
+        # Without spaces, langbuild.text.words counts each character (with its marks) as a word: an upper bound
         # (a Chinese word is 1-2 characters, a Thai word several) that never drops short text for being
         # too short in words; only max_words becomes stricter, for documents of 100,000+ characters.
         return len(self.words)
@@ -434,7 +434,7 @@ assert tuple(_CHECKS) == FILTER_NAMES
 def failed_filter(text: str, config: QualityConfig) -> str | None:
     """The first filter of FILTER_NAMES that rejects the (normalised) text, or None when it passes.
 
-    Words are ``langbuild.words.words`` pieces: ``str.split()`` pieces for space-separated text; cut at
+    Words are ``langbuild.text.words.words`` pieces: ``str.split()`` pieces for space-separated text; cut at
     word separators such as the Ethiopic word space ``፡`` too; one per character with its marks in
     scripts written without spaces. For text mostly in such scripts mean_word_length and the n-gram
     filters are skipped.

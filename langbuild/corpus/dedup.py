@@ -13,7 +13,7 @@ Workers compute fingerprints as numpy arrays and save them beside their unit's d
 process then needs only one band column (8 bytes per document) at a time, plus the signatures of
 candidate pairs read through a memory map.
 
-Words are ``langbuild.words.bare_words``: punctuation dropped, combining marks kept in their word,
+Words are ``langbuild.text.words.bare_words``: punctuation dropped, combining marks kept in their word,
 cut at word separators such as the Ethiopic ``፡``, and one per character (with its marks) in scripts
 written without spaces, where shingles and 13-grams are therefore of characters.
 """
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..words import bare_words
+from ..text.words import bare_words
 
 NUM_PERM = 112
 SHINGLE = 5

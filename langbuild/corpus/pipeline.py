@@ -31,8 +31,8 @@ import numpy as np
 
 from ..core.errors import LangbuildError
 from ..core.processes import die_with_parent
-from ..textio import script_counts
-from ..words import word_count, words
+from ..text.textio import script_counts
+from ..text.words import word_count, words
 from . import dedup
 from .clean import QualityConfig, clean_lines, dominant_scripts, failed_filter, normalise
 from .langid import MIN_PROFILE_DOCUMENTS, LangIdPlan, plan_language_id

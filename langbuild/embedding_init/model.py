@@ -15,7 +15,7 @@ from pathlib import Path
 from ..core.errors import LangbuildError
 from ..extension import Extension, base_pieces, is_byte_level_tokenizer
 from ..extension.replacement import replacement_rows
-from ..models import check_vocabulary_fits, load_model
+from ..models.loading import check_vocabulary_fits, load_model
 from .rows import fill_padding, initialise_replacement, initialise_rows, resize_embeddings
 from .spaces import SpaceInputs, WechselFiles, readable, token_space_for, token_strings
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from ..core.config import AUTO_COMPARE, check_rule
 from ..core.errors import out_of_memory_becomes
-from ..metrics import bits_per_byte
+from ..models.scoring import bits_per_byte
 from ..training.data import batch_indices, pack_blocks
 from ..training.stages import embedding_parameters
 

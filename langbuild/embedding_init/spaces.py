@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..extension import byte_level_to_text, is_byte_level_tokenizer
-from ..metrics import hf_batch_encoder, hf_encoder
-from ..reference_texts import text_path
+from ..packaged.reference_texts import text_path
+from ..tokenization.statistics import hf_batch_encoder, hf_encoder
 from .token_space import TokenSpace
 
 CORPUS_SPACE_METHODS = ("focus", "tokenadapt")  # methods that mix base rows by corpus-trained token vectors
@@ -72,7 +72,7 @@ def corpus_space(inputs: SpaceInputs) -> TokenSpace:
     """FOCUS's space: token vectors trained on the train split as the new tokenizer cuts it."""
     import torch
 
-    from ..token_vectors import train_token_vectors
+    from .token_vectors import train_token_vectors
 
     sequences = hf_batch_encoder(inputs.new_tokenizer)(inputs.train)
     size = max([len(inputs.new_tokenizer), inputs.old_rows, *[i + 1 for i in inputs.token_ids]])
@@ -96,7 +96,7 @@ def wechsel_space(inputs: SpaceInputs) -> TokenSpace:
     """WECHSEL's space: the base and new tokens placed in aligned word-vector spaces of the two languages.
 
     The extend step checks the files are set (``check_init_inputs``) before any work."""
-    from ..word_vectors import read_dictionary, read_word_vectors, wechsel_token_space
+    from .word_vectors import read_dictionary, read_word_vectors, wechsel_token_space
 
     files = inputs.wechsel
     if files is None:

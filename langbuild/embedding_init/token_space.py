@@ -5,8 +5,8 @@ closest to a new token in the auxiliary space, then mix their *model* rows. They
 space comes from (fastText-style vectors trained on target text tokenised by the new tokenizer, or
 aligned word vectors of two languages) and in how neighbours are weighted (sparsemax, top-k softmax).
 
-``TokenSpace`` holds the vectors; builders live in ``langbuild.token_vectors`` (trained on a corpus)
-and ``langbuild.word_vectors`` (from user-supplied word vectors and a bilingual dictionary).
+``TokenSpace`` holds the vectors; builders live in ``langbuild.embedding_init.token_vectors`` (trained on a corpus)
+and ``langbuild.embedding_init.word_vectors`` (from user-supplied word vectors and a bilingual dictionary).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ A new row is ``(1 - GLOBAL_WEIGHT) * local + GLOBAL_WEIGHT * global``:
 * global - the token's nearest base tokens in the auxiliary space, softmax-weighted (as WECHSEL).
 
 The paper embeds token strings with an external multilingual text encoder; langbuild uses the same
-corpus-trained token vectors as FOCUS (``langbuild.token_vectors``), so no second model is needed.
+corpus-trained token vectors as FOCUS (``langbuild.embedding_init.token_vectors``), so no second model is needed.
 A token with no auxiliary vector gets the local estimate with length weights only.
 """
 

@@ -2,7 +2,7 @@
 in an aligned word-vector space (WECHSEL, Minixhofer, Paischer & Rekabsaz 2022, "WECHSEL: Effective
 initialization of subword embeddings for cross-lingual transfer of monolingual language models", NAACL).
 
-The space (a :class:`TokenSpace`) is built by ``langbuild.word_vectors.wechsel_token_space``: base tokens
+The space (a :class:`TokenSpace`) is built by ``langbuild.embedding_init.word_vectors.wechsel_token_space``: base tokens
 get vectors from source-language words, new tokens from target-language words, and a Procrustes rotation
 learned from a bilingual dictionary puts both in one space. Here, each new token with a vector takes its
 ``neighbours`` most cosine-similar base tokens, weights them by softmax(similarity / temperature) and
@@ -29,7 +29,7 @@ _BLOCK_ELEMENTS = 1 << 26
 def wechsel_init(weight: torch.Tensor, new_ids: list[int], old_rows: int, *, token_space: TokenSpace | None = None,
                  pieces: list[list[int]], neighbours: int = 10, temperature: float = 0.1, **_unused) -> None:
     if token_space is None:
-        raise ValueError("wechsel needs a token space built from word vectors (langbuild.word_vectors.wechsel_token_space)")
+        raise ValueError("wechsel needs a token space built from word vectors (embedding_init.word_vectors.wechsel_token_space)")
     if len(pieces) != len(new_ids):
         raise ValueError("wechsel needs one list of base pieces per new token")
     if neighbours < 1 or temperature <= 0:

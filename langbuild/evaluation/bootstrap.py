@@ -104,7 +104,7 @@ def paired_difference_interval(a: Sequence[float], b: Sequence[float], samples: 
 
 
 def bits_per_byte_interval(scored: dict, seed: int = 0, samples: int = 1000, level: float = 0.95) -> Interval | None:
-    """Interval for the ``bits_per_byte`` of a ``langbuild.metrics.bits_per_byte`` result, resampling its windows.
+    """Interval for the ``bits_per_byte`` of a ``langbuild.models.scoring.bits_per_byte`` result, resampling its windows.
 
     Uses its ``window_nll`` (nats, converted to bits) and ``window_bytes``; None when the text made
     fewer than ``MIN_UNITS`` windows (score more text or use a smaller window to get one).

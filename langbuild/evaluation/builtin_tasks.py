@@ -226,7 +226,7 @@ def tasks_for_language(code: str, names: Iterable[str] | None = None) -> list[Bu
 
 
 def _cache_root() -> Path:
-    from ..models import cache_dir
+    from ..models.loading import cache_dir
 
     return cache_dir()
 

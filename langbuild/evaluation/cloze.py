@@ -22,7 +22,7 @@ import random
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..words import bare_words, word_spans
+from ..text.words import bare_words, word_spans
 
 NGRAM = 13  # words; items shorter than this cannot be checked for overlap and are not built
 MIN_CONTINUATION_WORDS = 4
@@ -39,7 +39,7 @@ class ClozeItem:
 
 
 def words_of(text: str) -> list[str]:
-    """Lower-cased bare words (langbuild.words, as in the corpus step): punctuation and case must not hide an overlap."""
+    """Lower-cased bare words (langbuild.text.words, as in the corpus step): punctuation and case must not hide an overlap."""
     return bare_words(text.lower())
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..corpus.shards import read_split
-from ..textio import sample_by_bytes
+from ..text.textio import sample_by_bytes
 from . import cloze
 from .local_tasks import LocalTask, local_task, write_jsonl
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..metrics import hf_encoder
+from ..tokenization.statistics import hf_encoder
 from . import bootstrap
 from .local_tasks import write_jsonl
 from .scoring import safe_name

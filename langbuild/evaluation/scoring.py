@@ -9,9 +9,10 @@ from pathlib import Path
 
 from ..core.errors import out_of_memory_becomes
 from ..core.hashing import hash_file, hash_json
-from ..metrics import bits_per_byte, hf_encoder, tokenizer_stats
-from ..models import load_model, load_tokenizer
+from ..models.loading import load_model, load_tokenizer
+from ..models.scoring import bits_per_byte
 from ..reporting.data import PIPELINE_MODELS
+from ..tokenization.statistics import hf_encoder, tokenizer_stats
 from ..training.precision import cast_parameters
 from . import bootstrap
 from .task_plan import TaskPlan

@@ -25,7 +25,7 @@ import inspect
 import time
 from collections.abc import Sequence
 
-from ..metrics import _context_token, _encode_with_offsets, context_length
+from ..models.scoring import _context_token, _encode_with_offsets, context_length
 
 WARMUP_STEPS = 8  # untimed decode steps first: the first calls allocate caches and pick kernels
 

@@ -6,7 +6,7 @@ of characters too, and the two tokenizers may mark a space differently (``Ġ``, 
 
 from __future__ import annotations
 
-from ..metrics import BYTE_PIECE
+from ..tokenization.statistics import BYTE_PIECE
 from .vocabulary import base_pieces, byte_level_alphabet, byte_level_to_bytes, is_byte_level_tokenizer
 
 _BYTE_LEVEL_CHAR = {byte: char for char, byte in byte_level_alphabet().items()}

@@ -33,10 +33,11 @@ from ..core.errors import out_of_memory_becomes
 from ..embedding_init.model import BaseModel
 from ..embedding_init.rows import initialise_rows, resize_embeddings
 from ..embedding_init.spaces import readable, token_strings
-from ..metrics import bits_per_byte, hf_batch_encoder
-from ..models import load_tokenizer
+from ..models.loading import load_tokenizer
+from ..models.scoring import bits_per_byte
+from ..text.words import word_count
+from ..tokenization.statistics import hf_batch_encoder
 from ..training.stages import embedding_parameters
-from ..words import word_count  # the tool's one word rule, so the ratio agrees with the other steps
 from .tokenizer_file import save_extended_tokenizer
 from .vocabulary import Extension, apply_extension, base_pieces, is_byte_level_tokenizer, prefix
 

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from ..core.errors import LangbuildError
-from ..metrics import BYTE_PIECE
+from ..tokenization.statistics import BYTE_PIECE
 
 _METASPACE = "▁"
 

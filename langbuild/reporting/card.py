@@ -14,15 +14,15 @@ from pathlib import Path
 import yaml
 
 from .. import __version__
-from ..words import first_words
+from ..text.words import first_words
 from .data import Outputs, load_outputs, tasks
 from .document import Block, Bullets, Code, CodeBlock, Heading, Paragraph, Strong, rich, to_markdown
 from .sections import LOWER, benchmark_blocks, forgetting_line, generation_blocks, held_out_table
 
 TAGS = ["langbuild", "continued-pretraining", "vocabulary-extension"]
-# Packaged models are GGUF conversions of these hub releases (see langbuild.models.PACKAGED).
+# Packaged models are GGUF conversions of these hub releases (see langbuild.models.loading.PACKAGED).
 PACKAGED_HUB_IDS = {"smollm2-135m": "HuggingFaceTB/SmolLM2-135M-Instruct", "gemma3-270m": "google/gemma-3-270m"}
-# License names as langbuild.models records them -> Hugging Face license identifiers.
+# License names as langbuild.models.loading records them -> Hugging Face license identifiers.
 LICENSE_IDS = {"apache-2.0": "apache-2.0", "mit": "mit", "gemma terms of use": "gemma"}
 
 
@@ -62,7 +62,7 @@ def base_model_info(selection: dict | None) -> BaseModel:
     chosen = str((selection or {}).get("chosen") or "unknown")
     folder = (selection or {}).get("chosen_path")
     if chosen in PACKAGED_HUB_IDS:
-        from ..models import PACKAGED
+        from ..models.loading import PACKAGED
 
         shown, hub_id = chosen, PACKAGED_HUB_IDS[chosen]
         license_id = LICENSE_IDS.get(PACKAGED[chosen].license.lower()) if chosen in PACKAGED else None

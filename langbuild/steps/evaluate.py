@@ -27,10 +27,10 @@ from ..evaluation.results import assemble, share_identical, write_items
 from ..evaluation.scoring import ScoringSettings, score_model, speed_texts, task_managers
 from ..evaluation.speed import split_points
 from ..evaluation.task_plan import TaskSettings, plan_tasks, point_tasks_at
-from ..models import load_tokenizer, resolve_model
-from ..reference_texts import read_text_lines
+from ..models.loading import load_tokenizer, resolve_model
+from ..packaged.reference_texts import read_text_lines
 from ..reporting.data import PIPELINE_MODELS, with_interval
-from ..textio import sample_by_bytes
+from ..text.textio import sample_by_bytes
 from ..training.precision import resolve_precision
 
 

@@ -5,10 +5,10 @@ target sample; bits per byte on source-language text (eval.source_text, the know
 it forget); the memory training it would take at train.batch_size x train.seq_len, estimated from its
 shape for the plan train will run (the largest of train.stages, with train.precision, the chunked loss,
 train.gradient_checkpointing, train.num_processes and train.launcher; the formula is in
-langbuild/budget.py), and whether that fits the memory budget; and seconds per million training
+langbuild/models/budget.py), and whether that fits the memory budget; and seconds per million training
 tokens, timed on real training steps after scoring.
 
-The rules (select.rule) are described in :mod:`langbuild.selection`; ties always go to the model with
+The rules (select.rule) are described in :mod:`langbuild.models.selection`; ties always go to the model with
 fewer parameters, and a candidate whose context is shorter than train.seq_len is never chosen.
 The budget is select.memory_budget_gb, or when that is 0 this machine's GPU memory, else its RAM.
 """
@@ -20,10 +20,10 @@ from rich.table import Table
 from ..core.atomic import atomic_write_json
 from ..core.errors import LangbuildError
 from ..corpus.shards import read_split
-from ..models import fingerprint_candidates
-from ..reference_texts import read_text_lines
-from ..selection import RULES, Plan, check_rule, choose, format_size, score_candidate
-from ..textio import sample_by_bytes
+from ..models.loading import fingerprint_candidates
+from ..models.selection import RULES, Plan, check_rule, choose, format_size, score_candidate
+from ..packaged.reference_texts import read_text_lines
+from ..text.textio import sample_by_bytes
 
 
 def source_sample(ctx) -> list[str] | None:

@@ -12,7 +12,7 @@ Outputs: ``spm.model`` (SentencePiece only), ``hf/`` (a transformers tokenizer f
 library; for SentencePiece an exact conversion, checked id for id on the valid split),
 ``metrics.json`` (the new and every base tokenizer on the valid split: tokens per word, characters
 and bytes per token, unknown and byte-fallback shares, parity with English; see
-``langbuild.metrics``), and ``vocab_curve.json`` when the size is "auto".
+``langbuild.tokenization.statistics``), and ``vocab_curve.json`` when the size is "auto".
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from rich.table import Table
 
 from ..core.atomic import atomic_write_json
 from ..corpus.shards import read_split
-from ..models import load_tokenizer, resolve_model
+from ..models.loading import load_tokenizer, resolve_model
 from ..tokenization.comparison import aligned_pairs, spm_agreement, tokenizer_row
 from ..tokenization.sampling import read_train_sample
 from ..tokenization.sweep import vocab_curve

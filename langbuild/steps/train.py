@@ -17,9 +17,9 @@ from types import SimpleNamespace
 from ..core.config import check_rule
 from ..core.errors import LangbuildError
 from ..corpus.shards import read_split
-from ..metrics import context_length
-from ..models import load_tokenizer
-from ..textio import sample_by_bytes
+from ..models.loading import load_tokenizer
+from ..models.scoring import context_length
+from ..text.textio import sample_by_bytes
 from ..training.data import tokenise_to_file
 from ..training.launch import check_launcher, check_processes, launch
 from ..training.loop import CHECKPOINTS, Trainer
@@ -120,8 +120,8 @@ def tokenise_replay(ctx, tokenizer, path: Path) -> int:
     """Tokenise the replay text of ``train.replay_text`` (a text, a dataset, or ``self``) into ``path``.
 
     The documents are produced lazily: a resumed run whose replay file is complete reads and samples nothing."""
-    from ..models import chosen_model
-    from ..reference_texts import read_text_lines
+    from ..models.loading import chosen_model
+    from ..packaged.reference_texts import read_text_lines
     from ..training.replay import SELF, read_replay_text, synthesise_replay
 
     config, root = ctx.config, ctx.project.root

@@ -1,7 +1,7 @@
 """The new tokenizer against the base ones on the valid split, and the exported ``hf/`` against ``spm.model``.
 
 Each row: tokens per word, characters and bytes per token, unknown and byte-fallback shares (see
-``langbuild.metrics``), and parity with English on line-aligned texts (``tokenizer.aligned_target``
+``langbuild.tokenization.statistics``), and parity with English on line-aligned texts (``tokenizer.aligned_target``
 and ``tokenizer.aligned_source``).
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..core.errors import LangbuildError
-from ..metrics import hf_batch_encoder, parity, tokenizer_profile
-from ..reference_texts import read_text_lines
+from ..packaged.reference_texts import read_text_lines
+from ..tokenization.statistics import hf_batch_encoder, parity, tokenizer_profile
 
 
 def aligned_pairs(target_name: str, source_name: str, root: Path) -> tuple[list[str], list[str]] | None:

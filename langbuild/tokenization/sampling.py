@@ -13,7 +13,7 @@ from typing import TypeVar
 
 from ..core.errors import LangbuildError
 from ..corpus.shards import read_split
-from ..textio import read_jsonl_texts
+from ..text.textio import read_jsonl_texts
 
 T = TypeVar("T")
 

@@ -7,8 +7,8 @@ import random
 from pathlib import Path
 
 from ..core.errors import LangbuildError
-from ..curves import knee
-from ..words import word_count
+from ..text.words import word_count
+from .curves import knee
 from .training import Recipe, minimum_vocab_size, train_tokenizer
 
 AUTO_SIZES = (4000, 8000, 16000, 32000, 64000)  # the sweep behind tokenizer.vocab_size = "auto"
@@ -29,7 +29,7 @@ def vocab_curve(docs: list[str], valid: list[str], recipe: Recipe, workdir: Path
     stopping at the first size the corpus cannot fill (that point is kept at the size it reached).
     A corpus too small for most of the grid gets sizes below its cap, each 1/√2 of the next, down
     to its alphabet, so there is a bend to find. The chosen size is the knee of tokens per word over
-    log2(size) (``langbuild.curves.knee``, the Kneedle method): past it, each doubling of the
+    log2(size) (``langbuild.tokenization.curves.knee``, the Kneedle method): past it, each doubling of the
     vocabulary buys less and less. The final tokenizer is then trained on the full sample at that size.
     """
     sample = docs if len(docs) <= SWEEP_SAMPLE_DOCS else random.Random(recipe.seed).sample(docs, SWEEP_SAMPLE_DOCS)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ..core.atomic import atomic_write_json
 from ..core.errors import LangbuildError
-from ..models import load_model, load_tokenizer
+from ..models.loading import load_model, load_tokenizer
 from .allocator import return_freed_memory
 from .checkpoints import load_latest_checkpoint, load_weights, save_checkpoint, truncate_metrics
 from .data import RowPrefetcher, TokenBlocks, process_rows
@@ -370,7 +370,7 @@ class Trainer:
                             self.accelerator.process_index, self.accelerator.num_processes)
 
     def _held_out_bits_per_byte(self, model) -> float:
-        from ..metrics import bits_per_byte
+        from ..models.scoring import bits_per_byte
 
         unwrapped = self.accelerator.unwrap_model(model)
         return bits_per_byte(unwrapped, self.tokenizer, self.plan.valid_texts, window=self.plan.seq_len,

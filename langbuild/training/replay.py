@@ -33,9 +33,9 @@ from ..core.atomic import atomic_write_json
 from ..core.errors import LangbuildError, one_line
 from ..core.hashing import hash_json
 from ..corpus.sources import ReadCounts, ReadOptions, Source, Unit, file_format, read_unit, source_files
-from ..models import cache_dir, fingerprint_candidates, load_model, load_tokenizer
-from ..reference_texts import PACKAGED_TEXTS, read_text_lines
-from ..words import first_words
+from ..models.loading import cache_dir, fingerprint_candidates, load_model, load_tokenizer
+from ..packaged.reference_texts import PACKAGED_TEXTS, read_text_lines
+from ..text.words import first_words
 from .precision import cast_parameters
 
 SETTING = "train.replay_text"

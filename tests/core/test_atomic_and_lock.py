@@ -17,7 +17,7 @@ from langbuild.core.atomic import (
 from langbuild.core.errors import LangbuildError
 from langbuild.core.lock import LOCK_VERSION, Lock
 from langbuild.core.project import Project
-from langbuild.scaffold import create_project
+from langbuild.project.scaffold import create_project
 
 
 def _tree(root):

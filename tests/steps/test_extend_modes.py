@@ -10,7 +10,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from langbuild import pipeline
 from langbuild.core.project import Project
-from langbuild.curves import knee
+from langbuild.tokenization.curves import knee
 from tests.tiny import chichewa_split, read_json, tiny_project_through, write_lines
 
 QUIET = Console(quiet=True)

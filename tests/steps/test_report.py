@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import json
 import re
-import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -20,14 +19,12 @@ from rich.console import Console
 
 from langbuild.core.errors import LangbuildError
 from langbuild.core.project import Project
-from langbuild.export import export_model
 from langbuild.pipeline import StepContext
+from langbuild.project.export import export_model
+from langbuild.project.scaffold import create_project
 from langbuild.reporting.card import base_model_info, render_card
-from langbuild.reporting.data import load_outputs, read_train_records
-from langbuild.reporting.document import Bullets, Code, Heading, Paragraph, Strong, Table, rich, to_markdown
-from langbuild.reporting.html import to_html
+from langbuild.reporting.data import load_outputs
 from langbuild.reporting.plots import PNG_SIGNATURE, write_plots
-from langbuild.scaffold import create_project
 from langbuild.steps import report
 
 EVIL_TASK = "<b>evil</b> | task* $x$"
@@ -204,16 +201,6 @@ def test_html_is_self_contained_parses_and_escapes(hand_made, tmp_path):
     assert "0.412 [0.371, 0.455]" in text and "higher is better" in text and "needs the hub" in text
 
 
-def test_document_renders_the_same_content_in_both_formats(tmp_path):
-    blocks = [Heading(1, "T <x>"), Paragraph(rich("a ", Strong("b*"), " ", Code("c|d"), " & e")),
-              Bullets(("one", rich(Strong("two")))), Table(("k", "v"), (("a|b", "1"),), ("l", "r"))]
-    markdown = to_markdown(blocks)
-    assert markdown.startswith("# T \\<x>\n\na **b\\*** `c|d` & e\n\n- one\n- **two**\n\n| k | v |\n|---|---:|\n| a\\|b | 1 |")
-    html = to_html(blocks, "t")
-    assert "<h1>T &lt;x&gt;</h1>" in html and "<strong>b*</strong> <code>c|d</code> &amp; e" in html
-    assert '<td>a|b</td><td class="r">1</td>' in html
-
-
 # ---------------------------------------------------------------- plots
 
 
@@ -241,20 +228,6 @@ def test_absent_plots_are_skipped(tmp_path):
     assert re.findall(r"\]\((plots/[^)]+)\)", text) == ["plots/tokens_per_word.png"]
     assert "## Benchmarks" not in text and "Skipped tasks" not in text and "Generation speed" not in text
     assert (out / "report.html").read_text(encoding="utf-8").count("<img") == 1
-
-
-def test_training_plot_without_held_out_curve_and_duplicate_steps(tmp_path):
-    path = tmp_path / "metrics.jsonl"
-    records = _records(4, held_out=False)
-    lines = [json.dumps(r) for r in records] + ["not json", json.dumps({**records[1], "loss": 9.0})]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    read = read_train_records(path)
-    assert [r["step"] for r in read] == [1, 2, 3, 4] and read[1]["loss"] == 9.0  # a resumed run's redo wins
-    from langbuild.reporting.plots import stage_switches, training_plot
-
-    assert stage_switches(read) == [(3, "full")]
-    assert training_plot(read, tmp_path / "t.png").read_bytes().startswith(PNG_SIGNATURE)
-    assert training_plot([], tmp_path / "none.png") is None and not (tmp_path / "none.png").exists()
 
 
 # ---------------------------------------------------------------- model card
@@ -293,14 +266,6 @@ def test_card_of_an_unknown_local_base_model_says_so(hand_made):
     assert "model-index" not in meta and "Not evaluated yet" in card
 
 
-def test_card_reads_the_license_from_a_local_folder_readme(tmp_path):
-    folder = tmp_path / "my-base"
-    folder.mkdir()
-    (folder / "README.md").write_text("---\nlicense: mit\nlanguage: en\n---\n# x\n", encoding="utf-8")
-    info = base_model_info({"chosen": str(folder), "chosen_path": str(folder)})
-    assert (info.hub_id, info.license, info.license_note) == ("my-base", "mit", None)
-
-
 # ---------------------------------------------------------------- real pipeline outputs and export
 
 
@@ -315,70 +280,6 @@ def test_finished_project_report(finished_projects):
         assert "data:image/png;base64," in (folder / "report.html").read_text(encoding="utf-8")
 
 
-def _logits(folder: Path, text: str):
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    model = AutoModelForCausalLM.from_pretrained(str(folder))
-    ids = tokenizer(text, return_tensors="pt")
-    with torch.no_grad():
-        return ids["input_ids"], model(**ids).logits
-
-
-@pytest.mark.parametrize("family", ["llama-spm", "gpt2-bytelevel"])
-def test_export_writes_a_clean_loadable_folder(finished_projects, tmp_path, family):
-    import torch
-
-    root = finished_projects[family]
-    destination = export_model(Project(root), tmp_path / "hf" / "model")
-    names = sorted(p.name for p in destination.iterdir())
-    assert "README.md" in names and "config.json" in names and "model.safetensors" in names
-    assert all(p.is_file() for p in destination.iterdir())  # no checkpoints/ or other folders
-    assert not [n for n in names if n.endswith((".pt", ".bin", ".pth", ".pkl")) or "optimizer" in n or "checkpoint" in n]
-    assert not [p for p in destination.parent.iterdir() if p.name != "model"]  # no staging or trash left behind
-    assert _front_matter((destination / "README.md").read_text(encoding="utf-8"))["language"] == ["nya"]
-    text = "Pachiyambi Mulungu adalenga"
-    ids, logits = _logits(destination, text)
-    expected_ids, expected = _logits(root / "train" / "model", text)
-    assert torch.equal(ids, expected_ids) and torch.allclose(logits, expected)
-
-
-def test_export_refuses_a_non_empty_destination_unless_forced(finished_projects, tmp_path):
-    project = Project(finished_projects["llama-spm"])
-    destination = tmp_path / "out"
-    destination.mkdir()
-    (destination / "notes.txt").write_text("mine", encoding="utf-8")
-    with pytest.raises(LangbuildError, match="is not empty: choose a new folder, or pass --force"):
-        export_model(project, destination)
-    assert (destination / "notes.txt").read_text(encoding="utf-8") == "mine"
-    with pytest.raises(LangbuildError, match="not a langbuild export"):  # --force replaces only an earlier export
-        export_model(project, destination, force=True)
-    assert (destination / "notes.txt").read_text(encoding="utf-8") == "mine"
-    (destination / "notes.txt").unlink()
-    export_model(project, destination)
-    (destination / "notes.txt").write_text("mine", encoding="utf-8")
-    export_model(project, destination, force=True)
-    assert not (destination / "notes.txt").exists() and (destination / "model.safetensors").is_file()
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    assert export_model(project, empty) == empty.resolve()  # an empty folder is fine without --force
-
-
-def test_export_refuses_step_folders_and_unsafe_places(finished_projects, tmp_path, monkeypatch):
-    root = finished_projects["llama-spm"]
-    project = Project(root)
-    for inside in (root / "train" / "exported", root / "report", root / ".langbuild" / "x"):
-        with pytest.raises(LangbuildError, match="inside the step folder"):
-            export_model(project, inside, force=True)
-    with pytest.raises(LangbuildError, match="contains the project itself"):
-        export_model(project, root.parent, force=True)
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(LangbuildError, match="contains the current folder"):
-        export_model(project, tmp_path, force=True)
-    assert (root / "train" / "model" / "config.json").is_file()
-
-
 def test_export_needs_a_finished_train_step(hand_made, tmp_path):
     with pytest.raises(LangbuildError, match="run 'langbuild run' first") as err:
         export_model(hand_made, tmp_path / "out")
@@ -386,16 +287,3 @@ def test_export_needs_a_finished_train_step(hand_made, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_export_copies_only_model_files(tmp_path):
-    from langbuild.export import model_files
-
-    folder = tmp_path / "model"
-    (folder / "checkpoints").mkdir(parents=True)
-    for name in ("config.json", "model-00001-of-00002.safetensors", "model.safetensors.index.json", "tokenizer.json",
-                 "tokenizer_config.json", "pytorch_model.bin", "optimizer.pt", "training_args.bin", "state.json"):
-        (folder / name).write_text("x", encoding="utf-8")
-    kept = [p.name for p in model_files(folder)]
-    assert kept == ["config.json", "model-00001-of-00002.safetensors", "model.safetensors.index.json", "tokenizer.json",
-                    "tokenizer_config.json"]
-    shutil.rmtree(folder)
-    assert model_files(folder) == []

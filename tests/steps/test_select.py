@@ -9,14 +9,15 @@ import pytest
 import torch
 from rich.console import Console
 
-from langbuild import models, pipeline
-from langbuild.budget import GB, memory_parts, model_shape, time_training_steps, training_memory
+from langbuild import pipeline
 from langbuild.core.config import coerce
 from langbuild.core.errors import LangbuildError
 from langbuild.core.project import Project
-from langbuild.models import load_model, parameter_count
+from langbuild.models.budget import GB, memory_parts, model_shape, time_training_steps, training_memory
+from langbuild.models.loading import load_model, parameter_count
+from langbuild.models.loading import loading as models
+from langbuild.models.selection import Plan, choose
 from langbuild.pipeline import StepContext
-from langbuild.selection import Plan, choose
 from langbuild.steps import select
 from tests.tiny import FAMILIES, bytes_saved_for_backward, make_tiny_project, read_json
 

@@ -12,8 +12,8 @@ from langbuild import pipeline
 from langbuild.core.errors import LangbuildError
 from langbuild.core.project import Project
 from langbuild.corpus.shards import read_split
-from langbuild.models import load_tokenizer
-from langbuild.scaffold import create_project
+from langbuild.models.loading import load_tokenizer
+from langbuild.project.scaffold import create_project
 from langbuild.tokenization.sampling import read_train_sample, reservoir_sample
 from langbuild.tokenization.training import Recipe, train_tokenizer
 from tests.tiny import chichewa_split, english_lines, read_json, write_lines

@@ -11,7 +11,7 @@ from rich.console import Console
 from transformers import AutoTokenizer
 
 from langbuild.core.errors import LangbuildError
-from langbuild.models import load_model
+from langbuild.models.loading import load_model
 from langbuild.training.checkpoints import load_latest_checkpoint, load_weights, save_checkpoint
 from langbuild.training.data import TokenBlocks, batch_indices, global_batch, pack_blocks, replay_rows, tokenise_to_file
 from langbuild.training.loop import is_out_of_memory

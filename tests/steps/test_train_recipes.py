@@ -17,7 +17,7 @@ from rich.console import Console
 from langbuild import pipeline
 from langbuild.core.errors import LangbuildError
 from langbuild.core.project import Project
-from langbuild.models import load_model
+from langbuild.models.loading import load_model
 from langbuild.training import loop
 from tests.tiny import english_lines, make_tiny_project, read_json, write_lines
 

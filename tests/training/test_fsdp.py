@@ -14,7 +14,7 @@ from rich.console import Console
 
 from langbuild import pipeline
 from langbuild.core.project import Project
-from langbuild.models import load_model
+from langbuild.models.loading import load_model
 from tests.steps.test_train_recipes import _cli, _set, _train, train_until_logged
 from tests.tiny import make_tiny_project, read_json
 

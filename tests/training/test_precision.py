@@ -15,7 +15,7 @@ from rich.console import Console
 from langbuild import pipeline
 from langbuild.core.errors import LangbuildError
 from langbuild.core.project import Project
-from langbuild.models import load_model
+from langbuild.models.loading import load_model
 from langbuild.training import precision
 from langbuild.training.precision import MasterWeights, resolve_precision
 from langbuild.training.stages import setup_stage
@@ -238,7 +238,7 @@ def test_kill_9_in_a_bf16_run_resumes_to_the_uninterrupted_losses(extended_bf16,
 def test_scoring_in_bf16_casts_parameters_only_and_moves_bits_per_byte_slightly(tiny_models):
     from transformers import AutoTokenizer
 
-    from langbuild.metrics import bits_per_byte
+    from langbuild.models.scoring import bits_per_byte
     from langbuild.training.precision import cast_parameters
     from tests.tiny import chichewa_split
 

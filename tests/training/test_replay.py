@@ -14,7 +14,7 @@ from langbuild import pipeline
 from langbuild.core.errors import LangbuildError
 from langbuild.core.project import Project
 from langbuild.corpus import sources
-from langbuild.models import load_tokenizer
+from langbuild.models.loading import load_tokenizer
 from langbuild.training import replay
 from langbuild.training.replay import CHARS_PER_TOKEN, prompt_openings, read_replay_text, synthesise_replay
 from tests.tiny import english_lines, make_tiny_project, write_lines

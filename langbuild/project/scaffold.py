@@ -7,10 +7,10 @@ from typing import Any
 
 import tomlkit
 
-from .core.atomic import atomic_write_text
-from .core.config import CONFIG_NAME, check_required, check_rules, set_value, validate_document
-from .core.errors import LangbuildError
-from .core.resources import templates_dir
+from ..core.atomic import atomic_write_text
+from ..core.config import CONFIG_NAME, check_required, check_rules, set_value, validate_document
+from ..core.errors import LangbuildError
+from ..core.resources import templates_dir
 
 
 def template_dir() -> Path:

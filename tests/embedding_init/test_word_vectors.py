@@ -11,7 +11,7 @@ import torch
 from langbuild.core.errors import LangbuildError
 from langbuild.embedding_init.token_space import TokenSpace
 from langbuild.embedding_init.wechsel import wechsel_init
-from langbuild.word_vectors import (
+from langbuild.embedding_init.word_vectors import (
     align,
     procrustes_alignment,
     read_dictionary,

@@ -6,7 +6,7 @@ from typing import Any
 
 import typer
 
-from .core.config import SCHEMA, parse_cli_value
+from ..core.config import SCHEMA, parse_cli_value
 
 
 def _ask_list(question: str, default: list[str]) -> list[str]:

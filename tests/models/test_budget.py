@@ -8,8 +8,8 @@ from dataclasses import replace
 import pytest
 import torch
 
-from langbuild.budget import Recipe, logit_bytes, memory_parts, model_shape, shape_memory, training_memory
 from langbuild.core.config import defaults
+from langbuild.models.budget import Recipe, logit_bytes, memory_parts, model_shape, shape_memory, training_memory
 from langbuild.training.loss import causal_lm_loss
 from tests.tiny import bytes_saved_for_backward
 from tests.training.test_loss import tiny_model

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .core.environment import is_offline
-from .core.errors import LangbuildError
+from ..core.environment import is_offline
+from ..core.errors import LangbuildError
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""langbuild.words: the one word rule, per script, and its agreement with str.split() where it must agree."""
+"""langbuild.text.words: the one word rule, per script, and its agreement with str.split() where it must agree."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from langbuild.words import SEPARATOR_RANGES, bare_words, first_words, word_count, word_spans, words
+from langbuild.text.words import SEPARATOR_RANGES, bare_words, first_words, word_count, word_spans, words
 
-SCRIPTS = json.loads((Path(__file__).parent / "data" / "scripts.json").read_text(encoding="utf-8"))
+SCRIPTS = json.loads((Path(__file__).parent.parent / "data" / "scripts.json").read_text(encoding="utf-8"))
 SPACED = ("latin-diacritics", "cyrillic", "arabic", "devanagari")  # the extension tests' scripts written with spaces
 AMHARIC = SCRIPTS["ethiopic"][0]  # 'የሰው ልጆች ሁሉ ... ያላቸው ናቸው።'
 AMHARIC_WORDS = ["የሰው", "ልጆች", "ሁሉ", "ሲወለዱ", "ነጻና", "በክብርና", "በመብትም", "እኩልነት", "ያላቸው", "ናቸው"]
@@ -136,7 +136,7 @@ def test_every_documented_separator_separates():
 
 
 def test_the_quick_first_look_covers_every_special_character():
-    from langbuild import words as module
+    from langbuild.text import words as module
 
     for first, last in (*module.SEPARATOR_RANGES, *module.NO_SPACE_BLOCKS, *module.HAN_RANGES):
         assert all(module._MAYBE_SPECIAL.match(chr(code)) for code in range(first, last + 1)), hex(first)
@@ -190,7 +190,7 @@ def test_every_place_counts_the_same_words():
     from langbuild.corpus.dedup import WordHasher
     from langbuild.corpus.pipeline import SplitStats
     from langbuild.evaluation.cloze import words_of
-    from langbuild.metrics import tokenizer_stats
+    from langbuild.tokenization.statistics import tokenizer_stats
 
     traditional = "፡".join(AMHARIC_WORDS) + "።"
     stats = SplitStats()

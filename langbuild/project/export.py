@@ -14,8 +14,8 @@ import os
 import shutil
 from pathlib import Path
 
-from .core.atomic import replace_dir
-from .core.errors import LangbuildError
+from ..core.atomic import replace_dir
+from ..core.errors import LangbuildError
 
 CONFIG_FILES = ("config.json", "generation_config.json")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
@@ -24,13 +24,13 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 
 
 def _project(project):
-    from .core.project import Project
+    from ..core.project import Project
 
     return project if isinstance(project, Project) else Project(Path(project))
 
 
 def _step_states(project) -> dict[str, str]:
-    from .pipeline import status
+    from ..pipeline import status
 
     return {row["step"]: row["state"] for row in status(project)}
 
@@ -101,7 +101,7 @@ EXPORT_MARKER = ".langbuild-export"
 
 
 def _step_names() -> list[str]:
-    from .pipeline import STEP_NAMES
+    from ..pipeline import STEP_NAMES
 
     return STEP_NAMES
 
@@ -120,7 +120,7 @@ def export_model(project, destination: Path, force: bool = False) -> Path:
     Holds the project's run lock, so a ``langbuild run`` cannot replace train/ mid-copy (callers must not
     hold it themselves). The card includes eval's numbers only when eval is up to date with the model.
     """
-    from .reporting.card import render_card
+    from ..reporting.card import render_card
 
     project = _project(project)
     with project.exclusive():

@@ -10,7 +10,7 @@ Rules (select.rule); ties always go to the model with fewer parameters:
 * ``fastest``: the fewest seconds per million training tokens (needs select.timing_steps > 0).
 
 Bits per byte is the measure because it does not depend on the tokenizer; per-token perplexity would.
-The memory estimate is the largest of the train stages' (the formula is in langbuild/budget.py).
+The memory estimate is the largest of the train stages' (the formula is in langbuild/models/budget.py).
 A candidate whose context is shorter than train.seq_len cannot be trained as configured and is never
 chosen.
 """
@@ -21,11 +21,11 @@ import gc
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..core.errors import LangbuildError, is_out_of_memory, out_of_memory_becomes
+from ..training.precision import resolve_precision
 from .budget import GB, Recipe, machine_memory, memory_budget, time_training_steps, training_memory
-from .core.errors import LangbuildError, is_out_of_memory, out_of_memory_becomes
-from .metrics import bits_per_byte, context_length, hf_encoder, tokenizer_stats
-from .models import check_vocabulary_fits, load_model, load_tokenizer, parameter_count, resolve_model
-from .training.precision import resolve_precision
+from .loading import check_vocabulary_fits, load_model, load_tokenizer, parameter_count, resolve_model
+from .scoring import bits_per_byte, context_length, hf_encoder, tokenizer_stats
 
 RULES = {
     "bpb-within-budget": "lowest bits per byte on the valid sample among candidates whose estimated training memory fits {budget}",

