@@ -266,6 +266,9 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "speed_chars": _s(int, 1000, "held-out characters decoded to time generation speed, base vs extended (0: skip)",
                           minimum=0),
         "bootstrap_samples": _s(int, 1000, "bootstrap resamples behind each 95 % interval", minimum=100),
+        "sample_prompts": _s(int, 3, "held-out prompts each model continues, greedy and sampled, shown in the report "
+                             "(0: none)", minimum=0, maximum=50),
+        "sample_tokens": _s(int, 40, "most new tokens per shown continuation", minimum=1, maximum=512),
         "models": _s("list[str]", [], "other models to score alongside: local folders, packaged names or hub ids"),
     },
 }
