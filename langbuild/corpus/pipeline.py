@@ -7,7 +7,7 @@ It runs in three passes so that memory stays flat however large the corpus is:
    staging file and saves their fingerprints (exact key, MinHash signature, split key, n-gram
    contamination flag) as numpy arrays.
 2. **Find duplicates** (main process): exact keys, then MinHash LSH one band column at a time, over
-   the saved arrays; then the train/valid split is decided for every surviving document.
+   the saved arrays; then the train/valid/test split is decided for every surviving document.
 3. **Write** (parallel): each worker re-reads its staging file and writes the final shards, applying
    the duplicate masks, the split, decontamination and source weights.
 
@@ -46,13 +46,33 @@ WORD_SAMPLE_CHARS = 2_000_000  # words counted per unit: a top-words list does n
 HISTOGRAM_EDGES = (0, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 50_000, 100_000)
 
 
+HELD_OUT_SPLITS = ("valid", "test")
+SPLIT_CODES = ("train", "valid", "test")  # the split of each document, as a small integer in pass 2
+
+
 @dataclass(frozen=True)
 class Split:
+    """How documents are held out. Valid and test are decided separately, each by the first that applies:
+    its own files (valid_paths / test_paths), groups of ``valid_field`` (valid_values / test_values),
+    or a document hash. The hash ranges sit at opposite ends ([0, valid_fraction) and
+    [1 - test_fraction, 1)), so changing one fraction never moves a document of the other split."""
+
     valid_field: str = ""
     valid_values: tuple[str, ...] = ()
     valid_fraction: float = 0.05
     seed: int = 0
     explicit_valid: bool = False  # corpus.valid_paths given: only those documents are held out
+    test_values: tuple[str, ...] = ()
+    test_fraction: float = 0.0
+    explicit_test: bool = False  # corpus.test_paths given: only those documents are the test split
+
+    @property
+    def test_by_hash(self) -> bool:
+        return not self.explicit_test and not self.test_values and self.test_fraction > 0
+
+    @property
+    def test_requested(self) -> bool:
+        return self.explicit_test or bool(self.test_values)
 
 
 @dataclass(frozen=True)
@@ -196,7 +216,7 @@ def filter_unit(unit: Unit) -> UnitSummary:
         for record in read_unit(unit, plan.read, read_counts):
             summary.counts["read"] += 1
             summary.characters += len(record.text)
-            text, reason = _judge(record, plan, summary, curated=unit.source.role == "valid")
+            text, reason = _judge(record, plan, summary, curated=unit.source.role in HELD_OUT_SPLITS)
             if reason:
                 _remember(summary, reason, text or record.text)
                 if removed is not None:
@@ -222,10 +242,11 @@ def _removed_record(doc_id: str | None, reason: str, text: str) -> dict:
 
 @dataclass
 class Decisions:
-    """Per unit: why each staged document goes (0 keep, 1 exact, 2 near), whether it is held out, which lines to drop."""
+    """Per unit: why each staged document goes (0 keep, 1 exact, 2 near), its split (an index of SPLIT_CODES;
+    groups of corpus.valid_field are decided while writing), which lines to drop."""
 
     reason: list[np.ndarray]
-    valid: list[np.ndarray]
+    held_out: list[np.ndarray]
     drop_lines: list[np.ndarray | None]
     candidate_pairs: int = 0
 
@@ -279,30 +300,37 @@ def find_duplicates(plan: CorpusPlan, units: list[Unit], sizes: list[int]) -> De
         signatures = _SignatureReader(work, units, sizes)
         near, checked = dedup.near_duplicate_mask(_band_columns(work, units, bands), signatures, alive, plan.near_threshold)
         reason[near], alive[near] = 2, False
-    valid = _held_out(plan, units, offsets, alive)
+    held_out = _held_out(plan, units, offsets, alive)
     drop_lines = _paragraph_duplicates(plan, units, sizes, alive) if plan.paragraph_dedup else [None] * len(units)
     per_unit = [(int(offsets[i]), int(offsets[i + 1])) for i in range(len(units))]
-    return Decisions([reason[a:b] for a, b in per_unit], [valid[a:b] for a, b in per_unit], drop_lines, checked)
+    return Decisions([reason[a:b] for a, b in per_unit], [held_out[a:b] for a, b in per_unit], drop_lines, checked)
 
 
 def _held_out(plan: CorpusPlan, units: list[Unit], offsets: np.ndarray, alive: np.ndarray) -> np.ndarray:
+    """The split of every staged document (SPLIT_CODES), except groups of corpus.valid_field."""
     split = plan.split
-    total = int(offsets[-1])
-    valid = np.zeros(total, dtype=bool)
-    if split.explicit_valid:
-        for i, unit in enumerate(units):
-            if unit.source.role == "valid":
-                valid[offsets[i]:offsets[i + 1]] = True
-        return valid & alive
-    if split.valid_field:
-        return valid  # decided per document from its group while writing (the groups live in the staging files)
+    role = np.repeat([SPLIT_CODES.index(u.source.role) for u in units], np.diff(offsets)).astype(np.int8)
+    codes = np.where(alive, role, 0).astype(np.int8)
+    if split.explicit_valid and split.explicit_test:
+        return codes
     keys = np.concatenate([dedup.load_array(plan.work / f"split-{u.index:05d}.npy") for u in units])
-    valid = (keys.astype(np.float64) / 2.0**64 < split.valid_fraction) & alive
-    if not valid.any() and alive.sum() >= 2:
-        # Too few documents for the fraction to pick any: hold out the one with the smallest key.
-        live = np.flatnonzero(alive)
-        valid[live[np.argmin(keys[live])]] = True
-    return valid
+    share = keys.astype(np.float64) / 2.0**64
+    pool = alive & (role == 0)  # documents of corpus.paths
+    if not split.explicit_valid and not split.valid_values:
+        valid = pool & (share < split.valid_fraction)
+        if not valid.any() and pool.sum() >= 2:
+            # Too few documents for the fraction to pick any: hold out the one with the smallest key.
+            live = np.flatnonzero(pool)
+            valid[live[np.argmin(keys[live])]] = True
+        codes[valid] = 1
+    if split.test_by_hash:
+        pool &= codes == 0
+        test = pool & (share >= 1.0 - split.test_fraction)
+        if not test.any() and pool.sum() >= 2:
+            live = np.flatnonzero(pool)  # likewise: the one with the largest key
+            test[live[np.argmax(keys[live])]] = True
+        codes[test] = 2
+    return codes
 
 
 def _paragraph_duplicates(plan: CorpusPlan, units: list[Unit], sizes: list[int], alive: np.ndarray) -> list[np.ndarray]:
@@ -354,17 +382,26 @@ def _bin(length: int) -> int:
 @dataclass
 class WriteSummary:
     index: int
-    splits: dict[str, SplitStats] = field(default_factory=lambda: {"train": SplitStats(), "valid": SplitStats()})
+    splits: dict[str, SplitStats] = field(default_factory=lambda: {name: SplitStats() for name in SPLIT_CODES})
     counts: Counter = field(default_factory=Counter)
     examples: dict[str, list[str]] = field(default_factory=dict)
     words: Counter = field(default_factory=Counter)
     scripts: Counter = field(default_factory=Counter)
 
 
-def _is_held_out_group(group: str | None, split: Split) -> bool:
+def _split_of(code: int, group: str | None, split: Split) -> str:
+    """The split a document is written to: its group of corpus.valid_field first, then pass 2's decision."""
+    if split.valid_field and _in_groups(group, split.valid_values):
+        return "valid"
+    if split.valid_field and _in_groups(group, split.test_values):
+        return "test"
+    return SPLIT_CODES[code]
+
+
+def _in_groups(group: str | None, values: tuple[str, ...]) -> bool:
     if group is None:
         return False
-    for value in split.valid_values:
+    for value in values:
         low, sep, high = value.partition("..")
         if (sep and low <= group <= high) or (not sep and group == value):
             return True
@@ -382,12 +419,12 @@ def _copies(text: str, weight: float, seed: int) -> int:
 
 
 def write_unit(job: tuple[Unit, np.ndarray, np.ndarray, np.ndarray | None]) -> WriteSummary:
-    unit, reasons, valid, drop_lines = job
+    unit, reasons, codes, drop_lines = job
     plan: CorpusPlan = _worker["plan"]
     summary = WriteSummary(unit.index)
     contaminated = dedup.load_array(plan.work / f"contaminated-{unit.index:05d}.npy")
     weight = plan.weights.get(unit.source.spec, 1.0)
-    writers = {split: ShardWriter(plan.out / f"{split}-{unit.index:05d}{SUFFIX}") for split in ("train", "valid")}
+    writers = {split: ShardWriter(plan.out / f"{split}-{unit.index:05d}{SUFFIX}") for split in SPLIT_CODES}
     removed = ShardWriter(plan.out / f"removed-{unit.index:05d}-duplicates{SUFFIX}") if plan.keep_removed else None
     line_position = 0
     sampled_chars = 0
@@ -398,8 +435,10 @@ def write_unit(job: tuple[Unit, np.ndarray, np.ndarray, np.ndarray | None]) -> W
         lines_to_drop = drop_lines[line_position:line_position + line_count] if drop_lines is not None else None
         line_position += line_count
         reason = DUPLICATE_REASONS.get(int(reasons[position]), "")
-        held_out = bool(valid[position]) or (plan.split.valid_field != "" and _is_held_out_group(row["g"], plan.split))
-        if not reason and not held_out and contaminated[position]:
+        split = _split_of(int(codes[position]), row["g"], plan.split)
+        held_out = split != "train"
+        # A test document drawn from corpus.paths must not overlap the evaluation sets either: it is scored.
+        if not reason and contaminated[position] and split != "valid" and unit.source.role == "train":
             reason = "contaminated"
         if not reason and lines_to_drop is not None and lines_to_drop.any():
             text = "\n".join(line for line, drop in zip(text.split("\n"), lines_to_drop) if not drop)
@@ -411,7 +450,6 @@ def write_unit(job: tuple[Unit, np.ndarray, np.ndarray, np.ndarray | None]) -> W
             if removed is not None:
                 removed.write(_removed_record(doc_id, reason, text))
             continue
-        split = "valid" if held_out else "train"
         copies = 1 if held_out else _copies(text, weight, plan.split.seed)
         if copies == 0:
             summary.counts["down_sampled"] += 1
@@ -554,13 +592,13 @@ def build_corpus(settings: CorpusSettings, root: Path, out: Path, log=print) -> 
     timings["deduplicate"] = time.perf_counter() - began
 
     began = time.perf_counter()
-    jobs = [(u, decisions.reason[i], decisions.valid[i], decisions.drop_lines[i]) for i, u in enumerate(units)]
+    jobs = [(u, decisions.reason[i], decisions.held_out[i], decisions.drop_lines[i]) for i, u in enumerate(units)]
     written: list[WriteSummary] = _run_tasks(write_unit, jobs, plan, workers)
     timings["write"] = time.perf_counter() - began
     shutil.rmtree(work, ignore_errors=True)
     timings["total"] = time.perf_counter() - started
     stats = _stats(settings, plan, units, filtered, written, decisions)
-    _fail_if_split_empty(stats)
+    _fail_if_split_empty(stats, settings.split)
     # Timings and the process count vary from run to run, so they stay out of stats.json: outputs are reproducible.
     run = {"processes": workers, "seconds": {k: round(v, 2) for k, v in timings.items()},
            "characters_per_second": round(stats["characters_read"] / max(timings["total"], 1e-9))}
@@ -600,12 +638,15 @@ def _fail_if_nothing_left(filtered: list[UnitSummary]) -> None:
     raise LangbuildError(f"all {counts['read']:,} documents were removed ({described}): {hint}")
 
 
-def _fail_if_split_empty(stats: dict[str, Any]) -> None:
+def _fail_if_split_empty(stats: dict[str, Any], split: Split) -> None:
     if stats["train"]["documents"] == 0:
         described, hint = _removal_table(Counter(stats["removed"]))
         raise LangbuildError(f"no training documents left ({described}; {stats['valid']['documents']:,} held out): {hint}")
     if stats["valid"]["documents"] == 0:
         raise LangbuildError("no held-out documents: give corpus.valid_paths, check corpus.valid_field/valid_values, or add text")
+    if stats["test"]["documents"] == 0 and split.test_requested:
+        raise LangbuildError("no test documents: check corpus.test_paths or corpus.test_values (every one was removed or "
+                             "none matched)")
 
 
 def _merge_examples(parts: list[dict[str, list[str]]]) -> dict[str, list[str]]:
@@ -619,7 +660,7 @@ def _merge_examples(parts: list[dict[str, list[str]]]) -> dict[str, list[str]]:
 
 def _stats(settings, plan, units, filtered, written, decisions) -> dict[str, Any]:
     counts = sum((s.counts for s in filtered), Counter()) + sum((w.counts for w in written), Counter())
-    splits = {"train": SplitStats(), "valid": SplitStats()}
+    splits = {name: SplitStats() for name in SPLIT_CODES}
     for part in written:
         for name, stats in part.splits.items():
             splits[name].merge(stats)
@@ -655,6 +696,7 @@ def _stats(settings, plan, units, filtered, written, decisions) -> dict[str, Any
         "quality_scripts": list(plan.quality.target_scripts),
         "train": describe("train"),
         "valid": describe("valid"),
+        "test": describe("test"),
         "scripts": dict(scripts.most_common()),
         "top_words": words.most_common(TOP_WORDS),
         "work_units": len(units),

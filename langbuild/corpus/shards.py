@@ -15,7 +15,7 @@ from pathlib import Path
 import zstandard
 
 SUFFIX = ".jsonl.zst"
-SPLITS = ("train", "valid")
+SPLITS = ("train", "valid", "test")
 _LEVEL = 3  # zstd's default: about 3x smaller than the text at several hundred MB/s
 
 
@@ -64,7 +64,7 @@ def split_files(corpus_dir: Path, split: str) -> list[Path]:
 
 
 def read_split(corpus_dir: Path, split: str) -> Iterator[str]:
-    """The texts of a split (train or valid), streamed shard by shard."""
+    """The texts of a split (train, valid or test), streamed shard by shard."""
     for path in split_files(corpus_dir, split):
         if path.suffix == ".jsonl":
             with open(path, encoding="utf-8") as handle:
@@ -82,3 +82,24 @@ def write_split(corpus_dir: Path, split: str, texts: Iterable[str]) -> int:
         for text in texts:
             writer.write({"text": text})
         return writer.count
+
+
+def scored_split(corpus_dir: Path) -> str:
+    """The split eval scores: test, which no step tuned on; valid where the corpus has no test split
+    (corpus.test_fraction = 0, or a corpus written before test splits existed)."""
+    return "test" if split_files(corpus_dir, "test") else "valid"
+
+
+SPLIT_NOTES = {
+    "test": "the test split, which no earlier step read: select, the extension probe, the automatic vocabulary "
+            "size and early stopping used the valid split",
+    "valid": "the valid split, because this corpus has no test split (corpus.test_fraction = 0 and no "
+             "corpus.test_paths, or a project made before test splits); the valid split also chose the base model, "
+             "the initialisation, the vocabulary size and when training stopped, so these scores are optimistic: "
+             "set corpus.test_fraction for unbiased ones",
+}
+
+
+def split_record(split: str, documents: int) -> dict:
+    """Which split eval scored and what that means, for metrics.json, the report and the model card."""
+    return {"split": split, "documents": documents, "note": SPLIT_NOTES[split]}

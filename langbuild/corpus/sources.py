@@ -38,7 +38,7 @@ _BINARY_PROBE = 8192
 @dataclass(frozen=True)
 class Source:
     spec: str          # as written in langbuild.toml
-    role: str          # "train" or "valid"
+    role: str          # "train", "valid" or "test"
     weight: float = 1.0
 
 
@@ -143,10 +143,10 @@ def source_files(spec: str, root: Path, setting: str = "corpus.paths") -> list[t
 def plan_units(sources: list[Source], root: Path, unit_bytes: int, txt_unit: str = "line") -> list[Unit]:
     """Work units of every source, held-out sources first so their text wins de-duplication."""
     units: list[Unit] = []
-    ordered = [s for s in sources if s.role == "valid"] + [s for s in sources if s.role != "valid"]
+    ordered = [s for s in sources if s.role != "train"] + [s for s in sources if s.role == "train"]
     seen: set[str] = set()
     for source in ordered:
-        setting = "corpus.valid_paths" if source.role == "valid" else "corpus.paths"
+        setting = {"valid": "corpus.valid_paths", "test": "corpus.test_paths"}.get(source.role, "corpus.paths")
         for kind, location in source_files(source.spec, root, setting):
             if location in seen:  # a file named by two patterns is read once
                 continue

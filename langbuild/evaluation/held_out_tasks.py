@@ -27,7 +27,7 @@ def cloze_task(held_out: list[str], corpus: Path, folder: Path, *, language: str
     clean = [item for index, item in enumerate(items) if index not in dirty]
     if len(clean) < 10:
         return None, (f"cloze: only {len(clean)} clean items could be built from the held-out split (passages of at least "
-                      f"{cloze.NGRAM} words, not overlapping the train split): hold out more text (corpus.valid_paths)")
+                      f"{cloze.NGRAM} words, not overlapping the train split): hold out more text (corpus.test_paths)")
     path = folder / "cloze.jsonl"
     write_jsonl(path, (item.as_json() for item in clean))
     task = local_task(path, name=f"{language_slug(language)}_cloze", origin="built from held-out data",

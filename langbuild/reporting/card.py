@@ -17,7 +17,7 @@ from .. import __version__
 from ..text.words import first_words
 from .data import Outputs, load_outputs, tasks
 from .document import Block, Bullets, Code, CodeBlock, Heading, Paragraph, Strong, rich, to_markdown
-from .sections import LOWER, benchmark_blocks, forgetting_line, generation_blocks, held_out_table
+from .sections import LOWER, benchmark_blocks, forgetting_line, generation_blocks, held_out_table, scored_split_line
 
 TAGS = ["langbuild", "continued-pretraining", "vocabulary-extension"]
 # Packaged models are GGUF conversions of these hub releases (see langbuild.models.loading.PACKAGED).
@@ -141,7 +141,7 @@ def _summary(name: str, language: str, base: BaseModel, outputs: Outputs) -> lis
 def _source_names(config) -> list[str]:
     """The corpus files as named in langbuild.toml, without this machine's directories."""
     names = []
-    for entry in list(config.get("corpus.paths") or []) + list(config.get("corpus.valid_paths") or []):
+    for entry in [entry for key in ("paths", "valid_paths", "test_paths") for entry in config.get(f"corpus.{key}") or []]:
         names.append(Path(entry).name if os.path.isabs(os.path.expanduser(entry)) else str(entry))
     return names
 
@@ -149,15 +149,17 @@ def _source_names(config) -> list[str]:
 def _data(config, corpus: dict | None) -> list[Block]:
     if not corpus:
         return [Heading(2, "Data"), Paragraph("The corpus step has not run.")]
-    train, valid = corpus.get("train") or {}, corpus.get("valid") or {}
+    train, valid, test = (corpus.get(split) or {} for split in ("train", "valid", "test"))
     removed = corpus.get("removed") or {}
     removed_text = ", ".join(f"{n:,} {why.replace('_', ' ')}" for why, n in removed.items()) if isinstance(removed, dict) else ""
     scripts = ", ".join(f"{script.title()} {count:,}" for script, count in (corpus.get("scripts") or {}).items())
     lines = [
         f"Train split: {train.get('documents', 0):,} documents, {train.get('words', 0):,} words, {train.get('bytes', 0):,} bytes.",
-        f"Held-out split (never trained on; it also guided model choice and training checks, and the target-language "
-        f"scores below use it): {valid.get('documents', 0):,} documents, "
-        f"{valid.get('words', 0):,} words.",
+        f"Valid split (never trained on; it guided model choice, the new vocabulary and training checks"
+        f"{'' if test.get('documents') else ', and the target-language scores below use it'}): "
+        f"{valid.get('documents', 0):,} documents, {valid.get('words', 0):,} words.",
+        *([f"Test split (read only for the final scores below, never for a choice): {test['documents']:,} documents, "
+           f"{test.get('words', 0):,} words."] if test.get("documents") else []),
         f"Cleaning removed {removed_text or 'nothing'}" + (f"; characters by script: {scripts}." if scripts else "."),
     ]
     sources = _source_names(config)
@@ -216,12 +218,14 @@ def _evaluation(outputs: Outputs) -> list[Block]:
                 Paragraph(rich("Not evaluated yet: run ", Code("langbuild run"), " and export again for the numbers."))]
     table = held_out_table(evaluation)
     forgetting = forgetting_line(evaluation)
+    split = scored_split_line(evaluation)
     return [
         Heading(2, "Evaluation"),
         Paragraph("Base is the model as released, extended the same model with the new vocabulary before training, "
                   "trained this model. Brackets hold 95 % bootstrap intervals."),
         Heading(3, "Held-out text"),
         *([table] if table else []),
+        *([Paragraph(split)] if split else []),
         *([Paragraph(forgetting)] if forgetting else []),
         *benchmark_blocks(evaluation, 3),
         *generation_blocks(evaluation, 3),

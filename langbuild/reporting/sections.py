@@ -7,6 +7,7 @@ or whether it is beyond noise.
 
 from __future__ import annotations
 
+from ..corpus.shards import SPLIT_NOTES
 from .data import change, fmt, interval_of, model_labels, skipped, task_labels, tasks, with_interval
 from .document import Block, Bullets, Heading, Paragraph, Strong, Table, rich
 
@@ -95,6 +96,16 @@ def benchmark_blocks(evaluation: dict | None, level: int) -> list[Block]:
 
 
 # ---------------------------------------------------------------- held-out text
+
+
+def scored_split_line(evaluation: dict | None) -> str | None:
+    """Which split the held-out scores and benchmarks built from held-out text come from, and what that means.
+    An eval from before test splits has no record: it scored the valid split."""
+    if not evaluation:
+        return None
+    held = evaluation.get("held_out") or {"split": "valid", "note": SPLIT_NOTES["valid"]}
+    documents = f" ({held['documents']:,} documents)" if held.get("documents") else ""
+    return f"Held-out scores come from {held.get('note', held['split'] + ' split')}{documents}."
 
 
 def held_out_table(evaluation: dict | None) -> Table | None:

@@ -2,7 +2,8 @@
 
 The work is done by :mod:`langbuild.corpus.pipeline`; this module turns langbuild.toml into its
 settings, fingerprints the sources, and shows the statistics. Output: ``corpus/train-*.jsonl.zst``,
-``corpus/valid-*.jsonl.zst`` (read them with :func:`langbuild.corpus.shards.read_split`),
+``corpus/valid-*.jsonl.zst``, ``corpus/test-*.jsonl.zst`` (only eval reads the test split; read them
+with :func:`langbuild.corpus.shards.read_split`),
 ``corpus/stats.json`` and, with ``corpus.keep_removed``, ``corpus/removed-*.jsonl.zst``.
 """
 
@@ -45,7 +46,8 @@ def _weights(config) -> dict[str, float]:
 def _sources(config) -> list[Source]:
     weights = _weights(config)
     train = [Source(spec, "train", weights.get(spec, 1.0)) for spec in config.get("corpus.paths")]
-    return [Source(spec, "valid") for spec in config.get("corpus.valid_paths")] + train
+    held_out = [Source(spec, split) for split in ("valid", "test") for spec in config.get(f"corpus.{split}_paths")]
+    return held_out + train
 
 
 def _read_options(config) -> ReadOptions:
@@ -93,7 +95,7 @@ def _contamination_texts(config, root: Path, read: ReadOptions) -> list[str]:
     if not config.get("corpus.decontaminate"):
         return []
     texts: list[str] = []
-    specs = [*config.get("corpus.valid_paths"), *config.get("corpus.decontaminate_paths")]
+    specs = [*config.get("corpus.valid_paths"), *config.get("corpus.test_paths"), *config.get("corpus.decontaminate_paths")]
     units = plan_units([Source(spec, "valid") for spec in specs], root, 1 << 40, read.txt_unit)
     for unit in units:
         texts.extend(record.text for record in read_unit(unit, read, ReadCounts()))
@@ -124,7 +126,8 @@ def settings_from_config(config, root: Path) -> CorpusSettings:
         keep_removed=config.get("corpus.keep_removed"),
         split=Split(valid_field=config.get("corpus.valid_field"), valid_values=tuple(config.get("corpus.valid_values")),
                     valid_fraction=config.get("corpus.valid_fraction"), seed=config.get("project.seed"),
-                    explicit_valid=bool(config.get("corpus.valid_paths"))),
+                    explicit_valid=bool(config.get("corpus.valid_paths")), test_values=tuple(config.get("corpus.test_values")),
+                    test_fraction=config.get("corpus.test_fraction"), explicit_test=bool(config.get("corpus.test_paths"))),
         workers=config.get("corpus.workers"),
         unit_bytes=config.get("corpus.shard_mb") << 20,
     )
@@ -137,6 +140,7 @@ def _resolve(path: str, root: Path) -> Path:
 
 def _check_split_settings(config) -> None:
     check_rule(config, "corpus.valid_field")
+    check_rule(config, "corpus.test_values")
 
 
 # --- fingerprint ------------------------------------------------------------------------------------
@@ -145,7 +149,7 @@ def _check_split_settings(config) -> None:
 def fingerprint_sources(project) -> dict[str, Any]:
     config = project.config
     result: dict[str, Any] = {}
-    for key in ("corpus.paths", "corpus.valid_paths", "corpus.decontaminate_paths"):
+    for key in ("corpus.paths", "corpus.valid_paths", "corpus.test_paths", "corpus.decontaminate_paths"):
         for spec in config.get(key):
             for kind, location in source_files(spec, project.root, key):
                 # Keys relative to the project, so a moved or copied project stays up to date.
@@ -173,7 +177,7 @@ def _summary_table(stats: dict[str, Any]) -> Table:
     table.add_row("read", f"{stats['read']:,}", "", f"{stats['characters_read'] / 1e6:,.1f}")
     for reason, count in stats["removed"].items():
         table.add_row(f"  removed: {reason}", f"{count:,}", "", "")
-    for split in ("train", "valid"):
+    for split in ("train", "valid", "test"):
         part = stats[split]
         table.add_row(f"kept: {split}", f"{part['documents']:,}", f"{part['words']:,}", f"{part['bytes'] / 1e6:,.1f}")
     return table
@@ -204,4 +208,7 @@ def run(ctx) -> dict:
     ctx.console.print(f"  {timing['characters_per_second'] / 1e6:,.2f} M characters/s over {timing['processes']} "
                       f"process(es); scripts {', '.join(list(stats['scripts'])[:3]) or '-'}; "
                       f"top words {', '.join(w for w, _ in stats['top_words'][:8])}")
-    return {"train_documents": stats["train"]["documents"], "valid_documents": stats["valid"]["documents"], **timing}
+    if not stats["test"]["documents"]:
+        ctx.console.print("  [yellow]note:[/] no test split (corpus.test_fraction = 0 and no corpus.test_paths): eval will "
+                          "score the valid split, which also tuned the model")
+    return {f"{split}_documents": stats[split]["documents"] for split in ("train", "valid", "test")} | timing

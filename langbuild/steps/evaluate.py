@@ -8,6 +8,9 @@
   direction and a bootstrap 95 % interval; multiple-choice tasks also get the paired interval of
   trained minus base, which says whether the gain is beyond noise.
 * **generation speed**: characters per second when decoding the same held-out text, base vs extended.
+* **samples**: a few held-out prompts continued by each pipeline model, greedy and sampled.
+
+Held-out text is the test split, which no earlier step read (valid where the corpus has none).
 
 A task that cannot run (unknown name, bad file, data offline) is reported in ``skipped`` with one
 line; the other tasks still run. So is an extra model of ``eval.models`` that cannot be loaded.
@@ -22,8 +25,9 @@ from rich.table import Table
 
 from ..core.atomic import atomic_write_json
 from ..core.errors import LangbuildError, one_line
-from ..corpus.shards import read_split
+from ..corpus.shards import read_split, scored_split, split_record
 from ..evaluation.results import assemble, share_identical, write_items
+from ..evaluation.samples import SampleSettings, collect_samples
 from ..evaluation.scoring import ScoringSettings, score_model, speed_texts, task_managers
 from ..evaluation.speed import split_points
 from ..evaluation.task_plan import TaskSettings, plan_tasks, point_tasks_at
@@ -81,7 +85,9 @@ def _extra_models(ctx, skipped: list[dict]) -> dict[str, Path]:
 def run(ctx) -> dict:
     config = ctx.config
     trust = config.get("project.trust_remote_code")
-    held_out = list(read_split(ctx.output_of("corpus"), "valid"))
+    split = scored_split(ctx.output_of("corpus"))
+    held_out = list(read_split(ctx.output_of("corpus"), split))
+    ctx.console.print(f"  held-out text: {split_record(split, len(held_out))['note']}")
     texts = {
         "target": sample_by_bytes(held_out, config.get("eval.max_bytes")),
         "source": sample_by_bytes(source_lines(ctx.project), config.get("eval.source_max_bytes")),
@@ -111,6 +117,9 @@ def run(ctx) -> dict:
     metrics = assemble(per_model, plan, share_identical(base_tokenizer, extended_tokenizer, texts["source"]), base_model,
                        config.get("eval.bootstrap_samples"), config.get("project.seed"))
     metrics["precision"] = precision.as_dict()
+    metrics["held_out"] = split_record(split, len(held_out))
+    metrics["samples"] = collect_samples({k: models[k] for k in PIPELINE_MODELS}, held_out, split, SampleSettings(
+        config.get("eval.sample_prompts"), config.get("eval.sample_tokens"), config.get("project.seed"), trust))
     # The tasks' YAML read their data from eval/tasks/, where this step's folder ends up.
     point_tasks_at(plan, ctx.output_of("eval") / "tasks", config.get("eval.max_new_tokens"))
     atomic_write_json(ctx.out / "metrics.json", metrics)

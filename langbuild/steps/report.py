@@ -17,7 +17,8 @@ from ..reporting.data import Outputs, change, load_outputs
 from ..reporting.document import Block, Bullets, CodeBlock, Heading, Image, Paragraph, Strong, Table, rich, to_markdown
 from ..reporting.html import to_html
 from ..reporting.plots import write_plots
-from ..reporting.sections import HIGHER, LOWER, benchmark_blocks, forgetting_line, generation_blocks, held_out_table
+from ..reporting.samples import sample_blocks
+from ..reporting.sections import HIGHER, LOWER, benchmark_blocks, forgetting_line, generation_blocks, held_out_table, scored_split_line
 
 PLOTS_DIR = "plots"
 
@@ -108,6 +109,7 @@ def _results(outputs: Outputs, plots: dict) -> list[Block]:
     table = held_out_table(evaluation)
     blocks: list[Block] = [Heading(2, "Results (held-out text; lower is better for every row)")]
     blocks += [table] if table else [Paragraph("eval has not produced held-out scores.")]
+    blocks += [Paragraph(line)] if (line := scored_split_line(evaluation)) else []
     blocks += [
         Paragraph("What the numbers mean:"),
         Bullets((
@@ -156,14 +158,14 @@ def _training(outputs: Outputs, plots: dict) -> list[Block]:
     held = train.get("held_out") or []
     if held:
         points = ", ".join(f"step {h['step']:,}: {h['bits_per_byte']:.4f}" for h in held)
-        lines.append(f"Held-out bits per byte during training ({LOWER}): {points}.")
+        lines.append(f"Valid-split bits per byte during training ({LOWER}): {points}.")
     return [Heading(2, "Training"), Bullets(tuple(lines)), *_image(plots, "training")]
 
 
 def _vocabulary(ctx, extend: dict, plots: dict) -> list[Block]:
     tpw, rows = extend["valid_tokens_per_word"], extend["embedding_rows"]
     lines = [
-        f"Held-out target tokens per word ({LOWER}): {tpw['base']:.3f} with the base tokenizer, {tpw['extended']:.3f} after "
+        f"Valid-split target tokens per word ({LOWER}): {tpw['base']:.3f} with the base tokenizer, {tpw['extended']:.3f} after "
         f"{extend['mode']} ({change(tpw['base'], tpw['extended'])}).",
         f"Embedding rows: {rows['base']:,} → {rows['extended']:,} (of which {rows['padding']:,} padding to a multiple of "
         f"{ctx.config.get('extend.pad_to_multiple_of')}).",
@@ -176,7 +178,8 @@ def _vocabulary(ctx, extend: dict, plots: dict) -> list[Block]:
 def _data(corpus: dict, tokenizer: dict) -> list[Block]:
     return [Heading(2, "Data and tokenizer"), Bullets((
         f"Corpus: {corpus['train']['documents']:,} train documents ({corpus['train']['words']:,} words), "
-        f"{corpus['valid']['documents']:,} held-out documents; removed {_removed(corpus)}.",
+        f"{corpus['valid']['documents']:,} valid documents (tuning), {(corpus.get('test') or {}).get('documents', 0):,} test "
+        f"documents (final scores only); removed {_removed(corpus)}.",
         f"Target tokenizer: {tokenizer.get('library', 'sentencepiece')} {tokenizer['model_type']}, "
         f"{tokenizer['vocab_size']['trained']:,} pieces, {tokenizer['tokenizers']['target']['tokens_per_word']:.3f} tokens per "
         f"word on the held-out text ({LOWER}).",
@@ -193,11 +196,12 @@ def report_blocks(ctx, outputs: Outputs, plots: dict) -> list[Block]:
                        Strong(f"{train['steps']}"), f" steps of {train['tokens_per_step']:,} tokens.")),
         *_results(outputs, plots),
         *_benchmarks(outputs, plots),
+        *sample_blocks(outputs.evaluation, 2),
         *_training(outputs, plots),
         *_vocabulary(ctx, extend, plots),
         *_data(outputs.corpus, outputs.tokenizer),
         Heading(2, "Base model choice"),
-        Paragraph(f"Rule: {selection['rule']}."),
+        Paragraph(f"Rule: {selection['rule']} (scored on the valid split)."),
         _candidate_table(selection),
         Heading(2, "Settings"),
         CodeBlock(tomlkit.dumps(config.values).strip(), "toml"),

@@ -45,6 +45,10 @@ def _split(root, name):
     return list(read_split(root / "corpus", name))
 
 
+def _kept(root):
+    return _split(root, "train") + _split(root, "valid") + _split(root, "test")
+
+
 def _outputs(root):
     return {p.name: p.read_bytes() for p in sorted((root / "corpus").iterdir())}
 
@@ -68,14 +72,15 @@ def test_counts_what_it_removes_and_why(tmp_path, model):
     assert stats["language"] == "nya" and stats["read"] == len(lines)
     assert stats["removed"] == {"exact_duplicate": 4, "empty": 3, "too_short": 2}
     assert stats["examples"]["too_short"] == ["short", "tiny one"]
-    train, valid = _split(root, "train"), _split(root, "valid")
-    assert sorted(train + valid) == sorted(UNIQUE) and not set(train) & set(valid)
+    train, valid, test = _split(root, "train"), _split(root, "valid"), _split(root, "test")
+    assert sorted(train + valid + test) == sorted(UNIQUE) and len(set(train + valid + test)) == len(UNIQUE)
     assert stats["train"]["documents"] == len(train) and stats["valid"]["documents"] == len(valid) >= 1
+    assert stats["test"]["documents"] == len(test) >= 1  # corpus.test_fraction = 0.05 by default
     assert stats["train"]["words"] == sum(len(t.split()) for t in train)
     assert stats["train"]["bytes"] == sum(len(t.encode()) for t in train)
     assert sum(stats["train"]["length_histogram"].values()) == len(train)
     assert stats["top_words"][0][1] == len(train)  # every document has "mawu"
-    assert results[0]["summary"]["train_documents"] == len(train) and results[0]["summary"]["valid_documents"] == len(valid)
+    assert [results[0]["summary"][f"{name}_documents"] for name in ("train", "valid", "test")] == [len(train), len(valid), len(test)]
     assert set(stats["scripts"]) == {"LATIN"}
     assert pipeline.status(Project(root))[0]["state"] == "done"
 
@@ -88,9 +93,9 @@ def test_split_is_deterministic_follows_the_seed_and_not_the_process_count(tmp_p
         root = _project(tmp_path / name, model, lines, **{"project.seed": seed, "corpus.valid_fraction": 0.1,
                                                           "corpus.workers": workers})
         _run(root)
-        train, valid = _split(root, "train"), _split(root, "valid")
-        assert not set(train) & set(valid)
-        assert 20 <= len(valid) <= 100
+        train, valid, test = _split(root, "train"), _split(root, "valid"), _split(root, "test")
+        assert len(set(train + valid + test)) == len(train + valid + test)
+        assert 20 <= len(valid) <= 100 and 10 <= len(test) <= 60
         splits[name] = _outputs(root)
     assert splits["a"] == splits["b"]
     assert splits["a"]["valid-00000.jsonl.zst"] != splits["c"]["valid-00000.jsonl.zst"]
@@ -129,7 +134,7 @@ def test_near_duplicates_are_removed_and_exact_mode_keeps_them(tmp_path, model):
     _run(root)
     stats = read_json(root / "corpus/stats.json")
     assert stats["removed"].get("near_duplicate") == 10
-    assert sorted(_split(root, "train") + _split(root, "valid")) == sorted(docs)
+    assert sorted(_kept(root)) == sorted(docs)
     root = _project(tmp_path / "exact", model, docs + near, **{**settings, "corpus.dedup": "exact"})
     _run(root)
     assert "near_duplicate" not in read_json(root / "corpus/stats.json")["removed"]
@@ -145,7 +150,7 @@ def test_language_id_profile_drops_foreign_documents(tmp_path, model):
     _run(root)
     stats = read_json(root / "corpus/stats.json")
     assert "profile" in stats["language_id"]["method"]
-    kept = set(_split(root, "train") + _split(root, "valid"))
+    kept = set(_kept(root))
     assert len(kept & set(english)) <= 4  # at most 5 % of the English lines slip through
     assert len(kept & set(verses)) >= 0.97 * len(set(verses))
     removed = [r for p in sorted((root / "corpus").glob("removed-*")) for r in read_records(p)]
@@ -168,9 +173,49 @@ def test_valid_paths_are_held_out_and_decontaminate_train(tmp_path, model):
     root = _project(tmp_path, model, UNIQUE + [held_out[1], leak], **{**NO_LANGID, "corpus.valid_paths": ["heldout/ruth.txt"]})
     _run(root)
     assert _split(root, "valid") == ["Ruth anati: Musandiumirize kukusiyani ndi kubwerera osakutsatani inu.", held_out[1]]
-    assert _split(root, "train") == UNIQUE  # the copy and the overlapping document never train
+    train, test = _split(root, "train"), _split(root, "test")  # the test split comes from corpus.paths
+    assert sorted(train + test) == sorted(UNIQUE)  # the copy and the overlapping document never train
     stats = read_json(root / "corpus/stats.json")
     assert stats["removed"] == {"exact_duplicate": 1, "contaminated": 1, "too_short": 1}
+
+
+def test_test_split_by_fraction_stays_put_when_the_valid_fraction_changes(tmp_path, model):
+    lines = list(_verses()[:600])
+    tests, valids = [], []
+    for name, valid_fraction in (("a", 0.05), ("b", 0.2)):
+        root = _project(tmp_path / name, model, lines, **{"corpus.valid_fraction": valid_fraction, "corpus.test_fraction": 0.1})
+        _run(root)
+        tests.append(_split(root, "test"))
+        valids.append(_split(root, "valid"))
+    assert tests[0] == tests[1] and 30 <= len(tests[0]) <= 90  # the hash ranges sit at opposite ends
+    assert set(valids[0]) < set(valids[1]) and not set(valids[1]) & set(tests[0])
+    root = _project(tmp_path / "none", model, lines, **{"corpus.test_fraction": 0.0})
+    results = _run(root)
+    assert _split(root, "test") == [] and not list((root / "corpus").glob("test-*"))
+    assert results[0]["summary"]["test_documents"] == 0
+
+
+def test_test_paths_and_test_groups(tmp_path, model):
+    (tmp_path / "held").mkdir()
+    (tmp_path / "held" / "test.txt").write_text("Zikomo kwambiri chifukwa cha thandizo lanu lonse.\n", encoding="utf-8")
+    root = _project(tmp_path / "paths", model, UNIQUE, **{**NO_LANGID, "corpus.test_paths": ["../held/test.txt"]})
+    _run(root)
+    assert _split(root, "test") == ["Zikomo kwambiri chifukwa cha thandizo lanu lonse."]
+    assert sorted(_split(root, "train") + _split(root, "valid")) == sorted(UNIQUE)
+    rows = [{"text": line, "date": f"2024-{1 + i % 12:02d}-01"} for i, line in enumerate(UNIQUE)]
+    (tmp_path / "groups" / "data").mkdir(parents=True)
+    (tmp_path / "groups" / "data" / "news.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    create_project(tmp_path / "groups", {"project.language": "nya", "corpus.paths": ["data"], "corpus.valid_field": "date",
+                                         "corpus.valid_values": ["2024-10-01"], "corpus.test_values": ["2024-11-01..2024-12-31"],
+                                         "langid.method": "off", "select.candidates": [str(model)]})
+    _run(tmp_path / "groups")
+    assert _split(tmp_path / "groups", "test") == [r["text"] for r in rows if r["date"] >= "2024-11"]
+    assert _split(tmp_path / "groups", "valid") == [r["text"] for r in rows if r["date"] == "2024-10-01"]
+
+
+def test_test_groups_without_a_field_are_refused_in_one_line(tmp_path, model):
+    with pytest.raises(LangbuildError, match="corpus.test_values is set but corpus.valid_field is empty"):
+        _project(tmp_path, model, UNIQUE, **{**NO_LANGID, "corpus.test_values": ["2024"]})
 
 
 def test_eval_task_files_decontaminate_train(tmp_path, model):
@@ -200,8 +245,8 @@ def test_documents_with_the_ethiopic_word_space_between_words_are_kept(tmp_path,
     root = _project(tmp_path, model, lines, **{**NO_LANGID, "project.language": "amh"})
     _run(root)
     stats = read_json(root / "corpus/stats.json")
-    train, valid = _split(root, "train"), _split(root, "valid")
-    assert sorted(train + valid) == sorted(set(lines)) and "word_count" not in stats["removed"]
+    train = _split(root, "train")
+    assert sorted(_kept(root)) == sorted(set(lines)) and "word_count" not in stats["removed"]
     assert stats["train"]["words"] == sum(len(t.rstrip("።").split("፡")) for t in train)
     assert {word for word, _ in stats["top_words"]} <= set(AMHARIC_WORDS)  # words, not whole documents
 
@@ -235,7 +280,8 @@ def test_weights_up_and_down_sample_sources(tmp_path, model):
     (tmp_path / "b" / "b.txt").write_text("\n".join(UNIQUE[30:]) + "\n", encoding="utf-8")
     (tmp_path / "held.txt").write_text("Zikomo kwambiri chifukwa cha thandizo lanu.\n", encoding="utf-8")
     create_project(tmp_path, {"project.language": "nya", "corpus.paths": ["a", "b"], "corpus.valid_paths": ["held.txt"],
-                              "corpus.weights": ["a=2", "b=0"], "langid.method": "off", "select.candidates": [str(model)]})
+                              "corpus.weights": ["a=2", "b=0"], "corpus.test_fraction": 0.0, "langid.method": "off",
+                              "select.candidates": [str(model)]})
     _run(tmp_path)
     train = _split(tmp_path, "train")
     assert sorted(train) == sorted(UNIQUE[:30] * 2)
@@ -315,7 +361,7 @@ def test_a_second_run_skips_and_an_input_change_reruns(tmp_path, model):
         handle.write("Mawu atsopano omwe sanali m'mbuyomu konse.\n")
     assert _run(root)[0]["ran"] is True
     stats = read_json(root / "corpus/stats.json")
-    assert stats["train"]["documents"] + stats["valid"]["documents"] == 61
+    assert sum(stats[name]["documents"] for name in ("train", "valid", "test")) == 61
 
 
 def test_bad_lines_skipped_when_asked_are_counted(tmp_path, model):

@@ -14,16 +14,22 @@ from typer.testing import CliRunner
 from langbuild import pipeline
 from langbuild.cli import app
 from langbuild.core.project import Project
-from tests.tiny import make_tiny_project, read_json
+from langbuild.corpus.shards import read_split
+from tests.tiny import corpus_splits_read, files_opened, make_tiny_project, read_json
 
 QUIET = Console(quiet=True)
+SPLITS_READ: dict[str, set[str]] = {}  # by the steps after corpus up to train, and by eval (the fixtures below)
 
 
 @pytest.fixture(scope="module")
 def trained(tiny_models, tmp_path_factory):
-    """A tiny llama project run up to train (eval not yet run)."""
+    """A tiny llama project run up to train (eval not yet run); the corpus splits that tokenizer, select,
+    extend and train opened are kept in SPLITS_READ["tuning"]."""
     root = make_tiny_project(tmp_path_factory.mktemp("trained"), tiny_models["llama-spm"])
-    pipeline.run(Project(root), QUIET, until="train")
+    pipeline.run(Project(root), QUIET, until="corpus")
+    with files_opened() as opened:
+        pipeline.run(Project(root), QUIET, until="train")
+    SPLITS_READ["tuning"] = corpus_splits_read(opened, root / "corpus")
     return root
 
 
@@ -39,6 +45,9 @@ def evaluated(trained, tmp_path_factory):
     """The same project with eval and report run once on the defaults (lm-eval's slowest part). Read-only."""
     root = tmp_path_factory.mktemp("evaluated") / "p"
     shutil.copytree(trained, root)
+    with files_opened() as opened:
+        pipeline.run(Project(root), QUIET, until="eval")
+    SPLITS_READ["eval"] = corpus_splits_read(opened, root / "corpus")
     pipeline.run(Project(root), QUIET)
     return root
 
@@ -79,6 +88,47 @@ def test_default_tasks_score_every_model_with_intervals(evaluated):
     items = (project / "eval/items/trained/nya_cloze.jsonl").read_text().splitlines()
     assert len(items) == 40
     assert not metrics["skipped"]
+
+
+def test_only_eval_reads_the_test_split(evaluated):
+    # select, the extension probe and size, and early stopping tune on valid; the test split is for the final scores.
+    assert {"train", "valid"} <= SPLITS_READ["tuning"] and "test" not in SPLITS_READ["tuning"]
+    assert "test" in SPLITS_READ["eval"] and "valid" not in SPLITS_READ["eval"]
+    metrics = read_json(evaluated / "eval/metrics.json")
+    test = list(read_split(evaluated / "corpus", "test"))
+    assert metrics["held_out"]["split"] == "test" and metrics["held_out"]["documents"] == len(test) >= 40
+    report = (evaluated / "report/report.md").read_text()
+    assert "Held-out scores come from the test split, which no earlier step read" in report
+    assert "Test split (read only for the final scores" in (evaluated / "report/model_card.md").read_text()
+
+
+def test_samples_of_every_model_on_test_prompts_are_in_the_report(evaluated):
+    samples = read_json(evaluated / "eval/metrics.json")["samples"]
+    test = list(read_split(evaluated / "corpus", "test"))
+    assert samples["split"] == "test" and len(samples["prompts"]) == 3 and samples["new_tokens"] == 40
+    for prompt in samples["prompts"]:
+        assert any(doc.startswith(prompt["prompt"]) for doc in test)  # a held-out document's opening words
+        assert set(prompt["models"]) == {"base", "extended", "trained"}
+        for row in prompt["models"].values():
+            assert row["greedy"] and row["sampled"] and 0 <= row["greedy_repetition"] <= 1
+    assert set(samples["repetition"]) == {"base", "extended", "trained"}
+    markdown, html = (evaluated / "report/report.md").read_text(), (evaluated / "report/report.html").read_text()
+    assert "## Samples" in markdown and "Samples</h2>" in html
+    first = samples["prompts"][0]["models"]["trained"]
+    assert first["sampled"].split()[0] in markdown and first["sampled"].split()[0] in html
+    assert "repeated 3-grams" in markdown
+
+
+def test_a_project_without_test_split_scores_valid_and_says_so(project):
+    _set(project, corpus__test_fraction=0.0, eval__sample_prompts=1)
+    pipeline.run(Project(project), QUIET)
+    assert not list((project / "corpus").glob("test-*"))
+    metrics = read_json(project / "eval/metrics.json")
+    assert metrics["held_out"]["split"] == "valid" and "optimistic" in metrics["held_out"]["note"]
+    assert metrics["held_out"]["documents"] == len(list(read_split(project / "corpus", "valid")))
+    assert "Held-out scores come from the valid split, because this corpus has no test split" in \
+        (project / "report/report.md").read_text()
+    assert len(metrics["samples"]["prompts"]) == 1 and metrics["samples"]["split"] == "valid"
 
 
 def test_bad_tasks_and_models_are_skipped_while_the_rest_runs(project, tmp_path):

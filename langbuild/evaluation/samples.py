@@ -1,0 +1,109 @@
+"""Samples people can read: each pipeline model continues a few held-out prompts, greedy and sampled.
+
+Numbers say how much better a model predicts text; they do not show what its text looks like. For a
+few held-out documents, the opening words are given to the base, extended and trained models, and each
+writes a continuation twice: greedily (its single most likely text) and by nucleus sampling with a
+fixed seed (Holtzman et al. 2020, "The Curious Case of Neural Text Degeneration", top-p 0.9).
+Greedy text of small language models tends to loop ("ndi ndi ndi ..."), which that paper describes,
+so each continuation is measured by its share of repeated word 3-grams, seq-rep-n of Welleck et al.
+2019 ("Neural Text Generation with Unlikelihood Training"): 0 when no 3-gram repeats, near 1 for a loop.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..models.loading import load_model, load_tokenizer
+from ..text.words import first_words, word_count, words
+
+PROMPT_WORDS = 8  # enough context to show the language and the topic, short enough to leave the model room
+REPETITION_N = 3  # word 3-grams: a repeated pair of words is often ordinary language; a repeated triple is a loop
+TOP_P = 0.9
+REFERENCE_CHARS = 300  # of the true continuation, shown next to the models' ones
+MODES = ("greedy", "sampled")
+
+
+@dataclass(frozen=True)
+class SampleSettings:
+    prompts: int  # eval.sample_prompts (0: no samples)
+    new_tokens: int  # eval.sample_tokens
+    seed: int
+    trust_remote_code: bool = False
+
+
+def repeated_ngram_share(text: str, n: int = REPETITION_N) -> float:
+    """seq-rep-n: the share of the word n-grams of ``text`` that repeat an n-gram seen before in it
+    (1 - distinct n-grams / all n-grams); 0.0 when the text has fewer than n words."""
+    tokens = [word.lower() for word in words(text)]
+    grams = [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+    if not grams:
+        return 0.0
+    return 1.0 - len(set(grams)) / len(grams)
+
+
+def pick_prompts(held_out: list[str], count: int, seed: int) -> list[dict[str, str]]:
+    """``count`` held-out documents long enough to continue, chosen by ``seed``: their opening words as
+    the prompt and the rest as the reference."""
+    long_enough = [text for text in held_out if word_count(text) >= 2 * PROMPT_WORDS]
+    chosen = sorted(random.Random(seed).sample(range(len(long_enough)), min(count, len(long_enough))))
+    prompts = []
+    for index in chosen:
+        text = " ".join(long_enough[index].split())
+        prompt = first_words(text, PROMPT_WORDS)
+        prompts.append({"prompt": prompt, "reference": text[len(prompt):].strip()[:REFERENCE_CHARS]})
+    return prompts
+
+
+def continue_text(model, tokenizer, prompt: str, new_tokens: int, mode: str, seed: int) -> str:
+    """The model's continuation of ``prompt`` (new text only), started with BOS as a training document is."""
+    import torch
+    from transformers import GenerationConfig
+
+    start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    ids = ([start] if start is not None else []) + tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    eos = tokenizer.eos_token_id
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (eos if eos is not None else 0)
+    sampled = mode == "sampled"
+    config = GenerationConfig(do_sample=sampled, top_p=TOP_P if sampled else 1.0, top_k=0, temperature=1.0,
+                              repetition_penalty=1.0, max_new_tokens=new_tokens, min_new_tokens=0,
+                              pad_token_id=pad, eos_token_id=eos)
+    input_ids = torch.tensor([ids], device=model.device)
+    devices = [torch.cuda.current_device()] if model.device.type == "cuda" else []
+    # Sampling draws from torch's global generator: a fork seeded per prompt makes each sample
+    # reproducible on its own and leaves the caller's random state as it was.
+    with torch.random.fork_rng(devices=devices), torch.inference_mode():
+        torch.manual_seed(seed)
+        output = model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), generation_config=config)
+    return tokenizer.decode(output[0, len(ids):].tolist(), skip_special_tokens=True).strip()
+
+
+def model_samples(folder: Path, prompts: list[dict[str, str]], settings: SampleSettings) -> list[dict]:
+    """Per prompt, the greedy and sampled continuations of the model in ``folder`` and their repetition."""
+    tokenizer = load_tokenizer(folder, settings.trust_remote_code)
+    model = load_model(folder, settings.trust_remote_code)  # fp32: the same text on every machine
+    rows = []
+    for index, prompt in enumerate(prompts):
+        row = {}
+        for mode in MODES:
+            text = continue_text(model, tokenizer, prompt["prompt"], settings.new_tokens, mode, settings.seed + index)
+            row[mode] = text
+            row[f"{mode}_repetition"] = round(repeated_ngram_share(text), 4)
+        rows.append(row)
+    del model
+    return rows
+
+
+def collect_samples(models: dict[str, Path], held_out: list[str], split: str, settings: SampleSettings) -> dict:
+    """Continuations of every model in ``models`` for the same held-out prompts, and the mean repetition
+    per model and mode (what eval/metrics.json holds under ``samples``)."""
+    prompts = pick_prompts(held_out, settings.prompts, settings.seed) if settings.prompts else []
+    per_model = {label: model_samples(folder, prompts, settings) for label, folder in models.items()} if prompts else {}
+    for index, prompt in enumerate(prompts):
+        prompt["models"] = {label: rows[index] for label, rows in per_model.items()}
+    repetition = {label: {mode: round(sum(r[f"{mode}_repetition"] for r in rows) / len(rows), 4) for mode in MODES}
+                  for label, rows in per_model.items()}
+    return {"split": split, "new_tokens": settings.new_tokens, "seed": settings.seed, "top_p": TOP_P,
+            "measure": f"share of repeated word {REPETITION_N}-grams (seq-rep-{REPETITION_N}; lower is better)",
+            "prompts": prompts, "repetition": repetition}
