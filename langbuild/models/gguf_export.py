@@ -446,6 +446,7 @@ class GgufCheck:
     lines: int
     lines_same_ids: int
     max_abs_logit_diff: float
+    max_abs_logit: float  # the scale the difference is read against
     first_different_line: str | None
 
     @property
@@ -471,10 +472,11 @@ def check_gguf(model_folder: Path, gguf_path: Path, texts: list[str], logit_line
     reference = AutoModelForCausalLM.from_pretrained(str(model_folder), dtype=torch.float32).eval()
     read = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name,
                                                 dtype=torch.float32).eval()
-    worst = 0.0
+    worst = scale = 0.0
     with torch.no_grad():
         for line in texts[:logit_lines]:
             ids = reference_tokenizer(line, return_tensors="pt")["input_ids"][:, :128]
-            difference = (reference(input_ids=ids).logits - read(input_ids=ids).logits).abs().max().item()
-            worst = max(worst, difference)
-    return GgufCheck(len(texts), same, worst, first_different)
+            expected = reference(input_ids=ids).logits
+            worst = max(worst, (expected - read(input_ids=ids).logits).abs().max().item())
+            scale = max(scale, expected.abs().max().item())
+    return GgufCheck(len(texts), same, worst, scale, first_different)
