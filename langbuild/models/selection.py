@@ -22,10 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.errors import LangbuildError, is_out_of_memory, out_of_memory_becomes
+from ..tokenization.statistics import hf_encoder, tokenizer_stats
 from ..training.precision import resolve_precision
 from .budget import GB, Recipe, machine_memory, memory_budget, time_training_steps, training_memory
 from .loading import check_vocabulary_fits, load_model, load_tokenizer, parameter_count, resolve_model
-from .scoring import bits_per_byte, context_length, hf_encoder, tokenizer_stats
+from .scoring import bits_per_byte, context_length
 
 RULES = {
     "bpb-within-budget": "lowest bits per byte on the valid sample among candidates whose estimated training memory fits {budget}",

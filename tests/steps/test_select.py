@@ -15,7 +15,7 @@ from langbuild.core.errors import LangbuildError
 from langbuild.core.project import Project
 from langbuild.models.budget import GB, memory_parts, model_shape, time_training_steps, training_memory
 from langbuild.models.loading import load_model, parameter_count
-from langbuild.models.loading import loading as models
+from langbuild.models import loading as models
 from langbuild.models.selection import Plan, choose
 from langbuild.pipeline import StepContext
 from langbuild.steps import select

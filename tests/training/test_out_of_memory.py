@@ -82,7 +82,7 @@ def test_out_of_memory_in_the_optimizer_step_names_the_weights_trained(tokens, t
 
 
 def test_out_of_memory_in_the_held_out_check_names_its_settings(tokens, tmp_path, monkeypatch):
-    from langbuild.models.loading import scoring as metrics
+    from langbuild.models import scoring as metrics
 
     _fail_on_call(monkeypatch, metrics, "bits_per_byte", 2, RuntimeError(CPU_OOM))
     message = _run_error(_plan(tokens, tmp_path / "run", eval_every=2))
