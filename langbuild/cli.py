@@ -225,12 +225,38 @@ def export(
     destination: Path = typer.Argument(..., help="folder to write the model into (must be empty or new)"),
     project: Path = ProjectDir,
     force: bool = typer.Option(False, "--force", help="replace the destination's contents"),
+    gguf: str | None = typer.Option(None, "--gguf", metavar="TYPE", help="write one GGUF file (llama.cpp, Ollama) "
+                                    "instead: f32, f16, bf16 or q8_0; DESTINATION is then the .gguf file"),
+    check: bool = typer.Option(True, "--check/--no-check", help="with --gguf: read the file back and compare it "
+                               "with the trained model on held-out text"),
 ) -> None:
     """Write the trained model as a clean Hugging Face folder: safetensors, tokenizer and a model card."""
     from .project.export import export_model
 
+    if gguf is not None:
+        _export_gguf(project, destination, gguf, force, check)
+        return
     written = export_model(_open(project), destination, force)
     console.print(f"[green]✓[/] exported to {escape(str(written))}; upload with: huggingface-cli upload NAME {escape(str(written))}")
+
+
+def _export_gguf(project: Path, destination: Path, out_type: str, force: bool, check: bool) -> None:
+    from .models.gguf_export import GGUF_TYPES
+    from .project.export import export_gguf
+
+    if out_type not in GGUF_TYPES:
+        raise UsageError(f"--gguf {out_type}: choose one of {', '.join(GGUF_TYPES)}")
+    summary, result = export_gguf(_open(project), destination, out_type, force, check)
+    console.print(f"[green]✓[/] wrote {escape(str(summary.path))} ({summary.architecture}, {out_type}, "
+                  f"{summary.bytes / 1e6:,.1f} MB, {summary.vocabulary:,} tokens)")
+    if result is None:
+        return
+    colour = "green" if result.tokenizer_identical else "red"
+    console.print(f"  [{colour}]tokenizer read back: same ids on {result.lines_same_ids}/{result.lines} held-out lines[/]; "
+                  f"logits: max difference {result.max_abs_logit_diff:.2g} (largest logit {result.max_abs_logit:.3g})")
+    if not result.tokenizer_identical:
+        raise LangbuildError(f"the GGUF's tokenizer splits held-out text differently, e.g. {result.first_different_line!r}: "
+                             "please report this with the model folder")
 
 
 @app.command()

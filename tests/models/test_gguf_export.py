@@ -9,6 +9,7 @@ extend step does, so the file must carry new merges and tokens, and no tokenizer
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -176,3 +177,36 @@ def test_gguf_export_of_the_packaged_smollm2(tmp_path):
     check = check_gguf(folder, summary.path, ruth[:100] + english_lines()[:50], logit_lines=3)
     assert check.tokenizer_identical, check.first_different_line
     assert 0 < check.max_abs_logit_diff < 1.0
+
+
+def _tiny_llama_base(folder: Path) -> Path:
+    """A tiny Llama-style base with a byte-level BPE (SmolLM2's shape), not yet extended."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer = _byte_level_tokenizer(english_lines())
+    tokenizer.save_pretrained(folder)
+    _model("llama", len(tokenizer)).save_pretrained(folder)
+    return folder
+
+
+def test_cli_export_gguf_of_a_trained_project(tmp_path):
+    """The whole path a user takes: a project run through train (extend included), then export --gguf."""
+    from tests.test_cli import assert_one_line_error, langbuild
+    from tests.tiny import tiny_project_through
+
+    root = tiny_project_through(tmp_path / "project", _tiny_llama_base(tmp_path / "base"), step="train")
+    result = langbuild("export", tmp_path / "out" / "model-q8_0.gguf", "--gguf", "q8_0", cwd=root)
+    assert result.returncode == 0, result.stderr
+    same = re.search(r"same ids on (\d+)/(\d+) held-out lines", " ".join(result.stdout.split()))
+    assert same and same[1] == same[2] and int(same[2]) > 50, result.stdout
+    assert (tmp_path / "out" / "model-q8_0.gguf").stat().st_size > 0
+    assert_one_line_error(langbuild("export", tmp_path / "out" / "model-q8_0.gguf", "--gguf", "q8_0", cwd=root))
+    assert_one_line_error(langbuild("export", tmp_path / "out" / "model.bin", "--gguf", "f16", cwd=root))
+    assert_one_line_error(langbuild("export", tmp_path / "x.gguf", "--gguf", "q4_k", cwd=root), code=2)
+
+
+def test_cli_export_gguf_refuses_an_unsupported_project_in_one_line(finished_projects, tmp_path):
+    from tests.test_cli import assert_one_line_error, langbuild
+
+    result = langbuild("export", tmp_path / "m.gguf", "--gguf", "f16", cwd=finished_projects["gpt2-bytelevel"])
+    assert_one_line_error(result)
+    assert "GGUF export supports Llama-style" in result.stderr and not (tmp_path / "m.gguf").exists()
