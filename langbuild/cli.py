@@ -278,6 +278,46 @@ def status(project: Path = ProjectDir, as_json: bool = typer.Option(False, "--js
     console.print(table)
 
 
+@app.command()
+def doctor(as_json: bool = typer.Option(False, "--json", help="machine-readable output, for bug reports")) -> None:
+    """What this machine offers: devices, memory, fast bf16, packages, offline state, caches."""
+    from .machine.inventory import machine_report
+
+    report = machine_report()
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    console.print(_doctor_table(report))
+
+
+def _doctor_table(report: dict) -> Table:
+    table = Table(title=f"langbuild {report['langbuild']} doctor", show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("this machine")
+    devices = report["devices"]
+    for gpu in devices["gpus"]:
+        table.add_row(f"GPU {gpu['index']}", f"{gpu['name']}, {gpu['memory_gb']} GiB, compute {gpu['compute_capability']}")
+    if not devices["gpus"]:
+        table.add_row("GPU", "[yellow]none[/] (training runs on the CPU)")
+    table.add_row("CPU", f"{escape(devices['cpu'])}; {devices['cores_usable']}/{devices['cores']} cores usable, torch "
+                  f"threads {devices['torch_threads']}; flags {' '.join(devices['cpu_flags']) or '-'}")
+    table.add_row("RAM", f"{devices['ram_gb']} GiB")
+    bf16 = report["bf16"]
+    table.add_row("fast bf16", ("[green]yes[/]" if bf16["fast"] else "[yellow]no[/]") + f": {escape(bf16['reason'])}")
+    table.add_row("python", f"{report['python']} on {escape(report['platform'])}")
+    table.add_row("packages", ", ".join(f"{name} {version or '[red]missing[/]'}" for name, version in report["packages"].items()))
+    for name, item in report["optional"].items():
+        state = f"[green]{item['version']}[/]" if item["version"] else "[dim]not installed[/]"
+        table.add_row(f"  {name}", f"{state} ({item['for']})")
+    offline = report["offline"]
+    table.add_row("offline", f"yes ({', '.join(offline['variables_on'])})" if offline["offline"]
+                  else f"no (none of {', '.join(offline['variables_checked'])} is set)")
+    for cache in report["caches"]:
+        size = f"{cache['size_gb']:.2f} GiB" if cache["exists"] else "[dim]absent[/]"
+        table.add_row(cache["name"], f"{escape(cache['path'])}: {size}")
+    return table
+
+
 @config_app.command("get")
 def config_get(key: str = typer.Argument(..., help="section.key"), project: Path = ProjectDir) -> None:
     """Print one setting's value."""
