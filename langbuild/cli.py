@@ -225,12 +225,38 @@ def export(
     destination: Path = typer.Argument(..., help="folder to write the model into (must be empty or new)"),
     project: Path = ProjectDir,
     force: bool = typer.Option(False, "--force", help="replace the destination's contents"),
+    gguf: str | None = typer.Option(None, "--gguf", metavar="TYPE", help="write one GGUF file (llama.cpp, Ollama) "
+                                    "instead: f32, f16, bf16 or q8_0; DESTINATION is then the .gguf file"),
+    check: bool = typer.Option(True, "--check/--no-check", help="with --gguf: read the file back and compare it "
+                               "with the trained model on held-out text"),
 ) -> None:
     """Write the trained model as a clean Hugging Face folder: safetensors, tokenizer and a model card."""
     from .project.export import export_model
 
+    if gguf is not None:
+        _export_gguf(project, destination, gguf, force, check)
+        return
     written = export_model(_open(project), destination, force)
     console.print(f"[green]✓[/] exported to {escape(str(written))}; upload with: huggingface-cli upload NAME {escape(str(written))}")
+
+
+def _export_gguf(project: Path, destination: Path, out_type: str, force: bool, check: bool) -> None:
+    from .models.gguf_export import GGUF_TYPES
+    from .project.export import export_gguf
+
+    if out_type not in GGUF_TYPES:
+        raise UsageError(f"--gguf {out_type}: choose one of {', '.join(GGUF_TYPES)}")
+    summary, result = export_gguf(_open(project), destination, out_type, force, check)
+    console.print(f"[green]✓[/] wrote {escape(str(summary.path))} ({summary.architecture}, {out_type}, "
+                  f"{summary.bytes / 1e6:,.1f} MB, {summary.vocabulary:,} tokens)")
+    if result is None:
+        return
+    colour = "green" if result.tokenizer_identical else "red"
+    console.print(f"  [{colour}]tokenizer read back: same ids on {result.lines_same_ids}/{result.lines} held-out lines[/]; "
+                  f"logits: max difference {result.max_abs_logit_diff:.2g} (largest logit {result.max_abs_logit:.3g})")
+    if not result.tokenizer_identical:
+        raise LangbuildError(f"the GGUF's tokenizer splits held-out text differently, e.g. {result.first_different_line!r}: "
+                             "please report this with the model folder")
 
 
 @app.command()
@@ -250,6 +276,46 @@ def status(project: Path = ProjectDir, as_json: bool = typer.Option(False, "--js
         table.add_row(row["step"], f"[{colours[row['state']]}]{row['state']}[/]", row["finished"] or "",
                       f"{row['seconds']:.1f}" if row["seconds"] else "", escape(row["error"] or ""))
     console.print(table)
+
+
+@app.command()
+def doctor(as_json: bool = typer.Option(False, "--json", help="machine-readable output, for bug reports")) -> None:
+    """What this machine offers: devices, memory, fast bf16, packages, offline state, caches."""
+    from .machine.inventory import machine_report
+
+    report = machine_report()
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    console.print(_doctor_table(report))
+
+
+def _doctor_table(report: dict) -> Table:
+    table = Table(title=f"langbuild {report['langbuild']} doctor", show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("this machine")
+    devices = report["devices"]
+    for gpu in devices["gpus"]:
+        table.add_row(f"GPU {gpu['index']}", f"{gpu['name']}, {gpu['memory_gb']} GiB, compute {gpu['compute_capability']}")
+    if not devices["gpus"]:
+        table.add_row("GPU", "[yellow]none[/] (training runs on the CPU)")
+    table.add_row("CPU", f"{escape(devices['cpu'])}; {devices['cores_usable']}/{devices['cores']} cores usable, torch "
+                  f"threads {devices['torch_threads']}; flags {' '.join(devices['cpu_flags']) or '-'}")
+    table.add_row("RAM", f"{devices['ram_gb']} GiB")
+    bf16 = report["bf16"]
+    table.add_row("fast bf16", ("[green]yes[/]" if bf16["fast"] else "[yellow]no[/]") + f": {escape(bf16['reason'])}")
+    table.add_row("python", f"{report['python']} on {escape(report['platform'])}")
+    table.add_row("packages", ", ".join(f"{name} {version or '[red]missing[/]'}" for name, version in report["packages"].items()))
+    for name, item in report["optional"].items():
+        state = f"[green]{item['version']}[/]" if item["version"] else "[dim]not installed[/]"
+        table.add_row(f"  {name}", f"{state} ({item['for']})")
+    offline = report["offline"]
+    table.add_row("offline", f"yes ({', '.join(offline['variables_on'])})" if offline["offline"]
+                  else f"no (none of {', '.join(offline['variables_checked'])} is set)")
+    for cache in report["caches"]:
+        size = f"{cache['size_gb']:.2f} GiB" if cache["exists"] else "[dim]absent[/]"
+        table.add_row(cache["name"], f"{escape(cache['path'])}: {size}")
+    return table
 
 
 @config_app.command("get")

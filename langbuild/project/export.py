@@ -143,3 +143,39 @@ def export_model(project, destination: Path, force: bool = False) -> Path:
             shutil.rmtree(staging, ignore_errors=True)
             shutil.rmtree(trash, ignore_errors=True)
     return destination
+
+
+def _held_out_lines(project, limit: int = 200) -> list[str]:
+    """Up to ``limit`` non-empty lines of the project's validation text, for checking the GGUF."""
+    from itertools import islice
+
+    from ..corpus.shards import read_split
+
+    documents = (line for doc in read_split(project.step_dir("corpus"), "valid") for line in doc.splitlines())
+    return list(islice((line for line in documents if line.strip()), limit))
+
+
+def export_gguf(project, destination: Path, out_type: str, force: bool = False, check: bool = True):
+    """Write the trained model of ``project`` as the GGUF file ``destination``; returns (summary, check or None).
+
+    With ``check``, the file is read back by transformers' GGUF loader and compared with the trained
+    model on the project's held-out text (token ids of every line, logits on a few).
+    """
+    from ..models.gguf_export import check_gguf, write_gguf
+
+    project = _project(project)
+    destination = Path(os.path.expanduser(str(destination))).resolve()
+    if destination.suffix != ".gguf":
+        raise LangbuildError(f"{destination.name} does not end in .gguf: name the file to write, e.g. model-{out_type}.gguf")
+    if destination.exists() and not force:
+        raise LangbuildError(f"{destination} exists: choose a new file name, or pass --force to replace it")
+    if destination.is_dir():
+        raise LangbuildError(f"{destination} is a folder: name a .gguf file")
+    with project.exclusive():
+        _check_trained(project, _step_states(project))
+        model_dir = project.step_dir("train") / "model"
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        summary = write_gguf(model_dir, destination, out_type, name=f"{project.root.name} (langbuild)")
+        lines = _held_out_lines(project) if check else []
+        result = check_gguf(model_dir, destination, lines) if lines else None
+    return summary, result

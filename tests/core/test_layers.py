@@ -47,7 +47,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("text", ("langbuild.text",)),
     ("library", ("langbuild.packaged", "langbuild.corpus", "langbuild.tokenization", "langbuild.models",
                  "langbuild.extension", "langbuild.embedding_init", "langbuild.training", "langbuild.evaluation",
-                 "langbuild.reporting")),
+                 "langbuild.reporting", "langbuild.machine")),
     ("steps", ("langbuild.steps",)),
     ("pipeline", ("langbuild.pipeline",)),
     ("project", ("langbuild.project",)),
