@@ -60,6 +60,26 @@ class Bar:
             self._rich = None
 
 
+class LazyBar:
+    """A bar for a loop that learns its total only when it starts: call it with (done, total) after each
+    unit; the bar appears at the first call. Use as a context manager so the bar is closed."""
+
+    def __init__(self, console, label: str, unit: str = ""):
+        self.console, self.label, self.unit, self.bar = console, label, unit, None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            self.bar = Bar(self.console, self.label, total, self.unit)
+        self.bar.advance(done - self.bar.done)
+
+    def __enter__(self) -> LazyBar:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 @contextlib.contextmanager
 def progress(console, label: str, total: int, unit: str = "") -> Iterator[Bar]:
     bar = Bar(console, label, total, unit)

@@ -98,8 +98,14 @@ def _can_share(lm) -> bool:
     return lm.backend == "causal" and _cache_argument(lm.model) is not None
 
 
+def forward_parameters(model):
+    """The parameters of the model's own forward, also after ``langbuild.training.loss`` wrapped it (the held-out
+    scoring does) in a function that takes ``*args, **kwargs``."""
+    return inspect.signature(model.__dict__.get("_plain_forward", model.forward)).parameters
+
+
 def _cache_argument(model) -> str | None:
-    parameters = inspect.signature(model.forward).parameters
+    parameters = forward_parameters(model)
     return next((name for name in ("cache", "past_key_values") if name in parameters), None)
 
 
@@ -109,7 +115,7 @@ def _cache_of(output):
 
 
 def _keeps_logits(model) -> bool:
-    return "logits_to_keep" in inspect.signature(model.forward).parameters
+    return "logits_to_keep" in forward_parameters(model)
 
 
 def _scored(lm, logits, tokens: list[int]) -> tuple[float, bool]:
