@@ -7,12 +7,13 @@ request cache; every long part shows a progress bar on the console it is given."
 from __future__ import annotations
 
 import time
+from functools import partial
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.errors import out_of_memory_becomes
-from ..core.progress import LazyBar
 from ..core.hashing import hash_file, hash_json
+from ..core.progress import LazyBar
 from ..models.loading import load_model, load_tokenizer
 from ..models.scoring import bits_per_byte
 from ..reporting.data import PIPELINE_MODELS
@@ -147,10 +148,11 @@ def score_model(label: str, folder: Path, texts: dict[str, list[str]], speed: tu
         model = cast_parameters(load_model(folder, settings.trust_remote_code), settings.precision)
         key = score_cache.held_out_key(identity, str(model.dtype), texts, settings.batch_size, settings.bootstrap_samples,
                                        settings.seed)
-        result = {"held_out": score_cache.cached(settings.scores_cache, "held-out", key, lambda: held_out_bits(
-            model, tokenizer, texts, settings.batch_size, settings.bootstrap_samples, settings.seed, console))[0]}
+        scored = partial(held_out_bits, model, tokenizer, texts, settings.batch_size, settings.bootstrap_samples,
+                         settings.seed, console)
+        result = {"held_out": score_cache.cached(settings.scores_cache, "held-out", key, scored)[0]}
         if label in PIPELINE_MODELS:
             result["speed"] = generation_speed(model, tokenizer, *speed, settings.scores_cache, console)
         result["benchmarks"] = run_benchmarks(model, tokenizer, label, identity, plan, managers, settings, console)
-    del model
+    del model, scored
     return result
