@@ -142,6 +142,7 @@ def report(runs: dict, settings: dict, args) -> str:
                     f"{before[run] / after[run]:.2f} |")
     bpb = metrics["target"]["bits_per_byte"]
     scores = ", ".join(f"{label} {value:.6f}" for label, value in bpb.items())
+    cloze_scores = ", ".join(f"{label} {score['value']:.3f}" for label, score in (cloze or {}).get("scores", {}).items())
     return "\n".join([
         f"Machine: {cpu_description()}; {os.cpu_count()} cores, shared. `python benchmarks/eval_speed.py --project DEMO "
         f"--max-bytes {args.max_bytes} --cloze-items {args.cloze_items}` on a copy of the finished demo project "
@@ -149,7 +150,7 @@ def report(runs: dict, settings: dict, args) -> str:
         f"{', '.join(f'{k} = {v}' for k, v in settings.items())} (the demo: all held-out text, 200 cloze items, "
         "1000 speed characters).", "", *rows, "",
         f"Every score identical (bits per byte within 1e-6, accuracies exactly): held-out bits per byte {scores}"
-        + (f"; cloze accuracy {', '.join(f'{k} {v['value']:.3f}' for k, v in cloze['scores'].items())}" if cloze else "")
+        + (f"; cloze accuracy {cloze_scores}" if cloze else "")
         + "."])
 
 
