@@ -53,11 +53,11 @@ for name, value in settings.items():
 (root / CONFIG_NAME).write_text(tomlkit.dumps(doc), encoding="utf-8")
 project = Project(root)
 lock_path = root / "langbuild.lock"
-lock = json.loads(lock_path.read_text())
+lock, hashed = json.loads(lock_path.read_text()), {}
 for index, step in enumerate(pipeline.STEPS):
     if step.name in ("eval", "report"):
         break
-    lock["steps"][step.name]["fingerprint"] = pipeline.fingerprints(project, pipeline.STEPS[: index + 1])[step.name]
+    lock["steps"][step.name]["fingerprint"] = pipeline.fingerprints(project, pipeline.STEPS[: index + 1], None, hashed)[step.name]
     atomic_write_json(lock_path, lock)
 times = []
 for _ in range(2):
