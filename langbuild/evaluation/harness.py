@@ -57,11 +57,13 @@ def quiet_lm_eval() -> Iterator[None]:
             logger.setLevel(level)
 
 
-def make_lm(model, tokenizer, batch_size: int):
-    from lm_eval.models.huggingface import HFLM
+def make_lm(model, tokenizer, batch_size: int, console=None):
+    """lm-eval's HFLM over the model in memory, answering requests without HFLM's wasted passes
+    (``request_scorer``) and showing their progress on ``console``."""
+    from .request_scorer import make_shared_prefix_lm
 
     with quiet_lm_eval():
-        return HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
+        return make_shared_prefix_lm(model, tokenizer, batch_size, console)
 
 
 def _evaluate(lm, tasks: list[str], task_manager, cache_file: Path | None, limit: int, seed: int) -> dict:

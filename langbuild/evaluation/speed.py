@@ -71,6 +71,11 @@ def _split_ids(tokenizer, text: str, split: int) -> tuple[list[int], list[int], 
     return ids[:cut], ids[cut:], starts
 
 
+def decoded_ids(tokenizer, texts: Sequence[str], splits: Sequence[int]) -> list[tuple[list[int], list[int]]]:
+    """Per text, the (prompt, continuation) token ids a model with ``tokenizer`` decodes: what its timing depends on."""
+    return [_split_ids(tokenizer, text, split)[:2] for text, split in zip(texts, splits)]
+
+
 def _decode_forced(model, prompt: list[int], continuation: list[int]) -> float:
     """Seconds to decode ``continuation`` one token at a time after an untimed prefill of ``prompt``.
 
@@ -97,7 +102,9 @@ def _decode_forced(model, prompt: list[int], continuation: list[int]) -> float:
 def _cache_argument(model) -> str:
     """The forward argument that takes the KV cache: ``cache`` in recent transformers 5, ``past_key_values`` before
     (the old name still works there but warns on every step)."""
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    # The model's own forward: langbuild.training.loss may have wrapped it in one taking **kwargs.
+    forward = model.__dict__.get("_plain_forward", model.forward)
+    return "cache" if "cache" in inspect.signature(forward).parameters else "past_key_values"
 
 
 def _cache_of(output):
@@ -114,7 +121,7 @@ def _synchronise(device) -> None:
 
 
 def forced_generation_speed(model, tokenizer, texts: Sequence[str], prompt_tokens: int = 16, max_new_tokens: int | None = None,
-                            repeats: int = 1, splits: Sequence[int] | None = None) -> dict:
+                            repeats: int = 1, splits: Sequence[int] | None = None, report=None) -> dict:
     """Characters and tokens per second of teacher-forced decoding of ``texts`` (see the module docstring).
 
     ``splits`` (characters, one per text) say where each prompt ends; by default ``split_points`` of
@@ -123,6 +130,7 @@ def forced_generation_speed(model, tokenizer, texts: Sequence[str], prompt_token
     different text. Characters are counted from the text: from the first decoded token's start to the
     start of the first token not decoded (or the end). Each text is timed ``repeats`` times and its
     fastest run kept, which removes most scheduling noise; one untimed warm-up decode runs first.
+    ``report(tokens decoded, tokens in all)`` is called after each text (a progress bar).
 
     Returns {"chars", "tokens", "seconds", "chars_per_second", "tokens_per_second", "chars_per_token"}.
     """
@@ -142,7 +150,12 @@ def forced_generation_speed(model, tokenizer, texts: Sequence[str], prompt_token
     model.eval()
     if jobs:
         _decode_forced(model, jobs[0][0], jobs[0][1][:WARMUP_STEPS])
-    seconds = sum(min(_decode_forced(model, prompt, steps) for _ in range(repeats)) for prompt, steps, _ in jobs)
+    seconds, decoded, total = 0.0, 0, sum(len(job[1]) for job in jobs)
+    for prompt, steps, _ in jobs:
+        seconds += min(_decode_forced(model, prompt, steps) for _ in range(repeats))
+        decoded += len(steps)
+        if report is not None:
+            report(decoded, total)
     chars, tokens = sum(job[2] for job in jobs), sum(len(job[1]) for job in jobs)
     return {
         "chars": chars,

@@ -29,7 +29,7 @@ def context_length(model, default: int = 2048) -> int:
     return default
 
 
-def bits_per_byte(model, tokenizer, texts: list[str], window: int = 512, batch_size: int = 8) -> dict:
+def bits_per_byte(model, tokenizer, texts: list[str], window: int = 512, batch_size: int = 8, report=None) -> dict:
     """Bits per UTF-8 byte of ``texts`` joined by newlines, scored in non-overlapping windows.
 
     Each window is prefixed with the model's BOS (or EOS) token and its tokens are predicted from the
@@ -40,7 +40,8 @@ def bits_per_byte(model, tokenizer, texts: list[str], window: int = 512, batch_s
     window) and ``window_bytes`` (one int per window). The window bytes partition the text's UTF-8
     bytes exactly (they sum to ``bytes``), so resampling windows resamples the text itself; see
     ``_window_bytes`` for how bytes are assigned. ``bits_per_byte`` is computed from the batch totals,
-    so its value does not depend on them.
+    so its value does not depend on them. ``report(windows done, windows in all)`` is called after each
+    batch (a progress bar).
     """
     import torch
 
@@ -60,6 +61,8 @@ def bits_per_byte(model, tokenizer, texts: list[str], window: int = 512, batch_s
             batch_total, per_window = _batch_nll(model, windows[first : first + batch_size], start)
             total_nll += batch_total
             window_nll.extend(per_window)
+            if report is not None:
+                report(len(window_nll), len(windows))
     n_bytes = len(text.encode("utf-8"))
     return {
         "bits_per_byte": total_nll / math.log(2) / max(n_bytes, 1),

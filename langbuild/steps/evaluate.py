@@ -108,7 +108,7 @@ def run(ctx) -> dict:
     for label, folder in models.items():
         ctx.console.print(f"  scoring the {label} model ...")
         try:
-            per_model[label] = score_model(label, folder, texts, speed, plan, managers, scoring)
+            per_model[label] = score_model(label, folder, texts, speed, plan, managers, scoring, ctx.console)
         except LangbuildError as err:
             if label in PIPELINE_MODELS:
                 raise
