@@ -73,7 +73,7 @@ class Step:
 
 
 def _corpus_inputs(project: Project) -> dict[str, Any]:
-    from .steps.corpus import fingerprint_sources
+    from .corpus.settings import fingerprint_sources
 
     return fingerprint_sources(project)
 

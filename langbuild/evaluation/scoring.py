@@ -7,8 +7,8 @@ request cache; every long part shows a progress bar on the console it is given."
 from __future__ import annotations
 
 import time
-from functools import partial
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from ..core.errors import out_of_memory_becomes

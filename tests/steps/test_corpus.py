@@ -103,7 +103,7 @@ def test_split_is_deterministic_follows_the_seed_and_not_the_process_count(tmp_p
 
 def test_two_processes_over_many_units_write_what_one_process_writes(tmp_path, model):
     from langbuild.corpus.pipeline import build_corpus
-    from langbuild.steps.corpus import settings_from_config
+    from langbuild.corpus.settings import settings_from_config
 
     lines = list(_verses()[:3000])
     lines += lines[100:160]  # exact duplicates in later units

@@ -184,7 +184,7 @@ def test_a_fixed_size_that_starts_worse_than_the_base_is_warned_about(tmp_path, 
 
 
 def test_the_report_shows_the_scored_curve_and_the_reason():
-    from langbuild.steps.report import gain_curve_lines
+    from langbuild.reporting.page import gain_curve_lines
 
     extend = {"gain_curve": [{"new_tokens": 0, "tokens_per_word": 3.0, "zero_shot_bits_per_byte": 2.0},
                              {"new_tokens": 500, "tokens_per_word": 2.5, "zero_shot_bits_per_byte": None},
