@@ -160,7 +160,7 @@ def resolve_model(name: str, base_dir: Path | None = None, trust_remote_code: bo
         return local.resolve()
     if name in PACKAGED:
         return convert_packaged(PACKAGED[name], converted_folder(name))
-    if _looks_like_hub_id(name):
+    if looks_like_hub_id(name):
         return _download(name, trust_remote_code)
     raise LangbuildError(
         f"unknown model '{name}': use a local Hugging Face folder, a packaged name ({', '.join(PACKAGED)}) "
@@ -178,7 +178,7 @@ def chosen_model(select_dir: Path, base_dir: Path, trust_remote_code: bool = Fal
     return name, resolve_model(name, base_dir, trust_remote_code)
 
 
-def _looks_like_hub_id(name: str) -> bool:
+def looks_like_hub_id(name: str) -> bool:
     parts = name.split("/")
     return len(parts) == 2 and all(parts) and not name.startswith((".", "/", "~"))
 
