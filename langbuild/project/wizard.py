@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.prompt import Confirm, IntPrompt, Prompt
@@ -310,7 +311,10 @@ def run_wizard(directory: Path, answers: dict[str, Any], console: Console) -> No
     from .scaffold import create_project
 
     refuse_existing(directory)
-    answers = ask(answers, directory, console)
+    try:
+        answers = ask(answers, directory, console)
+    except EOFError:  # input ended (Ctrl-D, or a closed pipe): the CLI's one-line "aborted"
+        raise typer.Abort() from None
     console.print(summary_table(answers))
     create_project(directory, answers)
     console.print(f"[green]✓[/] wrote {escape(str(directory / CONFIG_NAME))}; "
