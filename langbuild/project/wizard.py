@@ -102,7 +102,8 @@ def show_preview(console: Console, preview) -> None:
     if preview.files or preview.documents:
         documents = f"more than {preview.documents:,}" if preview.documents_capped else f"{preview.documents:,}"
         scripts = ", ".join(f"{name.title()} {share:.0%}" for name, share in preview.script_shares()[:3]) or "no letters"
-        console.print(f"  {preview.files:,} file(s), {preview.bytes / 1e6:,.1f} MB, {documents} documents; scripts: {scripts}")
+        files = f"{preview.files:,} file(s), {preview.bytes / 1e6:,.1f} MB, " if preview.files else ""  # package: no files
+        console.print(f"  {files}{documents} documents; scripts: {scripts}")
         console.print(f"  sample: [italic]{escape(preview.sample[:120])}[/]")
     for spec in preview.remote:
         console.print(f"  {escape(spec)}: a hub dataset, read when the corpus step runs (needs the network or its cache)")
