@@ -89,14 +89,14 @@ def init(
     if base_model:
         answers["select.candidates"] = list(base_model)
     if _interactive(yes, interactive):
-        from .project.wizard import ask
+        from .project.wizard import run_wizard
 
-        answers = ask(answers)
-    else:
-        if not answers.get("project.language"):
-            raise UsageError("missing --language: give the target language code, e.g. --language nya")
-        if not answers.get("corpus.paths"):
-            raise UsageError("missing --corpus: give at least one file, folder or glob of target-language text")
+        run_wizard(directory, answers, console)
+        return
+    if not answers.get("project.language"):
+        raise UsageError("missing --language: give the target language code, e.g. --language nya")
+    if not answers.get("corpus.paths"):
+        raise UsageError("missing --corpus: give at least one file, folder or glob of target-language text")
     create_project(directory, answers)
     folder = escape(str(directory))
     console.print(f"[green]✓[/] created {escape(str(directory / 'langbuild.toml'))}; next: langbuild run -C {folder}")

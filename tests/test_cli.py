@@ -148,33 +148,6 @@ def test_init_keeps_a_users_readme(tmp_path):
     assert (tmp_path / "README.md").read_text() == "mine\n"
 
 
-def test_wizard_writes_the_same_file_as_the_flags(tmp_path):
-    wizard = invoke("init", tmp_path / "asked", "--interactive", input="nya\ndata/*.txt\n\n\n\n\n")
-    assert wizard.exit_code == 0, wizard.output
-    for prompt in ("Target language code", "Corpus files", "Candidate base models", "vocabulary size",
-                   "New tokens", "Training steps"):
-        assert prompt in wizard.output
-    flags = invoke("init", tmp_path / "flagged", "--language", "nya", "--corpus", "data/*.txt", "--yes")
-    assert flags.exit_code == 0, flags.output
-    asked = (tmp_path / "asked" / CONFIG_NAME).read_text(encoding="utf-8")
-    assert asked == (tmp_path / "flagged" / CONFIG_NAME).read_text(encoding="utf-8")
-    assert load_config(tmp_path / "asked" / CONFIG_NAME).get("corpus.paths") == ["data/*.txt"]
-
-
-def test_wizard_answers_and_flag_defaults(tmp_path):
-    answers = "\n".join(["", "a.txt, b.txt", "m1,m2", "lots", "500", "0", "25"]) + "\n"  # keeps nya, re-asks "lots"
-    result = invoke("init", tmp_path / "p", "--language", "nya", "--interactive", input=answers)
-    assert result.exit_code == 0, result.output
-    assert "must be a whole number or auto" in result.output
-    config = load_config(tmp_path / "p" / CONFIG_NAME)
-    assert config.get("project.language") == "nya"
-    assert config.get("corpus.paths") == ["a.txt", "b.txt"]
-    assert config.get("select.candidates") == ["m1", "m2"]
-    assert config.get("tokenizer.vocab_size") == 500
-    assert config.get("extend.num_new_tokens") == 0
-    assert config.get("train.max_steps") == 25
-
-
 def test_wizard_end_of_input_aborts_cleanly(tmp_path):
     result = langbuild("init", "p", "--interactive", cwd=tmp_path)  # stdin at EOF at the first question
     assert result.returncode == 130

