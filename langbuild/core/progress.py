@@ -124,6 +124,7 @@ class Bar:
             return
         if self._display is not None:
             self._display.remove_task(self._task)
+            self._display.refresh()  # the row goes now, not at the next timed redraw
         self._stream.depth -= 1
         if self._stream.depth == 0:
             if self._stream.display is not None:
