@@ -31,6 +31,7 @@ import numpy as np
 
 from ..core.errors import LangbuildError
 from ..core.processes import die_with_parent
+from ..core.progress import progress
 from ..text.textio import script_counts
 from ..text.words import word_count, words
 from . import dedup
@@ -472,15 +473,22 @@ def write_unit(job: tuple[Unit, np.ndarray, np.ndarray, np.ndarray | None]) -> W
 # --- orchestration -----------------------------------------------------------------------------------
 
 
-def _run_tasks(function, jobs: list, plan: CorpusPlan, workers: int):
-    """Results of ``function`` over ``jobs`` in order: in this process, or in spawned workers."""
-    if workers <= 1 or len(jobs) <= 1:
-        _init_worker(plan)
-        return [function(job) for job in jobs]
-    # spawn, not fork: the CLI may have loaded torch, and forking a process with its threads can hang.
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(workers, initializer=_init_worker, initargs=(plan, os.getpid())) as pool:
-        return list(pool.imap(function, jobs, chunksize=1))
+def _run_tasks(function, jobs: list, plan: CorpusPlan, workers: int, console, label: str):
+    """Results of ``function`` over ``jobs`` in order: in this process, or in spawned workers. The
+    parent advances the bar as each result comes back (workers never touch the console)."""
+    with progress(console, label, len(jobs), "units") as bar:
+        if workers <= 1 or len(jobs) <= 1:
+            _init_worker(plan)
+            return [_counted(function(job), bar) for job in jobs]
+        # spawn, not fork: the CLI may have loaded torch, and forking a process with its threads can hang.
+        context = multiprocessing.get_context("spawn")
+        with context.Pool(workers, initializer=_init_worker, initargs=(plan, os.getpid())) as pool:
+            return [_counted(result, bar) for result in pool.imap(function, jobs, chunksize=1)]
+
+
+def _counted(result, bar):
+    bar.advance()
+    return result
 
 
 SAMPLE_SCAN_CHARS = 16_000_000  # read at most this much text, over all units, to draw the sample from
@@ -557,8 +565,9 @@ def _language_id(settings: CorpusSettings, sample: list[str], log) -> LangIdPlan
                             settings.langid_confusables, sample)
 
 
-def build_corpus(settings: CorpusSettings, root: Path, out: Path, log=print) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Run the three passes into ``out``; return the statistics for stats.json, and the processes and timings."""
+def build_corpus(settings: CorpusSettings, root: Path, out: Path, log=print, console=None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run the three passes into ``out``; return the statistics for stats.json, and the processes and timings.
+    Passes 1 and 3 show their units done on ``console`` (a rich console; None: no progress)."""
     timings: dict[str, float] = {}
     started = time.perf_counter()
     units = plan_units(settings.sources, root, settings.unit_bytes, settings.read.txt_unit)
@@ -583,7 +592,7 @@ def build_corpus(settings: CorpusSettings, root: Path, out: Path, log=print) -> 
         f"scripts {', '.join(scripts) or '-'}; language ID: {langid.describe() if langid else 'off'}")
 
     began = time.perf_counter()
-    filtered: list[UnitSummary] = _run_tasks(filter_unit, units, plan, workers)
+    filtered: list[UnitSummary] = _run_tasks(filter_unit, units, plan, workers, console, "corpus filter")
     timings["filter"] = time.perf_counter() - began
     _fail_if_nothing_left(filtered)
 
@@ -593,7 +602,7 @@ def build_corpus(settings: CorpusSettings, root: Path, out: Path, log=print) -> 
 
     began = time.perf_counter()
     jobs = [(u, decisions.reason[i], decisions.held_out[i], decisions.drop_lines[i]) for i, u in enumerate(units)]
-    written: list[WriteSummary] = _run_tasks(write_unit, jobs, plan, workers)
+    written: list[WriteSummary] = _run_tasks(write_unit, jobs, plan, workers, console, "corpus write")
     timings["write"] = time.perf_counter() - began
     shutil.rmtree(work, ignore_errors=True)
     timings["total"] = time.perf_counter() - started

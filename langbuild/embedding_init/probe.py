@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from ..core.config import AUTO_COMPARE, check_rule
 from ..core.errors import out_of_memory_becomes
+from ..core.progress import LazyBar, progress
 from ..models.scoring import bits_per_byte
 from ..training.data import batch_indices, pack_blocks
 from ..training.stages import embedding_parameters
@@ -46,12 +47,13 @@ def check_init_inputs(config) -> None:
 
 def train_embeddings_only(model, blocks, steps: int, seed: int, learning_rate: float = PROBE_LEARNING_RATE,
                           every: int = 0, on_step: Callable[[int], None] | None = None,
-                          embeddings_only: bool = True, precision: str = "fp32") -> list[float]:
+                          embeddings_only: bool = True, precision: str = "fp32", bar=None) -> list[float]:
     """``steps`` AdamW steps on the embedding matrices only (or on everything); returns the losses.
 
     ``on_step(n)`` is called after every ``every``-th step (benchmarks measure along the way). Weight
     decay is 0: decoupled decay would shrink every row whose gradient is zero (STACK.md). In bf16 the
-    steps run as ``train`` runs them, over fp32 master weights; the model is fp32 again afterwards."""
+    steps run as ``train`` runs them, over fp32 master weights; the model is fp32 again afterwards.
+    ``bar`` (langbuild.core.progress) advances after every step."""
     import torch
 
     from ..training.precision import MasterWeights
@@ -77,6 +79,8 @@ def train_embeddings_only(model, blocks, steps: int, seed: int, learning_rate: f
         if masters is not None:
             masters.publish()
         losses.append(float(loss.detach()))
+        if bar is not None:
+            bar.advance()
         if on_step and every and (step + 1) % every == 0:
             model.eval()
             on_step(step + 1)
@@ -120,16 +124,24 @@ def compare_methods(methods: list[str], make_model: Callable, tokenizer, train: 
     precision ``train`` will use), score again."""
     blocks = probe_blocks(tokenizer, train, steps, seed)
     results = []
-    for method in methods:
-        started = time.time()
-        model, _ = make_model(method)
-        zero_shot = bits_per_byte(model, tokenizer, valid_sample)["bits_per_byte"]
-        train_embeddings_only(model, blocks, steps, seed, precision=precision)
-        probed = bits_per_byte(model, tokenizer, valid_sample)["bits_per_byte"]
-        results.append(ProbeResult(method, zero_shot, probed, time.time() - started))
-        console.print(f"  probe {method}: held-out bits/byte {zero_shot:.3f} at start, {probed:.3f} after {steps} steps")
-        del model
+    # One bar over every method's steps: the ETA covers the whole probe, not one method.
+    with progress(console, "probe", steps * len(methods), "steps") as bar:
+        for method in methods:
+            started = time.time()
+            model, _ = make_model(method)
+            zero_shot = _scored(model, tokenizer, valid_sample, console, f"probe {method}: start")
+            train_embeddings_only(model, blocks, steps, seed, precision=precision, bar=bar)
+            probed = _scored(model, tokenizer, valid_sample, console, f"probe {method}: after")
+            results.append(ProbeResult(method, zero_shot, probed, time.time() - started))
+            bar.print(f"  probe {method}: held-out bits/byte {zero_shot:.3f} at start, {probed:.3f} after {steps} steps")
+            del model
     return results
+
+
+def _scored(model, tokenizer, texts: list[str], console, label: str) -> float:
+    """Bits per byte, its windows shown on ``console``."""
+    with LazyBar(console, label, "windows") as windows:
+        return bits_per_byte(model, tokenizer, texts, report=windows)["bits_per_byte"]
 
 
 def best_method(results: list[ProbeResult]) -> str:
@@ -166,12 +178,13 @@ def comparison_markdown(table: list[dict], steps: int) -> str:
 # --- zero-shot diagnostics ----------------------------------------------------------------------
 
 
-def zero_shot_diagnostics(base_model, base_tokenizer, model, tokenizer, texts: dict[str, list[str]]) -> dict:
-    """Bits per byte of the base and the extended model, before any training, on each held-out text."""
+def zero_shot_diagnostics(base_model, base_tokenizer, model, tokenizer, texts: dict[str, list[str]], console=None) -> dict:
+    """Bits per byte of the base and the extended model, before any training, on each held-out text;
+    the scoring windows shown on ``console`` (None: nothing)."""
     out = {}
     for side, sample in texts.items():
-        base = bits_per_byte(base_model, base_tokenizer, sample)["bits_per_byte"]
-        extended = bits_per_byte(model, tokenizer, sample)["bits_per_byte"]
+        base = _scored(base_model, base_tokenizer, sample, console, f"zero-shot {side}: base")
+        extended = _scored(model, tokenizer, sample, console, f"zero-shot {side}: extended")
         out[side] = {"base": base, "extended": extended, "ratio": extended / base if base else None,
                      "bytes": len("\n".join(sample).encode("utf-8"))}
     return out

@@ -61,15 +61,16 @@ def token_space_for(method: str, inputs: SpaceInputs, console) -> TokenSpace | N
         return None
     if kind not in inputs.cache:
         started = time.time()
-        inputs.cache[kind] = corpus_space(inputs) if kind == "corpus" else wechsel_space(inputs)
+        inputs.cache[kind] = corpus_space(inputs, console) if kind == "corpus" else wechsel_space(inputs)
         known = int(inputs.cache[kind].new_known.sum())
         console.print(f"  {kind} token vectors: {known:,} of {len(inputs.token_ids):,} new tokens placed "
                       f"({time.time() - started:.0f} s)")
     return inputs.cache[kind]
 
 
-def corpus_space(inputs: SpaceInputs) -> TokenSpace:
-    """FOCUS's space: token vectors trained on the train split as the new tokenizer cuts it."""
+def corpus_space(inputs: SpaceInputs, console=None) -> TokenSpace:
+    """FOCUS's space: token vectors trained on the train split as the new tokenizer cuts it (its epochs
+    shown on ``console``)."""
     import torch
 
     from .token_vectors import train_token_vectors
@@ -77,7 +78,7 @@ def corpus_space(inputs: SpaceInputs) -> TokenSpace:
     sequences = hf_batch_encoder(inputs.new_tokenizer)(inputs.train)
     size = max([len(inputs.new_tokenizer), inputs.old_rows, *[i + 1 for i in inputs.token_ids]])
     strings = token_texts(inputs.new_tokenizer, size)
-    vectors, trained, spelled = train_token_vectors(sequences, size, inputs.seed, strings=strings)
+    vectors, trained, spelled = train_token_vectors(sequences, size, inputs.seed, strings=strings, console=console)
     index = torch.tensor(inputs.token_ids, dtype=torch.long)
     # New tokens too rare to train still have a vector from their spelling; base tokens are anchors
     # only when the target corpus uses them (FOCUS's overlapping tokens with an auxiliary vector).

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..core.progress import progress
+
 
 @dataclass(frozen=True)
 class VectorSettings:
@@ -135,13 +137,14 @@ class _InputVectors(torch.nn.Module):
 
 
 def train_token_vectors(sequences: list[list[int]], vocab_size: int, seed: int, settings: VectorSettings = VectorSettings(),
-                        strings: list[str] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                        strings: list[str] | None = None, console=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """CBOW token vectors [vocab_size, dim] from token-id sequences.
 
     Returns (vectors, trained, spelled): ``trained`` marks ids seen ``min_count`` times (the rest are
     dropped from the stream, as fastText drops rare words); ``spelled`` marks ids whose vector comes
     from their character n-grams alone (``strings`` given: one text per id, "" for none).
-    Trained ids are renumbered densely so the optimizer only touches rows that train.
+    Trained ids are renumbered densely so the optimizer only touches rows that train. ``console``
+    shows the epochs done (None: nothing).
     """
     ids, docs = _stream(sequences, settings.max_tokens)
     counts = np.bincount(ids, minlength=vocab_size).astype(np.float64)[:vocab_size]
@@ -163,7 +166,8 @@ def train_token_vectors(sequences: list[list[int]], vocab_size: int, seed: int, 
     dense[kept_ids] = np.arange(len(kept_ids))
     frequent = dense[ids] >= 0
     inputs = _InputVectors(len(order), ngrams, counts_ngram, settings, generator)
-    _train(inputs, dense[ids[frequent]], docs[frequent], counts[kept_ids], seed, generator, settings)
+    with progress(console, "token vectors", settings.epochs, "epochs") as bar:
+        _train(inputs, dense[ids[frequent]], docs[frequent], counts[kept_ids], seed, generator, settings, bar)
     with torch.no_grad():
         result = torch.cat([inputs.represent(torch.arange(start, min(start + 8192, len(order))))
                             for start in range(0, len(order), 8192)])
@@ -176,7 +180,7 @@ def train_token_vectors(sequences: list[list[int]], vocab_size: int, seed: int, 
 
 
 def _train(inputs: _InputVectors, ids: np.ndarray, docs: np.ndarray, counts: np.ndarray, seed: int,
-           generator: torch.Generator, settings: VectorSettings) -> None:
+           generator: torch.Generator, settings: VectorSettings, bar) -> None:
     """CBOW with negative sampling over densely numbered ids (the trained ones: 0 .. len(counts) - 1)."""
     rng = np.random.default_rng(seed)
     outputs = torch.nn.Embedding(len(counts), settings.dim)
@@ -196,6 +200,7 @@ def _train(inputs: _InputVectors, ids: np.ndarray, docs: np.ndarray, counts: np.
             batch = order[start : start + settings.batch_size]
             _cbow_step(inputs, outputs, optimizer, torch.from_numpy(context[batch]), torch.from_numpy(mask[batch]),
                        torch.from_numpy(centres[batch]), noise, settings.negatives, generator)
+        bar.advance()
 
 
 def _cbow_step(inputs, outputs, optimizer, context, mask, centres, noise, negatives: int, generator) -> None:

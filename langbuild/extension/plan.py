@@ -140,5 +140,6 @@ def zero_shot_scores(prepared: Prepared, model, texts: dict[str, list[str]], ini
     with out_of_memory_becomes("out of memory scoring the base and the extended model side by side: "
                                "set extend.zero_shot_max_bytes = 0 to skip the zero-shot scores"):
         base_model = load_model(base.path, base.trust_remote_code)
-        zero_shot.update(zero_shot_diagnostics(base_model, base.tokenizer, model, prepared.tokenizer, remaining))
+        zero_shot.update(zero_shot_diagnostics(base_model, base.tokenizer, model, prepared.tokenizer, remaining,
+                                                   console))
     return zero_shot

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.errors import out_of_memory_becomes
+from ..core.progress import LazyBar, progress
 from ..embedding_init.model import BaseModel
 from ..embedding_init.rows import initialise_rows, resize_embeddings
 from ..embedding_init.spaces import readable, token_strings
@@ -176,9 +177,10 @@ class SizeSearch:
 
 
 def search_sizes(rows: PrefixRows, tokenizer_for: Callable[[int], object], sizes: list[int], sample: list[str],
-                 word_texts: list[str], on_score: Callable[[int, float, float], None] | None = None) -> tuple[int, str, list[dict]]:
+                 word_texts: list[str], console=None) -> tuple[int, str, list[dict]]:
     """Tokens per word on ``word_texts`` for every size, zero-shot bits per byte on ``sample`` for the
-    sizes ``choose_size`` asks about; returns (chosen size, reason, curve)."""
+    sizes ``choose_size`` asks about; returns (chosen size, reason, curve). ``console`` gets a line per
+    size scored and a bar over the candidates (an upper bound: the rule stops when it has its answer)."""
     words = max(sum(map(word_count, word_texts)), 1)
     tokenizers = {size: tokenizer_for(size) for size in sizes}
     tokens_per_word = {size: sum(len(ids) for ids in hf_batch_encoder(tok)(word_texts)) / words
@@ -188,12 +190,16 @@ def search_sizes(rows: PrefixRows, tokenizer_for: Callable[[int], object], sizes
     def score(size: int) -> float:
         if size not in scores:
             rows.set_size(size, len(tokenizers[size]))
-            scores[size] = bits_per_byte(rows.model, tokenizers[size], sample)["bits_per_byte"]
-            if on_score:
-                on_score(size, tokens_per_word[size], scores[size])
+            with LazyBar(console, f"{size:,} new tokens", "windows") as windows:
+                scores[size] = bits_per_byte(rows.model, tokenizers[size], sample, report=windows)["bits_per_byte"]
+            bar.print(f"    {size:>6,} new tokens: tokens/word {tokens_per_word[size]:.3f}, "
+                      f"zero-shot bits/byte {scores[size]:.4f}")
+            bar.advance()
         return scores[size]
 
-    chosen, reason = choose_size(tokens_per_word, score)
+    with progress(console, "auto size candidates", len(sizes), "sizes") as bar:
+        chosen, reason = choose_size(tokens_per_word, score)
+        bar.replan(bar.done)  # the sizes the rule needed: the rest are not scored
     curve = [{"new_tokens": size, "tokens_per_word": tokens_per_word[size], "zero_shot_bits_per_byte": scores.get(size)}
              for size in sizes]
     return chosen, reason, curve
@@ -253,10 +259,7 @@ def search_size(base: BaseModel, spec: dict, extension: Extension, valid: list[s
                 save_extended_tokenizer(base.tokenizer, apply_extension(spec, prefix(extension, size))[0], folder)
                 return load_tokenizer(folder, base.trust_remote_code)
 
-            def show(size: int, tokens_per_word: float, bpb: float) -> None:
-                console.print(f"    {size:>6,} new tokens: tokens/word {tokens_per_word:.3f}, zero-shot bits/byte {bpb:.4f}")
-
-            chosen, reason, curve = search_sizes(rows, tokenizer_for, sizes, sample, valid[:CURVE_SAMPLE_DOCS], show)
+            chosen, reason, curve = search_sizes(rows, tokenizer_for, sizes, sample, valid[:CURVE_SAMPLE_DOCS], console)
         del rows
     if chosen:
         console.print(f"  auto size: {chosen:,} new tokens ({reason})")

@@ -67,6 +67,8 @@ import statistics
 import time
 from dataclasses import dataclass
 
+from ..core.progress import progress
+
 FLOAT32 = 4
 BFLOAT16 = 2
 GB = 2**30  # what nvidia-smi and free -g call a gigabyte
@@ -323,13 +325,13 @@ def memory_budget(budget_gb: float) -> tuple[int, str]:
 
 
 def time_training_steps(model, vocab_size: int, batch_size: int, seq_len: int, steps: int, seed: int,
-                        precision: str = "fp32") -> dict:
+                        precision: str = "fp32", console=None) -> dict:
     """Seconds per step and per million tokens of real training steps on random token ids, in the
     precision ``train`` will use (bf16: over fp32 master weights, as the training loop does).
 
     The optimizer runs with learning rate 0: the same arithmetic as training, but the weights stay as
     they were (and the model is fp32 again afterwards). On a GPU the peak memory of the steps is
-    measured too (``None`` on the CPU).
+    measured too (``None`` on the CPU). ``console`` shows the steps timed (None: nothing).
     """
     import torch
 
@@ -348,8 +350,10 @@ def time_training_steps(model, vocab_size: int, batch_size: int, seq_len: int, s
     model.train()
     seconds = []
     try:
-        for _ in range(steps):
-            seconds.append(_one_step(model, optimizer, batch, on_gpu, masters))
+        with progress(console, "timing steps", steps, "steps") as bar:
+            for _ in range(steps):
+                seconds.append(_one_step(model, optimizer, batch, on_gpu, masters))
+                bar.advance()
     finally:
         model.eval()
         model.zero_grad(set_to_none=True)

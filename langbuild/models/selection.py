@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.errors import LangbuildError, is_out_of_memory, out_of_memory_becomes
+from ..core.progress import LazyBar, progress
 from ..tokenization.statistics import hf_encoder, tokenizer_stats
 from ..training.precision import resolve_precision
 from .budget import GB, Recipe, machine_memory, memory_budget, time_training_steps, training_memory
@@ -78,37 +79,55 @@ def check_rule(rule: str, timing_steps: int) -> None:
         )
 
 
-def score_candidate(name: str, root: Path, trust: bool, sample: list[str], source: list[str] | None, plan: Plan) -> dict:
-    """Every measure of one candidate; a candidate that cannot be used stops the step, naming it."""
+def score_candidates(names: list[str], root: Path, trust: bool, sample: list[str], source: list[str] | None, plan: Plan,
+                     console=None) -> list[dict]:
+    """``score_candidate`` for each name, in order, with the candidates scored shown on ``console``."""
+    scored = []
+    with progress(console, "select candidates", len(names), "candidates") as bar:
+        for name in names:
+            bar.print(f"  scoring {name} ...")
+            scored.append(score_candidate(name, root, trust, sample, source, plan, console))
+            bar.advance()
+    return scored
+
+
+def score_candidate(name: str, root: Path, trust: bool, sample: list[str], source: list[str] | None, plan: Plan,
+                    console=None) -> dict:
+    """Every measure of one candidate; a candidate that cannot be used stops the step, naming it.
+    ``console`` shows the scoring windows and the timed steps (None: nothing)."""
     try:
-        return _score(name, root, trust, sample, source, plan)
+        return _score(name, root, trust, sample, source, plan, console)
     except LangbuildError as err:
         raise LangbuildError(f"candidate '{name}' (fix it or remove it from select.candidates): {err}") from None
 
 
-def _score(name: str, root: Path, trust: bool, sample: list[str], source: list[str] | None, plan: Plan) -> dict:
+def _bits_per_byte(model, tokenizer, texts: list[str], console, label: str) -> dict:
+    with LazyBar(console, label, "windows") as bar:
+        return bits_per_byte(model, tokenizer, texts, window=SCORING_WINDOW, batch_size=SCORING_BATCH, report=bar)
+
+
+def _score(name: str, root: Path, trust: bool, sample: list[str], source: list[str] | None, plan: Plan, console) -> dict:
     folder = resolve_model(name, root, trust)
     tokenizer = load_tokenizer(folder, trust)
     # Scoring runs the output layer by chunks: running out here means the model itself does not fit.
     with out_of_memory_becomes("out of memory loading and scoring it: it does not fit this machine; remove it"):
         model = load_model(folder, trust)
         check_vocabulary_fits(model, tokenizer, folder)
-        batch = SCORING_BATCH
         scores = {
             "name": name,
             "path": str(folder),
             "parameters": parameter_count(model),
             "tokens_per_word": tokenizer_stats(hf_encoder(tokenizer), sample)["tokens_per_word"],
-            **bits_per_byte(model, tokenizer, sample, window=SCORING_WINDOW, batch_size=batch),
+            **_bits_per_byte(model, tokenizer, sample, console, f"{name}: target windows"),
             "source_bits_per_byte": (
-                bits_per_byte(model, tokenizer, source, window=SCORING_WINDOW, batch_size=batch)["bits_per_byte"]
+                _bits_per_byte(model, tokenizer, source, console, f"{name}: source windows")["bits_per_byte"]
                 if source else None
             ),
             "context": context_length(model),
         }
     scores.update(memory_estimate(model, plan))
     # Timing runs optimizer steps on this very model, so it comes after every score.
-    scores.update(_timing(model, len(tokenizer), scores, plan))
+    scores.update(_timing(model, len(tokenizer), scores, plan, console))
     del model
     _release_memory()
     return scores
@@ -125,7 +144,7 @@ def memory_estimate(model, plan: Plan) -> dict:
             "memory_stage": recipe.stage}
 
 
-def _timing(model, vocab: int, scores: dict, plan: Plan) -> dict:
+def _timing(model, vocab: int, scores: dict, plan: Plan, console=None) -> dict:
     """Seconds per million training tokens, or None with the reason in ``note``."""
     untimed = {"seconds_per_million_tokens": None, "measured_peak_bytes": None}
     if scores["context"] < plan.seq_len:
@@ -138,7 +157,7 @@ def _timing(model, vocab: int, scores: dict, plan: Plan) -> dict:
                                    f"this machine has {format_size(plan.machine)} of {plan.machine_source}"}
     try:
         timing = time_training_steps(model, vocab, plan.batch_size, plan.seq_len, plan.timing_steps, plan.seed,
-                                     plan.precision)
+                                     plan.precision, console)
     except Exception as err:  # a GPU's OutOfMemoryError, or the CPU allocator's RuntimeError
         if not is_out_of_memory(err):
             raise

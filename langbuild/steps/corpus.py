@@ -61,7 +61,7 @@ def run(ctx) -> dict:
     config = ctx.config
     _check_split_settings(config)
     settings = settings_from_config(config, ctx.project.root)
-    stats, timing = build_corpus(settings, ctx.project.root, ctx.out, log=ctx.console.print)
+    stats, timing = build_corpus(settings, ctx.project.root, ctx.out, log=ctx.console.print, console=ctx.console)
     atomic_write_json(ctx.out / "stats.json", stats)
     _warn_read_problems(ctx, stats)
     ctx.console.print(_summary_table(stats))

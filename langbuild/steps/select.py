@@ -21,7 +21,7 @@ from ..core.atomic import atomic_write_json
 from ..core.errors import LangbuildError
 from ..corpus.shards import read_split
 from ..models.loading import fingerprint_candidates
-from ..models.selection import RULES, Plan, check_rule, choose, format_size, score_candidate
+from ..models.selection import RULES, Plan, check_rule, choose, format_size, score_candidates
 from ..packaged.reference_texts import read_text_lines
 from ..text.textio import sample_by_bytes
 
@@ -46,10 +46,7 @@ def run(ctx) -> dict:
     sample = sample_by_bytes(valid, config.get("select.max_eval_bytes"))
     source = source_sample(ctx)
     trust = config.get("project.trust_remote_code")
-    candidates = []
-    for name in config.get("select.candidates"):
-        ctx.console.print(f"  scoring {name} ...")
-        candidates.append(score_candidate(name, ctx.project.root, trust, sample, source, plan))
+    candidates = score_candidates(config.get("select.candidates"), ctx.project.root, trust, sample, source, plan, ctx.console)
     chosen = choose(candidates, rule, plan)
     description = f"{rule}: {RULES[rule].format(budget=plan.describe_budget())}; ties: fewer parameters"
     selection = {

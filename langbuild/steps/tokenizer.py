@@ -49,7 +49,7 @@ def run(ctx) -> dict:
     requested = config.get("tokenizer.vocab_size")
     curve = None
     if requested == "auto":
-        curve = vocab_curve(docs, valid, recipe, ctx.out)
+        curve = vocab_curve(docs, valid, recipe, ctx.out, ctx.console)
         atomic_write_json(ctx.out / "vocab_curve.json", curve)
         _print_curve(ctx.console, curve)
     trained = train_tokenizer(docs, recipe, curve["chosen"] if curve else requested, ctx.out)

@@ -7,6 +7,7 @@ import random
 from pathlib import Path
 
 from ..core.errors import LangbuildError
+from ..core.progress import progress
 from ..text.words import word_count
 from .curves import knee
 from .training import Recipe, minimum_vocab_size, train_tokenizer
@@ -22,7 +23,7 @@ def tokens_per_word(tokenizer, texts: list[str]) -> float:
     return sum(len(e.ids) for e in tokenizer.encode_batch(texts, add_special_tokens=False)) / max(words, 1)
 
 
-def vocab_curve(docs: list[str], valid: list[str], recipe: Recipe, workdir: Path) -> dict:
+def vocab_curve(docs: list[str], valid: list[str], recipe: Recipe, workdir: Path, console=None) -> dict:
     """Held-out tokens per word against vocabulary size, and the size chosen at its knee.
 
     Rule: train on a bounded sample (``SWEEP_SAMPLE_DOCS`` documents) at 4k, 8k, 16k, 32k and 64k,
@@ -31,6 +32,7 @@ def vocab_curve(docs: list[str], valid: list[str], recipe: Recipe, workdir: Path
     to its alphabet, so there is a bend to find. The chosen size is the knee of tokens per word over
     log2(size) (``langbuild.tokenization.curves.knee``, the Kneedle method): past it, each doubling of the
     vocabulary buys less and less. The final tokenizer is then trained on the full sample at that size.
+    ``console`` shows the sizes trained of the sizes planned (None: nothing).
     """
     sample = docs if len(docs) <= SWEEP_SAMPLE_DOCS else random.Random(recipe.seed).sample(docs, SWEEP_SAMPLE_DOCS)
     held_out = valid[:SWEEP_VALID_DOCS]
@@ -44,11 +46,26 @@ def vocab_curve(docs: list[str], valid: list[str], recipe: Recipe, workdir: Path
         trained = train_tokenizer(sample, recipe, size, workdir)
         return {"requested": size, "vocab_size": trained.vocab_size, "tokens_per_word": tokens_per_word(trained.tokenizer, held_out)}
 
+    with progress(console, "vocabulary sweep", len(grid), "sizes") as bar:
+        points = _sweep(grid, point, minimum, bar)
+    points = _distinct_sizes(points)
+    chosen = knee([p["vocab_size"] for p in points], [p["tokens_per_word"] for p in points])
+    return {
+        "rule": "knee (Kneedle) of valid tokens per word over log2(vocabulary size)",
+        "sample_documents": len(sample), "valid_documents": len(held_out), "points": points, "chosen": chosen,
+    }
+
+
+def _sweep(grid: list[int], point, minimum: int, bar) -> list[dict]:
+    """The sweep's points (see vocab_curve): the grid up to the first size the corpus cannot fill, then
+    smaller sizes until the curve has MIN_CURVE_POINTS. The bar's plan follows as the sweep learns it."""
     points = []
     for size in grid:
         points.append(point(size))
+        bar.advance()
         if points[-1]["vocab_size"] < size:
             break  # the corpus supports no more: larger sizes would give the same tokenizer
+    bar.replan(max(len(points), MIN_CURVE_POINTS))
     while len(points) < MIN_CURVE_POINTS:
         smaller = int(points[0]["vocab_size"] / math.sqrt(2))
         if smaller < minimum:
@@ -57,12 +74,9 @@ def vocab_curve(docs: list[str], valid: list[str], recipe: Recipe, workdir: Path
             points.insert(0, point(smaller))
         except LangbuildError:  # below the alphabet (SentencePiece says so itself)
             break
-    points = _distinct_sizes(points)
-    chosen = knee([p["vocab_size"] for p in points], [p["tokens_per_word"] for p in points])
-    return {
-        "rule": "knee (Kneedle) of valid tokens per word over log2(vocabulary size)",
-        "sample_documents": len(sample), "valid_documents": len(held_out), "points": points, "chosen": chosen,
-    }
+        bar.advance()
+    bar.replan(len(points))
+    return points
 
 
 def _distinct_sizes(points: list[dict]) -> list[dict]:
