@@ -121,21 +121,21 @@ def _refs_file(version: str) -> Path:
     return index_cache_file(version).with_name(f"task-datasets-{version}.json")
 
 
-def _leaf_refs(index: dict, name: str, seen: set[str]) -> list[list]:
+def _leaf_refs(index: dict, tagged: dict[str, list[str]], name: str, seen: set[str]) -> list[list]:
     """[repo_id, config, splits] of every task under ``name`` (a task, a group of tasks, or a tag)."""
     entry = index.get(name)
     if entry is None or name in seen:
         return []
     seen.add(name)
     cfg = entry.cfg or {}
-    if cfg.get("dataset_path") and "dataset_kwargs" not in cfg:  # data_files / data_dir change the cache folder
+    if cfg.get("dataset_path"):
+        if cfg.get("dataset_kwargs"):  # data_files / data_dir change the cache folder: not looked up
+            return []
         splits = [cfg[k] for k in ("test_split", "validation_split", "fewshot_split") if cfg.get(k)]
         return [[cfg["dataset_path"], cfg.get("dataset_name") or "default", sorted(set(splits))]]
-    children = cfg.get("task") if isinstance(cfg.get("task"), list) else []
+    children = cfg.get("task") if isinstance(cfg.get("task"), list) else tagged.get(name, [])
     children = [c if isinstance(c, str) else c.get("task") for c in children]
-    if not children:  # a tag: the tasks that carry it
-        children = [other for other, e in index.items() if name in (e.tags or ())]
-    return [ref for child in children if isinstance(child, str) for ref in _leaf_refs(index, child, seen)]
+    return [ref for child in children if isinstance(child, str) for ref in _leaf_refs(index, tagged, child, seen)]
 
 
 def _build_refs() -> dict[str, list[list]]:
@@ -145,11 +145,15 @@ def _build_refs() -> dict[str, list[list]]:
 
     with quiet_lm_eval():
         index = TaskManager().task_index
+    tagged: dict[str, list[str]] = {}
+    for name, entry in index.items():
+        for tag in entry.tags or ():
+            tagged.setdefault(tag, []).append(name)
     refs = {}
     for name in index:
-        found = _leaf_refs(index, name, set())
+        found = _leaf_refs(index, tagged, name, set())
         if found:
-            refs[name] = [list(r) for r in {(r[0], r[1], tuple(r[2])) for r in found}]
+            refs[name] = sorted({(r[0], r[1], tuple(r[2])) for r in found})
     return refs
 
 
