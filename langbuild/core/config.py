@@ -252,7 +252,8 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "batch_size": _s(int, 8, "blocks per forward pass (and lm-eval requests per batch)", minimum=1),
         "tasks": _s("list[str]", ["cloze", "heldout-bpb"],
                     "benchmarks: cloze and heldout-bpb (built from held-out text), builtin (lm-eval's tasks for the "
-                    "language; needs the hub), an lm-eval task name, a .jsonl task file or an lm-eval .yaml", also=("corpus",)),
+                    "language; needs the hub or a local copy), an lm-eval task name, a .jsonl task file or an lm-eval .yaml",
+                    also=("corpus",)),
         "num_fewshot": _s("int|table", 0, "examples of a task shown before each question, drawn by lm-eval from the task's "
                           "few-shot split (or its other items): a number for every task, or a table task = n, e.g. "
                           "{ belebele_nya_Latn = 5 }, others 0; bits-per-byte tasks have no prompt and stay at 0",
