@@ -158,3 +158,22 @@ def test_fewshot_puts_examples_before_each_item(tiny_models, tmp_path):
     for context in contexts[2]:
         assert context.count("Mudzi") == 3 and context.endswith(tuple(r["query"] for r in rows))
     assert (scores[0].num_fewshot, scores[2].num_fewshot) == (0, 2)
+
+
+def test_fewshot_table_names_tasks_or_entries_and_says_what_it_missed(tmp_path):
+    from langbuild.evaluation.task_plan import TaskSettings, fewshot_key, plan_tasks
+
+    for name, row in (("quiz", {"query": "Mudzi uli ndi", "choices": ["madzi", "mbuzi"], "gold": 0}), ("text", {"text": "Mudzi"})):
+        (tmp_path / f"{name}.jsonl").write_text(json.dumps(row) + "\n", encoding="utf-8")
+
+    def plan(num_fewshot):
+        settings = TaskSettings(tasks=["quiz.jsonl", "text.jsonl"], language="nya", seed=0, cloze_choices=4, cloze_items=10,
+                                max_bytes=0, generation_metric="exact_match", max_new_tokens=8, corpus=tmp_path,
+                                resolve_path=lambda entry: tmp_path / entry, num_fewshot=num_fewshot)
+        return plan_tasks(settings, [], tmp_path / "tasks")
+
+    by_entry = plan({"quiz.jsonl": 2, "text.jsonl": 3, "local_nope": 1})
+    assert by_entry.fewshot == {"local_quiz": 2}  # a bits-per-byte task has no prompt to put examples before
+    assert [s["task"] for s in by_entry.skipped] == ["eval.num_fewshot.local_nope"]
+    assert plan({"local_quiz": 2}).fewshot == plan(2).fewshot == {"local_quiz": 2}
+    assert fewshot_key(plan(0)) == "" and fewshot_key(plan(2)) != fewshot_key(plan(3))
