@@ -171,7 +171,8 @@ def hub_needed_message(task: str) -> str:
     else:
         why = "no network, or HF_HUB_OFFLINE / HF_DATASETS_OFFLINE set"
     return (f"{task}: its data comes from the Hugging Face hub, which is unavailable offline ({why}): "
-            "run it once online so the datasets cache has it, or use a local .jsonl task in eval.tasks")
+            "run it once online so the datasets cache has it, write a local copy (python -m "
+            "langbuild.evaluation.benchmark_data), or use a local .jsonl task in eval.tasks")
 
 
 def _reason(task: str, err: Exception) -> str:
