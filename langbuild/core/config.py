@@ -25,7 +25,8 @@ CONFIG_NAME = "langbuild.toml"
 
 @dataclass(frozen=True)
 class Setting:
-    kind: type | str  # int, float, bool, str, "list[str]" or "int|auto" (a number, or the word auto)
+    kind: type | str  # int, float, bool, str, "list[str]", "int|auto" (a number, or the word auto) or "int|table"
+    # (a number, or a table of names to numbers, each checked against minimum and maximum)
     default: Any
     help: str
     choices: tuple[str, ...] = ()
@@ -257,7 +258,12 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "batch_size": _s(int, 8, "blocks per forward pass (and lm-eval requests per batch)", minimum=1),
         "tasks": _s("list[str]", ["cloze", "heldout-bpb"],
                     "benchmarks: cloze and heldout-bpb (built from held-out text), builtin (lm-eval's tasks for the "
-                    "language; needs the hub), an lm-eval task name, a .jsonl task file or an lm-eval .yaml", also=("corpus",)),
+                    "language; needs the hub or a local copy), an lm-eval task name, a .jsonl task file or an lm-eval .yaml",
+                    also=("corpus",)),
+        "num_fewshot": _s("int|table", 0, "examples of a task shown before each question, drawn by lm-eval from the task's "
+                          "few-shot split (or its other items): a number for every task, or a table task = n, e.g. "
+                          "{ belebele_nya_Latn = 5 }, others 0; bits-per-byte tasks have no prompt and stay at 0",
+                          minimum=0, maximum=64),
         "cloze_items": _s(int, 200, "most items of the cloze benchmark built from held-out text", minimum=10),
         "cloze_choices": _s(int, 4, "continuations per cloze item (one true)", minimum=2, maximum=10),
         "max_items": _s(int, 0, "score at most this many items per task (0: all)", minimum=0),
@@ -277,6 +283,8 @@ SCHEMA: dict[str, dict[str, Setting]] = {
 def _type_name(setting: Setting) -> str:
     if setting.kind == "int|auto":
         return "a whole number or auto"
+    if setting.kind == "int|table":
+        return "a whole number or a table of names to whole numbers"
     return setting.kind if isinstance(setting.kind, str) else setting.kind.__name__
 
 
@@ -322,6 +330,10 @@ def coerce(key: str, value: Any) -> Any:
         if value == "auto":
             return value
         kind = int  # otherwise checked as a number below
+    if kind == "int|table":
+        if isinstance(value, dict):
+            return {str(name): _coerce_number(key, f"{key}.{name}", number, setting) for name, number in value.items()}
+        kind = int
     if kind == "list[str]":
         if isinstance(value, str):
             value = [value]
@@ -354,6 +366,15 @@ def coerce(key: str, value: Any) -> Any:
     if setting.maximum is not None and value > setting.maximum:
         raise ConfigError(f"setting '{key}' must be at most {setting.maximum}, got {value}")
     return value
+
+
+def _coerce_number(key: str, where: str, value: Any, setting: Setting) -> int:
+    """One whole number of an int|table setting's table, within the setting's limits."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"setting '{key}' must be {_type_name(setting)}: {where} is {value!r}")
+    if (setting.minimum is not None and value < setting.minimum) or (setting.maximum is not None and value > setting.maximum):
+        raise ConfigError(f"setting '{key}': {where} must be from {setting.minimum:g} to {setting.maximum:g}, got {value}")
+    return int(value)
 
 
 def parse_cli_value(key: str, text: str) -> Any:

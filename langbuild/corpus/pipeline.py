@@ -93,6 +93,8 @@ class CorpusPlan:
     out: Path
     split: Split
     weights: dict[str, float] = field(default_factory=dict)
+    # lm-eval benchmarks cached locally: (task, sorted 13-gram hashes of its documents), in eval.tasks order
+    benchmarks: tuple[tuple[str, np.ndarray], ...] = ()
 
 
 @dataclass
@@ -160,6 +162,7 @@ class _Fingerprints:
         self.exact: list[int] = []
         self.split: list[int] = []
         self.contaminated: list[bool] = []
+        self.benchmark: list[int] = []  # index into plan.benchmarks of the first one overlapped, or -1
         self.signatures: list[np.ndarray] = []
         self.lines: list[np.ndarray] = []
         self.line_counts: list[int] = []
@@ -169,12 +172,11 @@ class _Fingerprints:
         self.exact.append(dedup.exact_key(words))
         # The split key hashes the text exactly as the first langbuild versions did, so splits stay put.
         self.split.append(int.from_bytes(hashlib.sha256(f"{plan.split.seed}:{text}".encode()).digest()[:8], "big"))
-        word_hashes = hasher.hashes(words) if (plan.dedup == "near" or plan.contamination is not None) else None
-        if plan.contamination is not None:
-            grams = dedup.ngram_hashes(word_hashes, dedup.CONTAMINATION_N)
-            self.contaminated.append(_any_in(grams, plan.contamination))
-        else:
-            self.contaminated.append(False)
+        checks = plan.contamination is not None or bool(plan.benchmarks)
+        word_hashes = hasher.hashes(words) if (plan.dedup == "near" or checks) else None
+        grams = dedup.ngram_hashes(word_hashes, dedup.CONTAMINATION_N) if checks else None
+        self.contaminated.append(plan.contamination is not None and _any_in(grams, plan.contamination))
+        self.benchmark.append(next((i for i, (_, hashes) in enumerate(plan.benchmarks) if _any_in(grams, hashes)), -1))
         if plan.dedup == "near":
             self.signatures.append(dedup.minhash(word_hashes))
         if plan.paragraph_dedup:
@@ -186,6 +188,7 @@ class _Fingerprints:
         dedup.save_array(work / f"exact-{index:05d}.npy", np.array(self.exact, dtype=np.uint64))
         dedup.save_array(work / f"split-{index:05d}.npy", np.array(self.split, dtype=np.uint64))
         dedup.save_array(work / f"contaminated-{index:05d}.npy", np.array(self.contaminated, dtype=bool))
+        dedup.save_array(work / f"benchmark-{index:05d}.npy", np.array(self.benchmark, dtype=np.int32))
         if self.signatures or self.bands:
             signatures = np.stack(self.signatures) if self.signatures else np.zeros((0, dedup.NUM_PERM), dtype=np.uint32)
             dedup.save_array(work / f"signatures-{index:05d}.npy", signatures)
@@ -388,6 +391,7 @@ class WriteSummary:
     examples: dict[str, list[str]] = field(default_factory=dict)
     words: Counter = field(default_factory=Counter)
     scripts: Counter = field(default_factory=Counter)
+    benchmarks: Counter = field(default_factory=Counter)  # train documents removed per benchmark they overlap
 
 
 def _split_of(code: int, group: str | None, split: Split) -> str:
@@ -424,6 +428,7 @@ def write_unit(job: tuple[Unit, np.ndarray, np.ndarray, np.ndarray | None]) -> W
     plan: CorpusPlan = _worker["plan"]
     summary = WriteSummary(unit.index)
     contaminated = dedup.load_array(plan.work / f"contaminated-{unit.index:05d}.npy")
+    benchmark = dedup.load_array(plan.work / f"benchmark-{unit.index:05d}.npy")
     weight = plan.weights.get(unit.source.spec, 1.0)
     writers = {split: ShardWriter(plan.out / f"{split}-{unit.index:05d}{SUFFIX}") for split in SPLIT_CODES}
     removed = ShardWriter(plan.out / f"removed-{unit.index:05d}-duplicates{SUFFIX}") if plan.keep_removed else None
@@ -441,6 +446,9 @@ def write_unit(job: tuple[Unit, np.ndarray, np.ndarray, np.ndarray | None]) -> W
         # A test document drawn from corpus.paths must not overlap the evaluation sets either: it is scored.
         if not reason and contaminated[position] and split != "valid" and unit.source.role == "train":
             reason = "contaminated"
+        if not reason and not held_out and benchmark[position] >= 0:
+            reason = "benchmark"
+            summary.benchmarks[plan.benchmarks[benchmark[position]][0]] += 1
         if not reason and lines_to_drop is not None and lines_to_drop.any():
             text = "\n".join(line for line, drop in zip(text.split("\n"), lines_to_drop) if not drop)
             summary.counts["paragraph_lines_dropped"] += int(lines_to_drop.sum())
@@ -537,6 +545,7 @@ class CorpusSettings:
     near_threshold: float = 0.8
     paragraph_dedup: bool = False
     contamination_texts: list[str] = field(default_factory=list)
+    benchmark_texts: dict[str, list[str]] = field(default_factory=dict)  # task → its documents' text, locally cached
     keep_removed: bool = False
     split: Split = field(default_factory=Split)
     workers: int = 0
@@ -585,6 +594,8 @@ def build_corpus(settings: CorpusSettings, root: Path, out: Path, log=print, con
         contamination=contamination_set(settings.contamination_texts) if settings.contamination_texts else None,
         keep_removed=settings.keep_removed, work=work, out=out, split=settings.split,
         weights={s.spec: s.weight for s in settings.sources},
+        benchmarks=tuple((task, grams) for task, texts in settings.benchmark_texts.items()
+                         if (grams := contamination_set(texts)) is not None),
     )
     workers = min(settings.workers or os.cpu_count() or 1, len(units))
     timings["plan"] = time.perf_counter() - started
@@ -624,6 +635,7 @@ _HINTS = {
     "word_count": "lower quality.min_words (or raise quality.max_words)",
     "empty": "the documents are empty after cleaning: check corpus.text_field and the files",
     "contaminated": "the train text overlaps the evaluation sets: set corpus.decontaminate = false to keep it",
+    "benchmark": "the train text overlaps lm-eval benchmarks in eval.tasks: set corpus.decontaminate = false to keep it",
 }
 
 
@@ -709,4 +721,14 @@ def _stats(settings, plan, units, filtered, written, decisions) -> dict[str, Any
         "scripts": dict(scripts.most_common()),
         "top_words": words.most_common(TOP_WORDS),
         "work_units": len(units),
+        **_benchmark_overlap(plan, written),
     }
+
+
+def _benchmark_overlap(plan, written) -> dict[str, Any]:
+    """Train documents removed per benchmark of eval.tasks whose data is cached locally (0 when none
+    overlapped); absent when no such benchmark was checked, so stats.json is as before."""
+    if not plan.benchmarks:
+        return {}
+    removed = sum((w.benchmarks for w in written), Counter())
+    return {"benchmark_overlap": {task: removed[task] for task, _ in plan.benchmarks}}

@@ -14,6 +14,7 @@ from typing import Any
 
 from ..core.errors import LangbuildError
 from ..core.hashing import hash_file
+from ..evaluation.benchmark_data import cached_benchmark_fingerprint, cached_benchmark_texts
 from .clean import QualityConfig
 from .fingerprint import fingerprint_location
 from .pipeline import CorpusSettings, Split
@@ -101,6 +102,11 @@ def _contamination_texts(config, root: Path, read: ReadOptions) -> list[str]:
     return texts
 
 
+def _benchmark_tasks(config) -> tuple[list[str], str]:
+    """eval.tasks and the language, or no tasks when decontamination is off."""
+    return (config.get("eval.tasks") if config.get("corpus.decontaminate") else []), config.get("project.language")
+
+
 def settings_from_config(config, root: Path) -> CorpusSettings:
     read = _read_options(config)
     return CorpusSettings(
@@ -118,6 +124,7 @@ def settings_from_config(config, root: Path) -> CorpusSettings:
         near_threshold=config.get("corpus.near_threshold"),
         paragraph_dedup=config.get("corpus.paragraph_dedup"),
         contamination_texts=_contamination_texts(config, root, read),
+        benchmark_texts=cached_benchmark_texts(*_benchmark_tasks(config)),
         keep_removed=config.get("corpus.keep_removed"),
         split=Split(valid_field=config.get("corpus.valid_field"), valid_values=tuple(config.get("corpus.valid_values")),
                     valid_fraction=config.get("corpus.valid_fraction"), seed=config.get("project.seed"),
@@ -147,6 +154,9 @@ def fingerprint_sources(project) -> dict[str, Any]:
         task_path = _resolve(task, project.root)
         if task.endswith(".jsonl") and task_path.is_file():  # their text is kept out of train
             result[f"eval.tasks:{task}"] = hash_file(task_path)
+    # A benchmark whose data appears in (or changes in) the local datasets cache re-runs decontamination.
+    cached = cached_benchmark_fingerprint(*_benchmark_tasks(config))
+    result.update({f"eval.tasks:cached:{task}": digest for task, digest in cached.items()})
     if config.get("langid.model"):
         model = _resolve(config.get("langid.model"), project.root)
         result["langid.model"] = hash_file(model) if model.is_file() else "missing"

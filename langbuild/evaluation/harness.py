@@ -33,6 +33,7 @@ class TaskScore:
     interval: tuple[float, float] | None
     items: int
     per_item: list = field(default_factory=list, repr=False)  # kept for paired comparisons between models
+    num_fewshot: int = 0  # examples lm-eval put before each item, as it reports them ("n-shot")
 
     def as_json(self) -> dict:
         return {"value": self.value, "interval": list(self.interval) if self.interval else None, "items": self.items}
@@ -66,7 +67,7 @@ def make_lm(model, tokenizer, batch_size: int, console=None):
         return make_shared_prefix_lm(model, tokenizer, batch_size, console)
 
 
-def _evaluate(lm, tasks: list[str], task_manager, cache_file: Path | None, limit: int, seed: int) -> dict:
+def _evaluate(lm, tasks: list[str], task_manager, cache_file: Path | None, limit: int, seed: int, num_fewshot: int = 0) -> dict:
     import lm_eval.evaluator
     from lm_eval import simple_evaluate
 
@@ -77,6 +78,8 @@ def _evaluate(lm, tasks: list[str], task_manager, cache_file: Path | None, limit
         return simple_evaluate(
             lm, tasks=tasks, task_manager=task_manager, use_cache=str(cache_file) if cache_file else None,
             limit=limit or None, log_samples=True, bootstrap_iters=0, verbosity="ERROR",
+            num_fewshot=num_fewshot,  # also 0: a task whose YAML asks for examples runs zero-shot unless told otherwise
+
             random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
         )
 
@@ -122,27 +125,35 @@ def _scores_of(output: dict, tasks: dict[str, str | None], bootstrap_samples: in
         result = output.get("results", {}).get(task) or output.get("groups", {}).get(task) or {}
         score = _score(result, output.get("samples", {}).get(task, []), metric, bootstrap_samples, seed)
         if score is not None:
+            score.num_fewshot = int(output.get("n-shot", {}).get(task) or 0)
             scores[task] = score
     return scores
 
 
 def run_local(lm, tasks: list[LocalTask], include_path: Path, cache_file: Path | None, limit: int = 0,
-              bootstrap_samples: int = 1000, seed: int = 0) -> dict[str, TaskScore]:
-    """Every local task on one model in one lm-eval call (the tasks' YAML files are in ``include_path``)."""
+              bootstrap_samples: int = 1000, seed: int = 0, fewshot: dict[str, int] | None = None) -> dict[str, TaskScore]:
+    """Every local task on one model, in one lm-eval call per few-shot count (``fewshot``: task → count, absent 0;
+    the tasks' YAML files are in ``include_path``)."""
     from lm_eval.tasks import TaskManager
 
     if not tasks:
         return {}
     manager = TaskManager(include_path=str(include_path), include_defaults=False)
-    output = _evaluate(lm, [t.name for t in tasks], manager, cache_file, limit, seed)
-    return _scores_of(output, {t.name: t.metric for t in tasks}, bootstrap_samples, seed)
+    by_shots: dict[int, list[LocalTask]] = {}
+    for task in tasks:
+        by_shots.setdefault((fewshot or {}).get(task.name, 0), []).append(task)
+    scores = {}
+    for shots, group in by_shots.items():
+        output = _evaluate(lm, [t.name for t in group], manager, cache_file, limit, seed, num_fewshot=shots)
+        scores.update(_scores_of(output, {t.name: t.metric for t in group}, bootstrap_samples, seed))
+    return scores
 
 
 def run_builtin(lm, task: str, task_manager, cache_file: Path | None, limit: int = 0, bootstrap_samples: int = 1000,
-                seed: int = 0) -> tuple[TaskScore | None, str | None]:
+                seed: int = 0, num_fewshot: int = 0) -> tuple[TaskScore | None, str | None]:
     """One built-in lm-eval task: (score, None), or (None, the one-line reason it could not run)."""
     try:
-        output = _evaluate(lm, [task], task_manager, cache_file, limit, seed)
+        output = _evaluate(lm, [task], task_manager, cache_file, limit, seed, num_fewshot)
         score = _scores_of(output, {task: None}, bootstrap_samples, seed).get(task)
     except Exception as err:  # data unreachable, a task needing extra packages, ...: the other tasks still run
         return None, _reason(task, err)
@@ -162,7 +173,8 @@ def hub_needed_message(task: str) -> str:
     else:
         why = "no network, or HF_HUB_OFFLINE / HF_DATASETS_OFFLINE set"
     return (f"{task}: its data comes from the Hugging Face hub, which is unavailable offline ({why}): "
-            "run it once online so the datasets cache has it, or use a local .jsonl task in eval.tasks")
+            "run it once online so the datasets cache has it, write a local copy (python -m "
+            "langbuild.evaluation.benchmark_data), or use a local .jsonl task in eval.tasks")
 
 
 def _reason(task: str, err: Exception) -> str:

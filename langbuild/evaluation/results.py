@@ -24,6 +24,7 @@ def task_entry(task_name: str, per_model: dict, plan: TaskPlan, samples: int, se
     entry = {
         "kind": local.kind if local else "lm-eval",
         "metric": metric,
+        "num_fewshot": max(s.num_fewshot for s in scores.values()),  # as lm-eval ran it
         "direction": local.direction if local else direction(metric),
         "items": max(s.items for s in scores.values()),
         "chance": local.chance if local else None,

@@ -20,7 +20,7 @@ from ..reporting.data import PIPELINE_MODELS
 from ..tokenization.statistics import hf_encoder, tokenizer_stats
 from ..training.precision import cast_parameters
 from . import bootstrap, score_cache
-from .task_plan import TaskPlan
+from .task_plan import TaskPlan, fewshot_key
 
 
 @dataclass(frozen=True)
@@ -104,17 +104,17 @@ def run_benchmarks(model, tokenizer, label: str, identity: str, plan: TaskPlan, 
     from . import harness
 
     # The same weights answer differently in another precision: the precision is part of the cache's key.
-    identity = f"{identity}-{str(model.dtype).removeprefix('torch.')}"
+    identity = f"{identity}-{str(model.dtype).removeprefix('torch.')}{fewshot_key(plan)}"
     cache_file = settings.cache_dir / f"{safe_name(label)[:40]}-{identity}"
     cache_file.parent.mkdir(parents=True, exist_ok=True)
     cached = any(cache_file.parent.glob(cache_file.name + "_rank*.db"))
     lm = harness.make_lm(model, tokenizer, settings.batch_size, console)
     options = {"limit": settings.max_items, "bootstrap_samples": settings.bootstrap_samples, "seed": settings.seed}
     started = time.perf_counter()
-    scores = harness.run_local(lm, plan.local, plan.folder, cache_file, **options)
+    scores = harness.run_local(lm, plan.local, plan.folder, cache_file, fewshot=plan.fewshot, **options)
     for name in [*plan.yaml_tasks, *plan.builtin]:
         manager = task_manager(plan.yaml_tasks.get(name))
-        score, reason = harness.run_builtin(lm, name, manager, cache_file, **options)
+        score, reason = harness.run_builtin(lm, name, manager, cache_file, num_fewshot=plan.fewshot.get(name, 0), **options)
         if score:
             scores[name] = score
         elif reason and not any(s.get("task") == name for s in plan.skipped):

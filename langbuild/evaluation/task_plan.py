@@ -31,6 +31,7 @@ class TaskSettings:
     max_new_tokens: int
     corpus: Path  # the corpus step's folder: built tasks leave out what overlaps its train split
     resolve_path: Callable[[str], Path]  # a task file named in eval.tasks, relative to the project
+    num_fewshot: int | dict[str, int] = 0  # eval.num_fewshot: for every task, or per task name or eval.tasks entry
 
 
 class _TagTolerantLoader:
@@ -69,6 +70,11 @@ class TaskPlan:
         self.yaml_tasks: dict[str, Path] = {}  # task name → the folder lm-eval reads it from
         self.builtin: list[str] = []
         self.skipped: list[dict] = []
+        self.fewshot: dict[str, int] = {}  # task name → examples shown before each item (absent: 0)
+        self.entries: dict[str, list[str]] = {}  # eval.tasks entry → the task names it became
+
+    def names(self) -> list[str]:
+        return [t.name for t in self.local] + list(self.yaml_tasks) + self.builtin
 
     def skip(self, task: str, reason: str) -> None:
         self.skipped.append({"task": task, "reason": one_line(reason)})
@@ -79,11 +85,14 @@ def plan_tasks(settings: TaskSettings, held_out: list[str], folder: Path) -> Tas
     plan = TaskPlan(folder)
     requested = list(dict.fromkeys(settings.tasks))
     for entry in requested:
+        before = set(plan.names())
         try:
             _plan_entry(settings, plan, entry, held_out)
         except LangbuildError as err:
             plan.skip(entry, str(err))
+        plan.entries[entry] = [name for name in plan.names() if name not in before]
     _check_builtin(plan)
+    _assign_fewshot(plan, settings.num_fewshot)
     for task in plan.local:
         write_task_yaml(task, plan.folder, max_new_tokens=settings.max_new_tokens)
     return plan
@@ -135,6 +144,28 @@ def _check_builtin(plan: TaskPlan) -> None:
     plan.builtin = known
     for name, reason in unknown:
         plan.skip(name, reason)
+
+
+def _assign_fewshot(plan: TaskPlan, num_fewshot: int | dict[str, int]) -> None:
+    """plan.fewshot from eval.num_fewshot. Bits-per-byte tasks score text without a prompt, so they stay at 0."""
+    rolling = {t.name for t in plan.local if t.kind == "rolling"}
+    names = [name for name in plan.names() if name not in rolling]
+    if isinstance(num_fewshot, int):
+        plan.fewshot = {name: num_fewshot for name in names if num_fewshot}
+        return
+    for key, shots in num_fewshot.items():
+        targets = [name for name in plan.entries.get(key, [key]) if name in plan.names()]
+        if not targets:
+            plan.skip(f"eval.num_fewshot.{key}", f"'{key}' is not among the tasks run ({', '.join(plan.names()) or 'none'}): "
+                                                 "name a task or an eval.tasks entry")
+        plan.fewshot.update({name: shots for name in targets if name not in rolling and shots})
+
+
+def fewshot_key(plan: TaskPlan) -> str:
+    """A tag of the few-shot counts for the name of lm-eval's answer cache: empty when every task is zero-shot."""
+    from ..core.hashing import hash_json
+
+    return f"-fewshot-{hash_json(sorted(plan.fewshot.items()))[:8]}" if plan.fewshot else ""
 
 
 # ---------------------------------------------------------------- models

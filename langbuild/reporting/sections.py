@@ -28,14 +28,16 @@ def benchmark_table(evaluation: dict | None) -> Table | None:
     if not found:
         return None
     labels = task_labels(evaluation)
-    header = ("task", "metric", "direction", *labels, "chance", "items")
+    header = ("task", "shots", "metric", "direction", *labels, "chance", "items")
     rows = []
     for name, task in found.items():
         chance = task.get("chance")
-        rows.append((name, str(task.get("metric", "")), str(task.get("direction", "direction unknown")),
+        # Examples shown before each item (eval.num_fewshot); metrics from before the setting were zero-shot.
+        rows.append((name, str(task.get("num_fewshot", 0)), str(task.get("metric", "")),
+                     str(task.get("direction", "direction unknown")),
                      *(_score_cell(task, label) for label in labels),
                      "—" if chance is None else f"{chance:.3f}", f"{task.get('items', '—'):,}" if task.get("items") else "—"))
-    return Table(header, tuple(rows), ("l", "l", "l", *("r" for _ in labels), "r", "r"))
+    return Table(header, tuple(rows), ("l", "r", "l", "l", *("r" for _ in labels), "r", "r"))
 
 
 def _construction(task: dict) -> str:

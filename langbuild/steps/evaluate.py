@@ -49,6 +49,7 @@ def _task_settings(ctx) -> TaskSettings:
         cloze_choices=config.get("eval.cloze_choices"), cloze_items=config.get("eval.cloze_items"),
         max_bytes=config.get("eval.max_bytes"), generation_metric=config.get("eval.generation_metric"),
         max_new_tokens=config.get("eval.max_new_tokens"), corpus=ctx.output_of("corpus"), resolve_path=ctx.project.resolve_path,
+        num_fewshot=config.get("eval.num_fewshot"),
     )
 
 

@@ -358,3 +358,15 @@ def test_a_rule_is_kept_once_its_pair_is_set():
     config.values["train"].update(early_stopping=2, eval_every=10)
     config.values["corpus"].update(valid_field="book", valid_values=["Ruth"])
     assert broken_rules(config) == []
+
+
+def test_num_fewshot_is_a_number_or_a_table_of_task_numbers():
+    from langbuild.core.config import coerce, parse_cli_value
+
+    assert parse_cli_value("eval.num_fewshot", "3") == 3
+    assert parse_cli_value("eval.num_fewshot", "{belebele_nya_Latn = 5, heldout-bpb = 0}") == {"belebele_nya_Latn": 5,
+                                                                                               "heldout-bpb": 0}
+    for bad, says in ((-1, "at least 0"), ({"xnli_sw": "five"}, "eval.num_fewshot.xnli_sw is 'five'"),
+                      ({"xnli_sw": 65}, "from 0 to 64"), (2.5, "a whole number or a table")):
+        with pytest.raises(ConfigError, match=says):
+            coerce("eval.num_fewshot", bad)

@@ -130,13 +130,14 @@ def run_report(project: Project, out: Path) -> Path:
 
 def test_markdown_has_benchmark_table_with_intervals_and_directions(hand_made, tmp_path):
     text = (run_report(hand_made, tmp_path / "out") / "report.md").read_text(encoding="utf-8")
-    assert "| task | metric | direction | base | extended | trained | chance | items |" in text
+    assert "| task | shots | metric | direction | base | extended | trained | chance | items |" in text
     row = next(line for line in text.splitlines() if line.startswith("| nya_cloze |"))
-    assert row == ("| nya_cloze | acc | higher is better | 0.412 [0.371, 0.455] | 0.400 [0.360, 0.440] | 0.550 [0.500, 0.600] "
+    assert row == ("| nya_cloze | 0 | acc | higher is better | 0.412 [0.371, 0.455] | 0.400 [0.360, 0.440] | 0.550 [0.500, 0.600] "
                    "| 0.250 | 200 |")
     # The escaped name keeps the table's columns: a literal | would split the cell.
     evil = next(line for line in text.splitlines() if "evil" in line and line.startswith("|"))
-    assert evil.startswith(r"| \<b>evil\</b> \| task\* \$x\$ | bits_per_byte | lower is better | 2.500 [2.400, 2.600] | — | 1.900 |")
+    assert evil.startswith(r"| \<b>evil\</b> \| task\* \$x\$ | 0 | bits_per_byte | lower is better "
+                           r"| 2.500 [2.400, 2.600] | — | 1.900 |")
     assert len(re.split(r"(?<!\\)\|", evil)) == len(re.split(r"(?<!\\)\|", row))
 
 

@@ -1,0 +1,240 @@
+"""lm-eval built-in benchmarks' data as the ``datasets`` library keeps it on disk, read and written without the hub.
+
+With ``HF_HUB_OFFLINE`` / ``HF_DATASETS_OFFLINE`` set, ``datasets.load_dataset("facebook/belebele", "nya_Latn")``
+(datasets 4 and 5) never opens the hub's file cache (``hub/datasets--...``): it goes straight to the
+*prepared* Arrow cache that an earlier online load left behind, read back by its ``cache`` builder::
+
+    $HF_DATASETS_CACHE/facebook___belebele/nya_Latn/0.0.0/<revision>/dataset_info.json
+                                                                  /belebele-test.arrow
+
+(``HF_DATASETS_CACHE`` defaults to ``$HF_HOME/datasets``.) So a benchmark runs offline when that folder
+exists: copy it from a machine where the task ran online, or write it from files you have with
+:func:`write_offline_copy` (``python -m langbuild.evaluation.benchmark_data``). The same folders are what
+the corpus step reads to keep benchmark documents out of the training text; it never loads a dataset
+that is not there, so without a local copy nothing is fetched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..core.atomic import atomic_write_json
+from ..core.errors import LangbuildError
+from ..core.hashing import hash_json
+
+# The builders ``datasets`` prepares a repository's files with, by file extension (its packaged modules).
+BUILDERS = {".parquet": "parquet", ".jsonl": "json", ".json": "json", ".csv": "csv"}
+
+
+@dataclass(frozen=True)
+class DatasetRef:
+    """One dataset configuration a task reads (``dataset_path``/``dataset_name`` in its YAML) and its eval splits."""
+
+    repo_id: str
+    config: str
+    splits: tuple[str, ...]
+
+
+def datasets_cache_dir() -> Path:
+    """Where ``datasets`` keeps prepared datasets: ``HF_DATASETS_CACHE``, read when datasets was imported."""
+    import datasets.config
+
+    return Path(datasets.config.HF_DATASETS_CACHE).expanduser()
+
+
+def _dataset_folder(repo_id: str, cache_dir: Path) -> Path:
+    from datasets.naming import camelcase_to_snakecase
+
+    *namespace, name = repo_id.split("/")
+    return cache_dir / "___".join([*namespace, camelcase_to_snakecase(name)])
+
+
+def cached_copy(repo_id: str, config: str | None, cache_dir: Path | None = None) -> Path | None:
+    """The prepared folder ``load_dataset(repo_id, config)`` reads offline (the newest, as datasets picks), or None."""
+    config = config or "default"
+    root = _dataset_folder(repo_id, cache_dir or datasets_cache_dir()) / config
+    found = []
+    for info in root.glob("*/*/dataset_info.json"):
+        try:
+            if json.loads(info.read_text(encoding="utf-8")).get("config_name") == config:
+                found.append(info.parent)
+        except (OSError, ValueError):
+            continue  # a half-written or foreign folder: datasets would not read it either
+    return max(found, key=lambda folder: folder.stat().st_mtime) if found else None
+
+
+def read_cached_rows(folder: Path, splits: tuple[str, ...] = ()) -> dict[str, list[dict]]:
+    """The rows of each split in a prepared folder (all splits when ``splits`` is empty)."""
+    from datasets import Dataset, concatenate_datasets
+
+    info = json.loads((folder / "dataset_info.json").read_text(encoding="utf-8"))
+    rows = {}
+    for split in info.get("splits") or {}:
+        if splits and split not in splits:
+            continue
+        files = sorted(folder.glob(f"{info.get('dataset_name', '*')}-{split}*.arrow"))
+        if files:
+            rows[split] = concatenate_datasets([Dataset.from_file(str(f)) for f in files]).to_list()
+    return rows
+
+
+def write_offline_copy(repo_id: str, config: str, split_files: dict[str, Path], cache_dir: Path | None = None,
+                       revision: str = "local") -> Path:
+    """Prepare ``split_files`` (.parquet, .jsonl, .json or .csv per split) as ``repo_id``'s ``config``, where
+    ``datasets`` looks for it offline. The files are prepared by datasets' own builder for their format,
+    as an online load would, then moved under the repository's cache name; returns the folder."""
+    from datasets.load import import_main_class
+    from datasets.packaged_modules import _PACKAGED_DATASETS_MODULES
+
+    suffixes = {Path(f).suffix.lower() for f in split_files.values()}
+    if len(suffixes) != 1 or next(iter(suffixes)) not in BUILDERS:
+        raise LangbuildError(f"the split files must all be one of {', '.join(BUILDERS)}: got {sorted(suffixes)}")
+    cache_dir = Path(cache_dir or datasets_cache_dir())
+    name = repo_id.split("/")[-1]
+    with tempfile.TemporaryDirectory(dir=cache_dir.parent if cache_dir.parent.is_dir() else None) as staging:
+        # A builder with repo_id set insists that the files live in that hub repository; so it is built
+        # under the bare name with the config as its folder, and moved under the namespaced name after.
+        builder_class = import_main_class(_PACKAGED_DATASETS_MODULES[BUILDERS[suffixes.pop()]][0])
+        builder = builder_class(data_files={k: str(Path(v).resolve()) for k, v in split_files.items()}, cache_dir=staging,
+                                dataset_name=name, config_name=config, config_id=config, hash=revision)
+        builder.download_and_prepare()
+        prepared = Path(builder.cache_dir)
+        target = _dataset_folder(repo_id, cache_dir) / config / prepared.parent.name / revision
+        if target.exists():
+            shutil.rmtree(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(prepared), str(target))
+    return target
+
+
+# ---------------------------------------------------------------- which datasets a task reads
+
+
+def _refs_file(version: str) -> Path:
+    from .builtin_tasks import index_cache_file
+
+    return index_cache_file(version).with_name(f"task-datasets-{version}.json")
+
+
+def _leaf_refs(index: dict, tagged: dict[str, list[str]], name: str, seen: set[str]) -> list[list]:
+    """[repo_id, config, splits] of every task under ``name`` (a task, a group of tasks, or a tag)."""
+    entry = index.get(name)
+    if entry is None or name in seen:
+        return []
+    seen.add(name)
+    cfg = entry.cfg or {}
+    if cfg.get("dataset_path"):
+        if cfg.get("dataset_kwargs"):  # data_files / data_dir change the cache folder: not looked up
+            return []
+        splits = [cfg[k] for k in ("test_split", "validation_split", "fewshot_split") if cfg.get(k)]
+        return [[cfg["dataset_path"], cfg.get("dataset_name") or "default", sorted(set(splits))]]
+    children = cfg.get("task") if isinstance(cfg.get("task"), list) else tagged.get(name, [])
+    children = [c if isinstance(c, str) else c.get("task") for c in children]
+    return [ref for child in children if isinstance(child, str) for ref in _leaf_refs(index, tagged, child, seen)]
+
+
+def _build_refs() -> dict[str, list[list]]:
+    from lm_eval.tasks import TaskManager
+
+    from .harness import quiet_lm_eval
+
+    with quiet_lm_eval():
+        index = TaskManager().task_index
+    tagged: dict[str, list[str]] = {}
+    for name, entry in index.items():
+        for tag in entry.tags or ():
+            tagged.setdefault(tag, []).append(name)
+    refs = {}
+    for name in index:
+        found = _leaf_refs(index, tagged, name, set())
+        if found:
+            refs[name] = sorted({(r[0], r[1], tuple(r[2])) for r in found})
+    return refs
+
+
+def task_datasets(names: list[str]) -> dict[str, list[DatasetRef]]:
+    """The datasets behind each lm-eval task, group or tag in ``names``, from lm-eval's YAML (cached per
+    lm-eval version: indexing its tasks takes seconds). Tasks built in Python or from data files are absent."""
+    from .builtin_tasks import lm_eval_version
+
+    version = lm_eval_version()
+    path = _refs_file(version)
+    try:
+        refs = json.loads(path.read_text(encoding="utf-8"))["tasks"]
+    except (OSError, ValueError, KeyError, TypeError):
+        refs = _build_refs()
+        atomic_write_json(path, {"lm_eval_version": version, "tasks": refs})
+    return {name: [DatasetRef(r[0], r[1], tuple(r[2])) for r in refs[name]] for name in names if name in refs}
+
+
+def builtin_names(entries: list[str], language: str) -> list[str]:
+    """The lm-eval task names among eval.tasks entries: 'builtin' becomes the language's tasks; the
+    tasks built from held-out text and task files are not lm-eval's."""
+    names: list[str] = []
+    for entry in entries:
+        if entry == "builtin":
+            from .builtin_tasks import tasks_for_language
+
+            names += [task.name for task in tasks_for_language(language)]
+        elif entry not in ("cloze", "heldout-bpb") and not entry.endswith((".jsonl", ".yaml", ".yml")):
+            names.append(entry)
+    return list(dict.fromkeys(names))
+
+
+def _strings(row: dict) -> list[str]:
+    return [value for value in row.values() if isinstance(value, str) and value.strip()]
+
+
+def cached_benchmark_texts(entries: list[str], language: str, cache_dir: Path | None = None) -> dict[str, list[str]]:
+    """Per lm-eval task of eval.tasks (``entries``) with a local copy of its data, the text of its evaluation
+    documents (every text field of each row: passage, question and answers all count); nothing is fetched."""
+    names = builtin_names(entries, language)
+    if not names:
+        return {}
+    texts = {}
+    for task, refs in task_datasets(names).items():
+        found = []
+        for ref in refs:
+            folder = cached_copy(ref.repo_id, ref.config, cache_dir)
+            if folder is not None:
+                for rows in read_cached_rows(folder, ref.splits).values():
+                    found.extend(text for row in rows for text in _strings(row))
+        if found:
+            texts[task] = found
+    return texts
+
+
+def cached_benchmark_fingerprint(entries: list[str], language: str, cache_dir: Path | None = None) -> dict[str, str]:
+    """Per lm-eval task of eval.tasks, a hash of the local copies of its data (their folders and info files)."""
+    names = builtin_names(entries, language)
+    if not names:
+        return {}
+    prints = {}
+    for task, refs in task_datasets(names).items():
+        folders = [f for f in (cached_copy(r.repo_id, r.config, cache_dir) for r in refs) if f is not None]
+        if folders:
+            prints[task] = hash_json({str(f): (f / "dataset_info.json").read_text(encoding="utf-8") for f in folders})
+    return prints
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m langbuild.evaluation.benchmark_data",
+                                     description="Put a benchmark's files where datasets reads them offline.")
+    parser.add_argument("repo_id", help="the task's dataset_path, e.g. facebook/belebele")
+    parser.add_argument("config", help="the task's dataset_name, e.g. nya_Latn")
+    parser.add_argument("splits", nargs="+", help="SPLIT=FILE (.parquet, .jsonl, .json or .csv), e.g. test=nya.parquet")
+    parser.add_argument("--cache-dir", type=Path, default=None, help="default: HF_DATASETS_CACHE")
+    args = parser.parse_args(argv)
+    files = dict(item.split("=", 1) for item in args.splits if "=" in item)
+    if len(files) != len(args.splits):
+        parser.error("each split is SPLIT=FILE")
+    print(write_offline_copy(args.repo_id, args.config, {k: Path(v) for k, v in files.items()}, args.cache_dir))
+
+
+if __name__ == "__main__":
+    main()
