@@ -138,6 +138,12 @@ def test_select_rerun_with_the_same_choice_keeps_the_model_steps(project):
     assert _ran(project) == ["select", "report"]
 
 
+def test_a_benchmark_without_data_reruns_eval_not_training(project):
+    """eval.tasks reaches the corpus step only through the task data it names (decontamination)."""
+    _set(project, "eval.tasks", ["cloze", "no_such_benchmark_xyz"])
+    assert _ran(project) == ["eval", "report"]
+
+
 def test_changing_the_source_text_reruns_scoring_not_training(project, tmp_path):
     english = tmp_path / "english.txt"
     english.write_text("A short English text for scoring.\nAnother line of it, for the check.\n", encoding="utf-8")

@@ -41,6 +41,11 @@ class Setting:
     # Fingerprinted by its step with the files it names, and only where it matters (pipeline.py's
     # external inputs: the replay budget counts only when there is replay), not with the settings.
     fingerprinted_with_inputs: bool = False
+    # Steps that read this setting only for the files or cached data it names, and fingerprint those
+    # (pipeline.py's external inputs) instead of its value: eval.tasks' task files and cached
+    # benchmarks are kept out of train by the corpus step, but adding a task without data (or with
+    # data that overlaps nothing new) must not re-run corpus and everything trained after it.
+    inputs_of: tuple[str, ...] = ()
 
 
 def _s(kind, default, help, **kw) -> Setting:  # noqa: A002 - short alias keeps the table readable
@@ -259,7 +264,7 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "tasks": _s("list[str]", ["cloze", "heldout-bpb"],
                     "benchmarks: cloze and heldout-bpb (built from held-out text), builtin (lm-eval's tasks for the "
                     "language; needs the hub or a local copy), an lm-eval task name, a .jsonl task file or an lm-eval .yaml",
-                    also=("corpus",)),
+                    inputs_of=("corpus",)),
         "num_fewshot": _s("int|table", 0, "examples of a task shown before each question, drawn by lm-eval from the task's "
                           "few-shot split (or its other items): a number for every task, or a table task = n, e.g. "
                           "{ belebele_nya_Latn = 5 }, others 0; bits-per-byte tasks have no prompt and stay at 0",
@@ -293,7 +298,7 @@ def steps_changed_by(key: str) -> tuple[str, ...]:
     setting = lookup(key)
     if setting.steps is not None:
         return setting.steps
-    return (SECTION_STEP[key.partition(".")[0]], *setting.also)
+    return (SECTION_STEP[key.partition(".")[0]], *setting.also, *setting.inputs_of)
 
 
 def fingerprinted_settings(step: str) -> tuple[str, ...]:
@@ -302,7 +307,8 @@ def fingerprinted_settings(step: str) -> tuple[str, ...]:
     keys: list[str] = []
     for section, items in SCHEMA.items():
         mine = [f"{section}.{name}" for name, setting in items.items()
-                if step in steps_changed_by(f"{section}.{name}") and not setting.fingerprinted_with_inputs]
+                if step in steps_changed_by(f"{section}.{name}") and not setting.fingerprinted_with_inputs
+                and step not in setting.inputs_of]
         keys += [section] if len(mine) == len(items) else mine
     return tuple(keys)
 

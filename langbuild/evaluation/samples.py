@@ -17,6 +17,8 @@ from pathlib import Path
 
 from ..models.loading import load_model, load_tokenizer
 from ..text.words import first_words, word_count, words
+from . import score_cache
+from .scoring import model_identity
 
 PROMPT_WORDS = 8  # enough context to show the language and the topic, short enough to leave the model room
 REPETITION_N = 3  # word 3-grams: a repeated pair of words is often ordinary language; a repeated triple is a loop
@@ -31,6 +33,7 @@ class SampleSettings:
     new_tokens: int  # eval.sample_tokens
     seed: int
     trust_remote_code: bool = False
+    cache_dir: Path | None = None  # per model identity, like the scores (score_cache): a re-run decodes nothing
 
 
 def repeated_ngram_share(text: str, n: int = REPETITION_N) -> float:
@@ -95,11 +98,21 @@ def model_samples(folder: Path, prompts: list[dict[str, str]], settings: SampleS
     return rows
 
 
+def cached_samples(folder: Path, prompts: list[dict[str, str]], settings: SampleSettings) -> list[dict]:
+    """``model_samples``, answered from the cache when this model already continued these prompts."""
+    if settings.cache_dir is None:
+        return model_samples(folder, prompts, settings)
+    key = {"model": model_identity(folder), "prompts": [p["prompt"] for p in prompts], "new_tokens": settings.new_tokens,
+           "seed": settings.seed, "top_p": TOP_P}
+    result, _ = score_cache.cached(settings.cache_dir, "samples", key, lambda: {"rows": model_samples(folder, prompts, settings)})
+    return result["rows"]
+
+
 def collect_samples(models: dict[str, Path], held_out: list[str], split: str, settings: SampleSettings) -> dict:
     """Continuations of every model in ``models`` for the same held-out prompts, and the mean repetition
     per model and mode (what eval/metrics.json holds under ``samples``)."""
     prompts = pick_prompts(held_out, settings.prompts, settings.seed) if settings.prompts else []
-    per_model = {label: model_samples(folder, prompts, settings) for label, folder in models.items()} if prompts else {}
+    per_model = {label: cached_samples(folder, prompts, settings) for label, folder in models.items()} if prompts else {}
     for index, prompt in enumerate(prompts):
         prompt["models"] = {label: rows[index] for label, rows in per_model.items()}
     repetition = {label: {mode: round(sum(r[f"{mode}_repetition"] for r in rows) / len(rows), 4) for mode in MODES}

@@ -120,7 +120,8 @@ def run(ctx) -> dict:
     metrics["precision"] = precision.as_dict()
     metrics["held_out"] = split_record(split, len(held_out))
     metrics["samples"] = collect_samples({k: models[k] for k in PIPELINE_MODELS}, held_out, split, SampleSettings(
-        config.get("eval.sample_prompts"), config.get("eval.sample_tokens"), config.get("project.seed"), trust))
+        config.get("eval.sample_prompts"), config.get("eval.sample_tokens"), config.get("project.seed"), trust,
+        scoring.scores_cache))
     # The tasks' YAML read their data from eval/tasks/, where this step's folder ends up.
     point_tasks_at(plan, ctx.output_of("eval") / "tasks", config.get("eval.max_new_tokens"))
     atomic_write_json(ctx.out / "metrics.json", metrics)

@@ -36,6 +36,8 @@ def test_scores_cached_per_model_identity(tiny_models, tmp_path):
     held_out, speeds = _cache_files(root, "held-out"), _cache_files(root, "speed")
     assert len(held_out) == 3  # base, extended, trained
     assert len(speeds) == 2  # base and extended: the trained model has the extended model's shape
+    samples = _cache_files(root, "samples")
+    assert len(samples) == 3 and first["samples"]["prompts"]
     models = first["generation"]["models"]
     assert models["trained"] == models["extended"]
     log = out.getvalue()
@@ -44,13 +46,16 @@ def test_scores_cached_per_model_identity(tiny_models, tmp_path):
     pipeline.run(Project(root), Console(quiet=True), until="eval", force={"eval"})
     again = read_json(root / "eval/metrics.json")
     assert (_cache_files(root, "held-out"), _cache_files(root, "speed")) == (held_out, speeds)
+    assert _cache_files(root, "samples") == samples
     assert again["target"] == first["target"] and again["generation"] == first["generation"]
+    assert again["samples"] == first["samples"]
 
     _nudge_one_weight(root / "train/model")
     pipeline.run(Project(root), Console(quiet=True), until="eval", force={"eval"})
     changed = read_json(root / "eval/metrics.json")
     assert len(_cache_files(root, "held-out") - held_out) == 1  # the trained model was scored afresh
     assert _cache_files(root, "speed") == speeds  # its shape did not change
+    assert len(_cache_files(root, "samples") - samples) == 1  # new weights write new text
     bpb, before = changed["target"]["bits_per_byte"], first["target"]["bits_per_byte"]
     assert bpb["trained"] != before["trained"]
     assert (bpb["base"], bpb["extended"]) == (before["base"], before["extended"])
