@@ -469,7 +469,7 @@ def check_gguf(model_folder: Path, gguf_path: Path, texts: list[str], logit_line
             same += 1
         elif first_different is None:
             first_different = line
-    reference = AutoModelForCausalLM.from_pretrained(str(model_folder), dtype=torch.float32).eval()
+    reference = AutoModelForCausalLM.from_pretrained(str(model_folder), dtype=torch.float32, use_safetensors=True).eval()
     read = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name,
                                                 dtype=torch.float32).eval()
     worst = scale = 0.0

@@ -54,6 +54,9 @@ def valid_values(setting: Setting) -> st.SearchStrategy:
         return st.integers(**_number_bounds(setting, True))
     if kind == "int|auto":
         return st.one_of(st.just("auto"), st.integers(**_number_bounds(setting, True)))
+    if kind == "int|table":
+        number = st.integers(**_number_bounds(setting, True))
+        return st.one_of(number, st.dictionaries(TEXT, number, max_size=3))
     if kind is float:
         return st.floats(allow_nan=False, allow_infinity=False, **_number_bounds(setting, False))
     return TEXT
@@ -86,7 +89,12 @@ def test_a_valid_value_survives_langbuild_toml_unchanged(item):
 @given(key_and_valid_value())
 def test_a_valid_value_written_as_a_toml_literal_survives_set(item):
     key, value = item
-    literal = tomlkit.item(value).as_string()
+    if isinstance(value, dict):  # a table on the command line is an inline table: { name = 3 }
+        table = tomlkit.inline_table()
+        table.update(value)
+        literal = table.as_string()
+    else:
+        literal = tomlkit.item(value).as_string()
     assert parse_cli_value(key, literal) == coerce(key, value)
 
 
