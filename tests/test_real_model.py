@@ -34,7 +34,7 @@ def real_project(tmp_path_factory):
         "extend.num_new_tokens": 1000, "extend.zero_shot_max_bytes": 3000,
         "train.max_steps": 2, "train.seq_len": 64, "train.batch_size": 1, "train.save_every": 1,
         "eval.max_bytes": 3000, "eval.source_max_bytes": 1500, "eval.cloze_items": 30, "eval.speed_chars": 300,
-        "eval.tasks": ["cloze"],
+        "eval.tasks": ["cloze"], "eval.sample_prompts": 1, "eval.sample_tokens": 16,
     })
     pipeline.run(Project(root), Console(quiet=True))
     return root

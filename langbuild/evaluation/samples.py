@@ -61,40 +61,50 @@ def pick_prompts(held_out: list[str], count: int, seed: int) -> list[dict[str, s
 
 def continue_text(model, tokenizer, prompt: str, new_tokens: int, mode: str, seed: int) -> str:
     """The model's continuation of ``prompt`` (new text only), started with BOS as a training document is."""
+    return continue_texts(model, tokenizer, [prompt], new_tokens, mode, seed)[0]
+
+
+def continue_texts(model, tokenizer, prompts: list[str], new_tokens: int, mode: str, seed: int) -> list[str]:
+    """Continuations of every prompt, decoded together in one batch (left-padded, so each prompt's last
+    token is where its text goes on): a small model's decoding step costs about the same for one row as
+    for a few, so the batch takes the time of one."""
     import torch
     from transformers import GenerationConfig
 
     start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-    ids = ([start] if start is not None else []) + tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    rows = [([start] if start is not None else []) + tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
     eos = tokenizer.eos_token_id
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (eos if eos is not None else 0)
     sampled = mode == "sampled"
     config = GenerationConfig(do_sample=sampled, top_p=TOP_P if sampled else 1.0, top_k=0, temperature=1.0,
                               repetition_penalty=1.0, max_new_tokens=new_tokens, min_new_tokens=0,
                               pad_token_id=pad, eos_token_id=eos)
-    input_ids = torch.tensor([ids], device=model.device)
+    width = max(len(row) for row in rows)
+    input_ids = torch.tensor([[pad] * (width - len(row)) + row for row in rows], device=model.device)
+    attention_mask = torch.tensor([[0] * (width - len(row)) + [1] * len(row) for row in rows], device=model.device)
     devices = [torch.cuda.current_device()] if model.device.type == "cuda" else []
-    # Sampling draws from torch's global generator: a fork seeded per prompt makes each sample
-    # reproducible on its own and leaves the caller's random state as it was.
+    # Sampling draws from torch's global generator: a fork seeded here makes the samples reproducible
+    # and leaves the caller's random state as it was.
     with torch.random.fork_rng(devices=devices), torch.inference_mode():
         torch.manual_seed(seed)
-        output = model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), generation_config=config)
-    return tokenizer.decode(output[0, len(ids):].tolist(), skip_special_tokens=True).strip()
+        output = model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config)
+    return [tokenizer.decode(row[width:].tolist(), skip_special_tokens=True).strip() for row in output]
 
 
 def model_samples(folder: Path, prompts: list[dict[str, str]], settings: SampleSettings) -> list[dict]:
     """Per prompt, the greedy and sampled continuations of the model in ``folder`` and their repetition."""
     tokenizer = load_tokenizer(folder, settings.trust_remote_code)
     model = load_model(folder, settings.trust_remote_code)  # fp32: the same text on every machine
+    texts = {mode: continue_texts(model, tokenizer, [p["prompt"] for p in prompts], settings.new_tokens, mode,
+                                  settings.seed) for mode in MODES}
+    del model
     rows = []
-    for index, prompt in enumerate(prompts):
+    for index in range(len(prompts)):
         row = {}
         for mode in MODES:
-            text = continue_text(model, tokenizer, prompt["prompt"], settings.new_tokens, mode, settings.seed + index)
-            row[mode] = text
-            row[f"{mode}_repetition"] = round(repeated_ngram_share(text), 4)
+            row[mode] = texts[mode][index]
+            row[f"{mode}_repetition"] = round(repeated_ngram_share(texts[mode][index]), 4)
         rows.append(row)
-    del model
     return rows
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from langbuild.evaluation.samples import PROMPT_WORDS, continue_text, pick_prompts, repeated_ngram_share
+from langbuild.evaluation.samples import PROMPT_WORDS, continue_text, continue_texts, pick_prompts, repeated_ngram_share
 from langbuild.models.loading import load_model, load_tokenizer
 from tests.tiny import chichewa_split
 
@@ -62,3 +62,13 @@ def test_sampling_is_reproducible_by_seed_and_greedy_is_deterministic(tiny):
     torch.manual_seed(123)
     assert torch.rand(1) == before  # the caller's random state is left as it was
     assert len(tokenizer(greedy, add_special_tokens=False)["input_ids"]) <= 24 + 2
+
+
+def test_prompts_decoded_together_continue_as_each_would_alone(tiny):
+    """Left padding keeps every prompt's greedy text: the batch is only faster, not different."""
+
+    model, tokenizer = tiny
+    prompts = ["Pachiyambi Mulungu analenga", "Ndipo dziko lapansi linali lopanda maonekedwe ndi lopanda kanthu",
+               "Mulungu anati"]
+    together = continue_texts(model, tokenizer, prompts, 16, "greedy", seed=0)
+    assert together == [continue_text(model, tokenizer, prompt, 16, "greedy", seed=0) for prompt in prompts]
