@@ -21,8 +21,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from rich.table import Table
-
 from ..core.atomic import atomic_write_json
 from ..core.errors import LangbuildError, one_line
 from ..corpus.shards import read_split, scored_split, split_record
@@ -33,7 +31,8 @@ from ..evaluation.speed import split_points
 from ..evaluation.task_plan import TaskSettings, plan_tasks, point_tasks_at
 from ..models.loading import load_tokenizer, resolve_model
 from ..packaged.reference_texts import read_text_lines
-from ..reporting.data import PIPELINE_MODELS, with_interval
+from ..reporting.data import PIPELINE_MODELS
+from ..reporting.terminal import print_eval_tables
 from ..text.textio import sample_by_bytes
 from ..training.precision import resolve_precision
 
@@ -126,35 +125,7 @@ def run(ctx) -> dict:
     point_tasks_at(plan, ctx.output_of("eval") / "tasks", config.get("eval.max_new_tokens"))
     atomic_write_json(ctx.out / "metrics.json", metrics)
     write_items(ctx.out / "items", per_model)
-    _print_tables(ctx.console, metrics)
+    print_eval_tables(ctx.console, metrics)
     return {side: metrics[side]["bits_per_byte"] for side in texts} | {
         "tasks": {name: {label: s["value"] for label, s in task["scores"].items()} for name, task in metrics["tasks"].items()}
     }
-
-
-def _print_tables(console, metrics: dict) -> None:
-    labels = list(metrics["target"]["bits_per_byte"])
-    table = Table(title="held-out text (lower is better; 95 % intervals)")
-    for column in ("text", "metric", *labels):
-        table.add_column(column, justify="left" if column in ("text", "metric") else "right")
-    for side in ("target", "source"):
-        bpb, ci, tpw = (metrics[side][k] for k in ("bits_per_byte", "bits_per_byte_interval", "tokens_per_word"))
-        table.add_row(side, "bits/byte", *(with_interval(bpb[k], ci.get(k), 4) for k in labels))
-        table.add_row(side, "tokens/word", *(f"{tpw.get(k, tpw['extended']):.3f}" for k in labels))
-    console.print(table)
-    console.print(f"  source lines the extended tokenizer encodes exactly as the base: {metrics['source']['lines_identical']:.1%}")
-    if metrics.get("generation"):
-        speeds = {label: row["chars_per_second"] for label, row in metrics["generation"]["models"].items()}
-        console.print(f"  generation: {speeds['base']:.0f} → {speeds['extended']:.0f} characters/s "
-                      f"(× {metrics['generation']['speedup']:.2f}, higher is better)")
-    if metrics["tasks"]:
-        tasks = Table(title="benchmarks (95 % intervals)")
-        for column in ("task", "metric", "direction", *labels):
-            tasks.add_column(column, justify="left" if column in ("task", "metric", "direction") else "right")
-        for name, task in metrics["tasks"].items():
-            cells = [with_interval(task["scores"][k]["value"], task["scores"][k]["interval"]) if k in task["scores"] else "—"
-                     for k in labels]
-            tasks.add_row(name, task["metric"], task["direction"], *cells)
-        console.print(tasks)
-    for skipped in metrics["skipped"]:
-        console.print(f"  [yellow]skipped {skipped.get('task') or skipped.get('model')}[/]: {skipped['reason']}")
