@@ -46,10 +46,20 @@ def safe_name(text: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in text) or "_"
 
 
+_IDENTITIES: dict[tuple, str] = {}
+
+
 def model_identity(folder: Path) -> str:
-    """A hash of a model folder's weights and tokenizer: the key of its lm-eval request cache."""
+    """A hash of a model folder's weights and tokenizer: the key of its lm-eval request cache.
+
+    Remembered for the process by each file's size and modification time, so the scores, lm-eval and
+    the samples of one eval run read the weights once; a rewritten file is hashed again."""
     files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix != ".md")
-    return hash_json({p.name: hash_file(p) for p in files})[:20]
+    stats = tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    key = (str(folder.resolve()), stats)
+    if key not in _IDENTITIES:
+        _IDENTITIES[key] = hash_json({p.name: hash_file(p) for p in files})[:20]
+    return _IDENTITIES[key]
 
 
 def held_out_bits(model, tokenizer, texts: dict[str, list[str]], batch_size: int, bootstrap_samples: int, seed: int,
