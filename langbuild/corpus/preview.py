@@ -3,7 +3,8 @@ reads them (the same expansion of files, folders and globs, the same readers), b
 
 The wizard shows this so a person sees a wrong folder or the wrong language at once, not after the
 corpus step has run. Hub datasets (``hf:``) are not opened here: that needs the network or the
-datasets cache, and the corpus step reports it.
+datasets cache, and the corpus step reports it. They are parsed, though, so a malformed one is refused
+at once and the preview says how it was read (a two-part ``hf:<id>:<x>`` is a split or a config).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..text.textio import script_counts
+from .hub_source import HubSource, is_hub_spec
 from .sources import ReadCounts, ReadOptions, Source, Unit, file_format, read_unit, source_files
 
 # Reading stops after this many documents: a preview must answer in a moment on a large corpus.
@@ -29,7 +31,7 @@ class CorpusPreview:
     documents_capped: bool = False  # True: reading stopped at PREVIEW_DOCUMENTS, there are more
     sample: str = ""
     scripts: Counter = field(default_factory=Counter)  # letters per Unicode script, e.g. LATIN
-    remote: list[str] = field(default_factory=list)  # hf: sources, not opened here
+    remote: list[str] = field(default_factory=list)  # hf: sources as written, parsed but not opened here
 
     def script_shares(self) -> list[tuple[str, float]]:
         """Scripts with their share of the letters counted, largest first."""
@@ -57,7 +59,8 @@ def preview_corpus(specs: list[str], root: Path, options: ReadOptions | None = N
     preview = CorpusPreview()
     units: list[Unit] = []
     for spec in specs:
-        if spec.startswith("hf:"):
+        if is_hub_spec(spec):
+            HubSource.parse(spec)  # a malformed one (an unknown option, a slice) is refused now, not at the corpus step
             preview.remote.append(spec)
             continue
         units.extend(_units(spec, root))

@@ -1,7 +1,8 @@
 """Where corpus text comes from: files of many formats, datasets, packaged corpora, cut into work units.
 
 A *source* is one entry of ``corpus.paths`` or ``corpus.valid_paths`` (a file, folder, glob,
-``hf:<id>[:split]``, a folder written by ``datasets.save_to_disk``, or ``package:<name>``). Each source
+``hf:<id>[:<config>[:<split>]][?revision=...]`` (see :mod:`.hub_source`), a folder written by
+``datasets.save_to_disk``, or ``package:<name>``). Each source
 expands into *work units*: an uncompressed line-oriented file is cut into byte ranges of
 ``corpus.shard_mb`` so both cores can share one big file; anything else (compressed, Parquet, CSV,
 JSON, datasets) is one unit per file. A unit yields :class:`Record` objects, read lazily, so memory
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import LangbuildError
+from .hub_source import HubSource, is_hub_spec
 
 COMPRESSED = {".gz": "gzip", ".zst": "zstd", ".xz": "xz", ".bz2": "bz2"}
 FORMATS = {".txt": "txt", ".text": "txt", ".md": "txt", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json",
@@ -49,7 +51,7 @@ class Unit:
     index: int
     source: Source
     kind: str                 # txt, jsonl, json, csv, tsv, parquet, datasets, hub, package
-    location: str             # a file path, a datasets folder, a hub id or a package name
+    location: str             # a file path, a datasets folder, a canonical hf: spec or a package name
     compression: str = ""
     start: int = 0
     end: int = -1             # -1: to the end of the file
@@ -114,8 +116,8 @@ def _resolve(pattern: str, root: Path) -> Path:
 
 def source_files(spec: str, root: Path, setting: str = "corpus.paths") -> list[tuple[str, str]]:
     """(kind, location) pairs a source names, in a stable order; a clear error if it names nothing."""
-    if spec.startswith("hf:"):
-        return [("hub", spec[3:])]
+    if is_hub_spec(spec):
+        return [("hub", HubSource.parse(spec, setting).spec())]  # canonical: two spellings of one source read once
     if spec.startswith("package:"):
         name = spec[len("package:"):]
         if name not in PACKAGED_CORPORA:
@@ -456,24 +458,17 @@ def _read_datasets_folder(location: str, options: ReadOptions) -> Iterator[Recor
             yield from _records_from_columns(batch, options)
 
 
-def _read_hub(spec: str, options: ReadOptions) -> Iterator[Record]:
-    """A Hugging Face hub dataset, streamed (``hf:<id>`` or ``hf:<id>:<split>``, default split train)."""
-    import datasets
+def _read_hub(location: str, options: ReadOptions) -> Iterator[Record]:
+    """A Hugging Face hub dataset (``location`` is a canonical ``hf:`` spec): streamed, or its local copy offline."""
+    from .hub_reader import hub_rows
 
-    name, _, split = spec.partition(":")
-    try:
-        stream = datasets.load_dataset(name, split=split or "train", streaming=True)
-        for row in stream:
-            record = _record_from_mapping(row, options)
-            if record is None:
-                raise LangbuildError(f"hub dataset {name} has no text field '{options.text_field}' "
-                                     f"(it has: {', '.join(row)}): {options.text_field_hint}")
-            yield record
-    except LangbuildError:
-        raise
-    except Exception as err:  # offline, unknown id, gated dataset: all end the same way for the user
-        raise LangbuildError(f"cannot stream hub dataset '{name}' ({type(err).__name__}: {str(err)[:160]}): check the id and "
-                             f"your connection, or download it and list the files in {options.setting}") from None
+    source = HubSource.parse(location, options.setting)
+    for row in hub_rows(source, options.setting):
+        record = _record_from_mapping(row, options)
+        if record is None:
+            raise LangbuildError(f"hub dataset {source.describe()} has no text field '{options.text_field}' "
+                                 f"(it has: {', '.join(row)}): {options.text_field_hint}")
+        yield record
 
 
 def _read_package(name: str, options: ReadOptions) -> Iterator[Record]:

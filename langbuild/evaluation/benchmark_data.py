@@ -9,7 +9,7 @@ With ``HF_HUB_OFFLINE`` / ``HF_DATASETS_OFFLINE`` set, ``datasets.load_dataset("
 
 (``HF_DATASETS_CACHE`` defaults to ``$HF_HOME/datasets``.) So a benchmark runs offline when that folder
 exists: copy it from a machine where the task ran online, or write it from files you have with
-:func:`write_offline_copy` (``python -m langbuild.evaluation.benchmark_data``). The same folders are what
+``core.datasets_cache.write_offline_copy`` (``python -m langbuild.evaluation.benchmark_data``). The same folders are what
 the corpus step reads to keep benchmark documents out of the training text; it never loads a dataset
 that is not there, so without a local copy nothing is fetched.
 """
@@ -18,17 +18,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.atomic import atomic_write_json
-from ..core.errors import LangbuildError
+from ..core.datasets_cache import cached_copy, read_cached_rows, write_offline_copy
 from ..core.hashing import hash_json
 
-# The builders ``datasets`` prepares a repository's files with, by file extension (its packaged modules).
-BUILDERS = {".parquet": "parquet", ".jsonl": "json", ".json": "json", ".csv": "csv"}
+# Where the prepared copies live and how they are found, read and written is core.datasets_cache's, shared
+# with the corpus step's hf: sources: the layout is the datasets library's, not a benchmark's.
 
 
 @dataclass(frozen=True)
@@ -38,78 +36,6 @@ class DatasetRef:
     repo_id: str
     config: str
     splits: tuple[str, ...]
-
-
-def datasets_cache_dir() -> Path:
-    """Where ``datasets`` keeps prepared datasets: ``HF_DATASETS_CACHE``, read when datasets was imported."""
-    import datasets.config
-
-    return Path(datasets.config.HF_DATASETS_CACHE).expanduser()
-
-
-def _dataset_folder(repo_id: str, cache_dir: Path) -> Path:
-    from datasets.naming import camelcase_to_snakecase
-
-    *namespace, name = repo_id.split("/")
-    return cache_dir / "___".join([*namespace, camelcase_to_snakecase(name)])
-
-
-def cached_copy(repo_id: str, config: str | None, cache_dir: Path | None = None) -> Path | None:
-    """The prepared folder ``load_dataset(repo_id, config)`` reads offline (the newest, as datasets picks), or None."""
-    config = config or "default"
-    root = _dataset_folder(repo_id, cache_dir or datasets_cache_dir()) / config
-    found = []
-    for info in root.glob("*/*/dataset_info.json"):
-        try:
-            if json.loads(info.read_text(encoding="utf-8")).get("config_name") == config:
-                found.append(info.parent)
-        except (OSError, ValueError):
-            continue  # a half-written or foreign folder: datasets would not read it either
-    return max(found, key=lambda folder: folder.stat().st_mtime) if found else None
-
-
-def read_cached_rows(folder: Path, splits: tuple[str, ...] = ()) -> dict[str, list[dict]]:
-    """The rows of each split in a prepared folder (all splits when ``splits`` is empty)."""
-    from datasets import Dataset, concatenate_datasets
-
-    info = json.loads((folder / "dataset_info.json").read_text(encoding="utf-8"))
-    rows = {}
-    for split in info.get("splits") or {}:
-        if splits and split not in splits:
-            continue
-        files = sorted(folder.glob(f"{info.get('dataset_name', '*')}-{split}*.arrow"))
-        if files:
-            rows[split] = concatenate_datasets([Dataset.from_file(str(f)) for f in files]).to_list()
-    return rows
-
-
-def write_offline_copy(repo_id: str, config: str, split_files: dict[str, Path], cache_dir: Path | None = None,
-                       revision: str = "local") -> Path:
-    """Prepare ``split_files`` (.parquet, .jsonl, .json or .csv per split) as ``repo_id``'s ``config``, where
-    ``datasets`` looks for it offline. The files are prepared by datasets' own builder for their format,
-    as an online load would, then moved under the repository's cache name; returns the folder."""
-    from datasets.load import import_main_class
-    from datasets.packaged_modules import _PACKAGED_DATASETS_MODULES
-
-    suffixes = {Path(f).suffix.lower() for f in split_files.values()}
-    if len(suffixes) != 1 or next(iter(suffixes)) not in BUILDERS:
-        raise LangbuildError(f"the split files must all be one of {', '.join(BUILDERS)}: got {sorted(suffixes)}")
-    cache_dir = Path(cache_dir or datasets_cache_dir())
-    name = repo_id.split("/")[-1]
-    with tempfile.TemporaryDirectory(dir=cache_dir.parent if cache_dir.parent.is_dir() else None) as staging:
-        # A builder with repo_id set insists that the files live in that hub repository; so it is built
-        # under the bare name with the config as its folder, and moved under the namespaced name after.
-        builder_class = import_main_class(_PACKAGED_DATASETS_MODULES[BUILDERS[suffixes.pop()]][0])
-        builder = builder_class(data_files={k: str(Path(v).resolve()) for k, v in split_files.items()}, cache_dir=staging,
-                                dataset_name=name, config_name=config, config_id=config, hash=revision)
-        builder.download_and_prepare()
-        prepared = Path(builder.cache_dir)
-        target = _dataset_folder(repo_id, cache_dir) / config / prepared.parent.name / revision
-        if target.exists():
-            shutil.rmtree(target)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(prepared), str(target))
-    return target
 
 
 # ---------------------------------------------------------------- which datasets a task reads

@@ -105,8 +105,13 @@ def show_preview(console: Console, preview) -> None:
         files = f"{preview.files:,} file(s), {preview.bytes / 1e6:,.1f} MB, " if preview.files else ""  # package: no files
         console.print(f"  {files}{documents} documents; scripts: {scripts}")
         console.print(f"  sample: [italic]{escape(preview.sample[:120])}[/]")
+    from ..corpus.hub_source import HubSource
+
     for spec in preview.remote:
-        console.print(f"  {escape(spec)}: a hub dataset, read when the corpus step runs (needs the network or its cache)")
+        # How it was read matters: a two-part hf:<id>:<x> is a split or a config depending on <x>.
+        read_as = HubSource.parse(spec).details()
+        console.print(f"  {escape(spec)}: a hub dataset ({escape(read_as)}), read when the corpus step runs "
+                      "(needs the network or its local copy)")
 
 
 def ask_corpus(console: Console, default: list[str], project_dir: Path) -> list[str]:

@@ -3,7 +3,8 @@
 ``train.replay_text`` names where the replayed text comes from:
 
 * a packaged text (``flores-eng-a``: 506 FLORES+ sentences, ~15k tokens) or a file of the project;
-* a dataset, the way ``corpus.paths`` names one: ``hf:<id>[:split]`` (streamed), a folder written by
+* a dataset, the way ``corpus.paths`` names one: ``hf:<id>[:<config>[:<split>]][?revision=...]`` (streamed
+  online, its prepared local copy offline; parsed by ``corpus.hub_source``), a folder written by
   ``datasets.save_to_disk``, a folder, a glob, .jsonl/.txt/.parquet/... files. Only the first
   ``train.replay_tokens`` tokens' worth is read (estimated from characters), so naming a hub dataset
   of a billion rows reads a few hundred documents, not the dataset;
@@ -32,6 +33,8 @@ from typing import Any
 from ..core.atomic import atomic_write_json
 from ..core.errors import LangbuildError, one_line
 from ..core.hashing import hash_json
+from ..corpus.hub_source import SYNTAX as HUB_SYNTAX
+from ..corpus.hub_source import is_hub_spec
 from ..corpus.sources import ReadCounts, ReadOptions, Source, Unit, file_format, read_unit, source_files
 from ..models.loading import cache_dir, fingerprint_candidates, load_model, load_tokenizer
 from ..packaged.reference_texts import PACKAGED_TEXTS, read_text_lines
@@ -70,12 +73,12 @@ _READ_OPTIONS = ReadOptions(on_bad_record="skip", on_bad_encoding="replace", set
 
 def replay_source_files(spec: str, root: Path) -> list[tuple[str, str]]:
     """(kind, location) pairs a replay source other than ``self`` or a packaged text names."""
-    if not spec.startswith(("hf:", "package:")) and not any(ch in spec for ch in "*?["):
+    if not is_hub_spec(spec) and not spec.startswith("package:") and not any(ch in spec for ch in "*?["):
         path = Path(spec).expanduser()
         path = path if path.is_absolute() else root / path
         if not path.exists():
             raise LangbuildError(
-                f"{SETTING} = '{spec}' is not found at {path}: name a file, a datasets folder, hf:<dataset id>, "
+                f"{SETTING} = '{spec}' is not found at {path}: name a file, a datasets folder, {HUB_SYNTAX}, "
                 f"'{SELF}' or a packaged text ({', '.join(PACKAGED_TEXTS)})"
             )
     return source_files(spec, root, SETTING)

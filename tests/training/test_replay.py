@@ -130,7 +130,7 @@ def test_a_hub_dataset_is_streamed_only_as_far_as_the_budget(tmp_path, monkeypat
     monkeypatch.setattr(sources, "_read_hub", endless_hub)
     documents = list(read_replay_text("hf:someone/english:train", tmp_path, 25))
     assert sum(len(doc) for doc in documents) == 25 * CHARS_PER_TOKEN and len(read) == len(documents) < 10
-    assert read[0] == "someone/english:train"
+    assert read[0] == "hf:someone/english::train"  # the canonical spec
 
 
 @pytest.mark.parametrize(("name", "content", "fragment"), [
@@ -171,6 +171,8 @@ def test_replay_fingerprint_follows_what_decides_the_replay_data(tiny_models, tm
     assert inputs(replay_tokens=200) != own and inputs(replay_tokens=100, replay_prompts="") != own
     in_file = inputs(replay_text="english.jsonl")
     assert len(in_file["train.replay_text=english.jsonl"]) == 64  # the file's sha256, as for any text
+    hub = {"id": "someone/english", "config": None, "split": "train", "revision": None, "data_dir": None, "data_files": []}
     assert inputs(replay_text="hf:someone/english") == {"train.replay_tokens": 100,
-                                                        "train.replay_text=hf:someone/english": {"hf:someone/english": "hub"}}
+                                                        "train.replay_text=hf:someone/english": {"hf:someone/english::train": hub}}
+    assert inputs(replay_text="hf:someone/english:en") != inputs(replay_text="hf:someone/english")  # a config
     assert inputs(replay_fraction=0.0) == {}
