@@ -39,10 +39,16 @@ class _Stream:
 _streams: dict[int, _Stream] = {}
 
 
-def _pinned_console(console):
+def pinned_console(console):
+    """``console`` fixed to the stream it writes to now, or ``console`` itself when it shows nothing.
+
+    A rich Console made without a file writes to whatever ``sys.stdout`` is at each print, so a bar
+    created while lm-eval's chatter is captured (``harness.quiet_lm_eval``) would print into the capture.
+    Code that hands a console to such a block pins it first."""
+    if console is None or console.quiet:
+        return console
     from rich.console import Console
 
-    # Pinned to today's stream: sys.stdout may be redirected while the bar runs.
     return Console(file=console.file, force_terminal=console.is_terminal, width=console.width,
                    no_color=console.no_color, color_system=console.color_system)
 
@@ -73,7 +79,7 @@ class Bar:
         self._stream.depth += 1
         self._next_line = self.total / self._steps
         if self._stream.display is None:
-            self._console = _pinned_console(console)
+            self._console = pinned_console(console)
             if self._console.is_terminal:
                 self._stream.display = _new_display(self._console)
                 # The caller's own prints (a step's lines) then land above the display, not under its redraw.
@@ -84,7 +90,7 @@ class Bar:
             self._console = self._display.console
             self._task = self._display.add_task(label, total=self.total, unit=unit)
         elif self._console is None:
-            self._console = _pinned_console(console)
+            self._console = pinned_console(console)
 
     def advance(self, count: int = 1) -> None:
         self.done += count

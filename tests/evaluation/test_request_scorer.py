@@ -76,3 +76,15 @@ def test_requests_show_progress_as_plain_lines_off_a_terminal(tiny_models, tasks
     assert requests[-1].split(":")[1].split()[0] == "120/120"  # 30 items x 4 choices
     assert any(line.strip().startswith("lm-eval rolling windows:") for line in lines)
     assert all("\r" not in line for line in lines)
+
+
+def test_progress_reaches_the_real_stdout_while_lm_eval_is_silenced(tiny_models, tasks, capsys):
+    """A console made without a file (as the CLI's) follows sys.stdout, which lm-eval's chatter is captured
+    from while requests run: the bars must still reach the stdout of when the model was made."""
+    local, folder = tasks
+    console = Console(force_terminal=False, width=120)
+    model, tokenizer = load_model(tiny_models["llama-spm"]), load_tokenizer(tiny_models["llama-spm"])
+    harness.run_local(make_shared_prefix_lm(model, tokenizer, 4, console), local, folder, None, bootstrap_samples=100)
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.strip().startswith("lm-eval requests: 120/120") for line in lines)
+    assert any(line.strip().startswith("lm-eval rolling windows:") for line in lines)
