@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..core.environment import is_offline, offline_variables_set
 from ..core.errors import one_line
+from ..core.progress import pinned_console
 from . import bootstrap
 from .local_tasks import LocalTask
 
@@ -63,6 +64,8 @@ def make_lm(model, tokenizer, batch_size: int, console=None):
     (``request_scorer``) and showing their progress on ``console``."""
     from .request_scorer import make_shared_prefix_lm
 
+    # Requests are answered inside quiet_lm_eval, which captures sys.stdout: the bars print where stdout is now.
+    console = pinned_console(console)
     with quiet_lm_eval():
         return make_shared_prefix_lm(model, tokenizer, batch_size, console)
 

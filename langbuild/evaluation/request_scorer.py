@@ -26,15 +26,12 @@ from __future__ import annotations
 import contextlib
 import inspect
 
-from ..core.progress import pinned_console, progress
+from ..core.progress import progress
 
 
 def make_shared_prefix_lm(model, tokenizer, batch_size: int, console=None):
     """An HFLM subclass instance over an in-memory model (import of lm-eval deferred: it is slow)."""
     from lm_eval.models.huggingface import HFLM
-
-    # Requests are answered inside harness.quiet_lm_eval, which captures sys.stdout: bars print where stdout is now.
-    console = pinned_console(console)
 
     class SharedPrefixLM(HFLM):
         def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs: int | None = None):

@@ -84,7 +84,7 @@ def test_progress_reaches_the_real_stdout_while_lm_eval_is_silenced(tiny_models,
     local, folder = tasks
     console = Console(force_terminal=False, width=120)
     model, tokenizer = load_model(tiny_models["llama-spm"]), load_tokenizer(tiny_models["llama-spm"])
-    harness.run_local(make_shared_prefix_lm(model, tokenizer, 4, console), local, folder, None, bootstrap_samples=100)
+    harness.run_local(harness.make_lm(model, tokenizer, 4, console), local, folder, None, bootstrap_samples=100)
     lines = capsys.readouterr().out.splitlines()
     assert any(line.strip().startswith("lm-eval requests: 120/120") for line in lines)
     assert any(line.strip().startswith("lm-eval rolling windows:") for line in lines)
