@@ -7,8 +7,10 @@ Each side gets its own copy (model and corpus folders hard-linked, no eval outpu
 "before" side runs the code of ``REF`` from a temporary ``git worktree`` in a subprocess, the "after"
 side this checkout's, also in a subprocess. Upstream steps are adopted as they are (their fingerprints
 refreshed to the running code), so only eval runs, forced, twice: first run (nothing cached) and
-re-run (every cache warm). Scoring is fp32, so every score must agree: bits per byte to 1e-6,
-accuracies exactly; the script fails otherwise.
+re-run (every cache warm). Scoring is fp32 on both sides, so every score must agree: bits per byte to
+1e-6, accuracies exactly; the script fails otherwise. A third run, "after, auto", scores with this
+checkout's default ``eval.precision = "auto"`` (bf16 where this CPU's bf16 is measured faster); its
+largest change of any reported score against the fp32 "before" is stated next to its time.
 
 The eval settings are the demo's, scaled down so the four runs take minutes (``--max-bytes`` of
 held-out and half as much English text, ``--cloze-items``, 400 characters of speed text); the demo
@@ -59,12 +61,21 @@ for index, step in enumerate(pipeline.STEPS):
         break
     lock["steps"][step.name]["fingerprint"] = pipeline.fingerprints(project, pipeline.STEPS[: index + 1], None, hashed)[step.name]
     atomic_write_json(lock_path, lock)
-times = []
+import torch
+slots = [0]  # token positions through a model's input embedding (padding included): the work done
+
+def count_slots(module, args, output):
+    if isinstance(module, torch.nn.Embedding) and args and torch.is_tensor(args[0]):
+        slots[0] += args[0].numel()
+
+torch.nn.modules.module.register_module_forward_hook(count_slots)
+times, counted = [], []
 for _ in range(2):
-    started = time.perf_counter()
+    started, slots[0] = time.perf_counter(), 0
     pipeline.run(Project(root), Console(quiet=True), until="eval", force={"eval"})
     times.append(time.perf_counter() - started)
-print(json.dumps({"first": times[0], "rerun": times[1]}))
+    counted.append(slots[0])
+print(json.dumps({"first": times[0], "rerun": times[1], "slots": counted[0]}))
 """
 
 
@@ -84,6 +95,19 @@ def run_side(code: Path, project: Path, settings: dict) -> dict:
     if done.returncode:
         raise SystemExit(f"eval failed with the code in {code}:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1]) | {"metrics": json.loads((project / "eval/metrics.json").read_text())}
+
+
+def largest_change(before: dict, after: dict) -> tuple[str, float]:
+    """(score, relative change) of the reported score that moved most between two runs' metrics."""
+    changes = []
+    for side in ("target", "source"):
+        for label, value in before[side]["bits_per_byte"].items():
+            changes.append((f"{side} bits per byte ({label})", after[side]["bits_per_byte"][label] / value - 1))
+    for task, entry in before["tasks"].items():
+        for label, score in entry["scores"].items():
+            theirs = after["tasks"][task]["scores"][label]["value"]
+            changes.append((f"{task} {entry['metric']} ({label})", theirs / score["value"] - 1 if score["value"] else theirs))
+    return max(changes, key=lambda change: abs(change[1]))
 
 
 def compare(before: dict, after: dict) -> list[str]:
@@ -117,8 +141,10 @@ def main() -> None:
         subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(work / "before-code"), args.before],
                        check=True, capture_output=True)
         runs = {}
-        for side, code in (("before", work / "before-code"), ("after", REPO)):
-            runs[side] = run_side(code, copy_project(args.project.resolve(), work / side), settings)
+        sides = (("before", work / "before-code", settings), ("after", REPO, settings),
+                 ("after, auto", REPO, settings | {"eval.precision": "auto"}))
+        for side, code, side_settings in sides:
+            runs[side] = run_side(code, copy_project(args.project.resolve(), work / side.replace(", ", "-")), side_settings)
             print(f"{side}: first {runs[side]['first']:.1f} s, re-run {runs[side]['rerun']:.1f} s", flush=True)
     finally:
         subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(work / "before-code")], capture_output=True)
@@ -136,10 +162,16 @@ def report(runs: dict, settings: dict, args) -> str:
     before, after = runs["before"], runs["after"]
     metrics = after["metrics"]
     cloze = next((t for t in metrics["tasks"].values() if t["metric"] == "acc"), None)
-    rows = ["| eval step | before (s) | after (s) | before ÷ after |", "|---|---:|---:|---:|"]
+    auto = runs["after, auto"]
+    rows = ["| eval step | before, fp32 (s) | after, fp32 (s) | before ÷ after | after, auto (s) | before ÷ auto |",
+            "|---|---:|---:|---:|---:|---:|"]
     for run in ("first", "rerun"):
         rows.append(f"| {'first run' if run == 'first' else 're-run'} | {before[run]:.1f} | {after[run]:.1f} | "
-                    f"{before[run] / after[run]:.2f} |")
+                    f"{before[run] / after[run]:.2f} | {auto[run]:.1f} | {before[run] / auto[run]:.2f} |")
+    rows.append(f"| token positions through a model, first run | {before['slots']:,} | {after['slots']:,} | "
+                f"{before['slots'] / after['slots']:.2f} | {auto['slots']:,} | |")
+    moved, change = largest_change(before["metrics"], auto["metrics"])
+    precision = auto["metrics"].get("precision", {})
     bpb = metrics["target"]["bits_per_byte"]
     scores = ", ".join(f"{label} {value:.6f}" for label, value in bpb.items())
     cloze_scores = ", ".join(f"{label} {score['value']:.3f}" for label, score in (cloze or {}).get("scores", {}).items())
@@ -149,9 +181,11 @@ def report(runs: dict, settings: dict, args) -> str:
         f"(SmolLM2-135M + Chichewa, extend auto), fp32; before = {args.before}. Settings: "
         f"{', '.join(f'{k} = {v}' for k, v in settings.items())} (the demo: all held-out text, 200 cloze items, "
         "1000 speed characters).", "", *rows, "",
-        f"Every score identical (bits per byte within 1e-6, accuracies exactly): held-out bits per byte {scores}"
-        + (f"; cloze accuracy {cloze_scores}" if cloze else "")
-        + "."])
+        f"fp32 after vs before: every score identical (bits per byte within 1e-6, accuracies exactly): held-out bits "
+        f"per byte {scores}" + (f"; cloze accuracy {cloze_scores}" if cloze else "") + ".",
+        "", f"auto chose {precision.get('name', '?')} here ({precision.get('reason', '')}, "
+        f"measured {precision.get('speedup') or 0:.2f}x); "
+        f"largest change of any reported score against fp32 before: {moved}, {change:+.2%}."])
 
 
 if __name__ == "__main__":

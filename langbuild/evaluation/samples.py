@@ -65,29 +65,64 @@ def continue_text(model, tokenizer, prompt: str, new_tokens: int, mode: str, see
 
 
 def continue_texts(model, tokenizer, prompts: list[str], new_tokens: int, mode: str, seed: int) -> list[str]:
-    """Continuations of every prompt, decoded together in one batch (left-padded, so each prompt's last
-    token is where its text goes on): a small model's decoding step costs about the same for one row as
-    for a few, so the batch takes the time of one."""
+    """Continuations of every prompt in one ``mode``, decoded together in one batch."""
+    return _decode_together(model, tokenizer, [(prompt, mode) for prompt in prompts], new_tokens, seed)
+
+
+def continue_in_every_mode(model, tokenizer, prompts: list[str], new_tokens: int, seed: int) -> dict[str, list[str]]:
+    """Per mode, the continuation of every prompt: greedy and sampled rows decoded in one batch, so the
+    model runs ``new_tokens`` decoding steps once instead of once per mode."""
+    rows = [(prompt, mode) for mode in MODES for prompt in prompts]
+    texts = _decode_together(model, tokenizer, rows, new_tokens, seed)
+    return {mode: texts[index * len(prompts):(index + 1) * len(prompts)] for index, mode in enumerate(MODES)}
+
+
+def _greedy_rows_processor(greedy: list[bool]):
+    """A logits processor that leaves only each greedy row's most likely token, so a sampling decoder
+    picks it with certainty: greedy and sampled rows then share one batch (and one pass per token)."""
     import torch
-    from transformers import GenerationConfig
+    from transformers import LogitsProcessor
+
+    class GreedyRows(LogitsProcessor):
+        def __init__(self):
+            self.rows = torch.tensor(greedy)
+
+        def __call__(self, input_ids, scores):
+            rows = self.rows.to(scores.device)
+            best = scores.argmax(dim=-1, keepdim=True)  # the first maximum, as greedy search takes it
+            only_best = torch.full_like(scores, -float("inf")).scatter(1, best, scores.gather(1, best))
+            return torch.where(rows[:, None], only_best, scores)
+
+    return GreedyRows()
+
+
+def _decode_together(model, tokenizer, rows: list[tuple[str, str]], new_tokens: int, seed: int) -> list[str]:
+    """The continuation of each (prompt, mode) row, all decoded in one batch (left-padded, so each prompt's
+    last token is where its text goes on): a small model's decoding step costs about the same for one row
+    as for a few, so the batch takes the time of one. Every prompt starts with BOS, as a training document does."""
+    import torch
+    from transformers import GenerationConfig, LogitsProcessorList
 
     start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-    rows = [([start] if start is not None else []) + tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    ids = [([start] if start is not None else []) + tokenizer(p, add_special_tokens=False)["input_ids"] for p, _ in rows]
     eos = tokenizer.eos_token_id
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (eos if eos is not None else 0)
-    sampled = mode == "sampled"
+    greedy = [mode == "greedy" for _, mode in rows]
+    sampled = not all(greedy)
     config = GenerationConfig(do_sample=sampled, top_p=TOP_P if sampled else 1.0, top_k=0, temperature=1.0,
                               repetition_penalty=1.0, max_new_tokens=new_tokens, min_new_tokens=0,
                               pad_token_id=pad, eos_token_id=eos)
-    width = max(len(row) for row in rows)
-    input_ids = torch.tensor([[pad] * (width - len(row)) + row for row in rows], device=model.device)
-    attention_mask = torch.tensor([[0] * (width - len(row)) + [1] * len(row) for row in rows], device=model.device)
+    processors = LogitsProcessorList([_greedy_rows_processor(greedy)] if sampled and any(greedy) else [])
+    width = max(len(row) for row in ids)
+    input_ids = torch.tensor([[pad] * (width - len(row)) + row for row in ids], device=model.device)
+    attention_mask = torch.tensor([[0] * (width - len(row)) + [1] * len(row) for row in ids], device=model.device)
     devices = [torch.cuda.current_device()] if model.device.type == "cuda" else []
     # Sampling draws from torch's global generator: a fork seeded here makes the samples reproducible
     # and leaves the caller's random state as it was.
     with torch.random.fork_rng(devices=devices), torch.inference_mode():
         torch.manual_seed(seed)
-        output = model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config)
+        output = model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config,
+                                logits_processor=processors)
     return [tokenizer.decode(row[width:].tolist(), skip_special_tokens=True).strip() for row in output]
 
 
@@ -95,8 +130,7 @@ def model_samples(folder: Path, prompts: list[dict[str, str]], settings: SampleS
     """Per prompt, the greedy and sampled continuations of the model in ``folder`` and their repetition."""
     tokenizer = load_tokenizer(folder, settings.trust_remote_code)
     model = load_model(folder, settings.trust_remote_code)  # fp32: the same text on every machine
-    texts = {mode: continue_texts(model, tokenizer, [p["prompt"] for p in prompts], settings.new_tokens, mode,
-                                  settings.seed) for mode in MODES}
+    texts = continue_in_every_mode(model, tokenizer, [p["prompt"] for p in prompts], settings.new_tokens, settings.seed)
     del model
     rows = []
     for index in range(len(prompts)):
@@ -113,7 +147,7 @@ def cached_samples(folder: Path, prompts: list[dict[str, str]], settings: Sample
     if settings.cache_dir is None:
         return model_samples(folder, prompts, settings)
     key = {"model": model_identity(folder), "prompts": [p["prompt"] for p in prompts], "new_tokens": settings.new_tokens,
-           "seed": settings.seed, "top_p": TOP_P}
+           "seed": settings.seed, "top_p": TOP_P, "decoding": "modes in one batch"}
     result, _ = score_cache.cached(settings.cache_dir, "samples", key, lambda: {"rows": model_samples(folder, prompts, settings)})
     return result["rows"]
 

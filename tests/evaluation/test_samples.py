@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from langbuild.evaluation.samples import PROMPT_WORDS, continue_text, continue_texts, pick_prompts, repeated_ngram_share
+from langbuild.evaluation.samples import (
+    PROMPT_WORDS,
+    continue_in_every_mode,
+    continue_text,
+    continue_texts,
+    pick_prompts,
+    repeated_ngram_share,
+)
 from langbuild.models.loading import load_model, load_tokenizer
 from tests.tiny import chichewa_split
 
@@ -72,3 +79,15 @@ def test_prompts_decoded_together_continue_as_each_would_alone(tiny):
                "Mulungu anati"]
     together = continue_texts(model, tokenizer, prompts, 16, "greedy", seed=0)
     assert together == [continue_text(model, tokenizer, prompt, 16, "greedy", seed=0) for prompt in prompts]
+
+
+def test_greedy_and_sampled_rows_in_one_batch_give_each_mode_its_own_text(tiny):
+    """Both modes decode in one batch (one pass per token for both): the greedy rows are exactly the greedy
+    decoding, and the sampled rows are reproducible by seed and really sampled."""
+    model, tokenizer = tiny
+    prompts = ["Pachiyambi Mulungu analenga", "Mulungu anati"]
+    both = continue_in_every_mode(model, tokenizer, prompts, 16, seed=3)
+    assert both["greedy"] == continue_texts(model, tokenizer, prompts, 16, "greedy", seed=0)
+    assert continue_in_every_mode(model, tokenizer, prompts, 16, seed=3) == both
+    others = [continue_in_every_mode(model, tokenizer, prompts, 16, seed=seed)["sampled"] for seed in (4, 5, 6)]
+    assert any(sample != both["sampled"] for sample in others)
