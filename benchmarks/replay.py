@@ -11,7 +11,8 @@ changing only the replay settings:
 * ``self``: 25 % of rows from text sampled once from the base model (self-synthesised rehearsal);
 * ``self50``: the same at 50 %;
 * ``selfkl``: ``self`` plus beta = 1 times KL(base || trained) on the replay rows (``train.replay_kl``,
-  distillation from the model training starts from); ``selfkl-lite``: 12.5 % of rows, beta = 4.
+  distillation from the model training starts from); ``selfkl-lite``: 12.5 % of rows, beta = 4
+  (defined, not measured yet).
 
 ``--set KEY=VALUE`` (repeatable) changes a setting in every copy, and ``--refresh-upstream`` records
 the running code's fingerprints for the steps before train in each copy's lock, so that a project
