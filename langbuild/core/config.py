@@ -234,6 +234,9 @@ SCHEMA: dict[str, dict[str, Setting]] = {
                             "or dataset (at ~4 characters a token)", minimum=1, fingerprinted_with_inputs=True),
         "replay_prompts": _s(str, "flores-eng-a", "replay_text = self: text whose lines' first words start the samples "
                              "(a file or a packaged text; empty: start from the BOS token alone)", fingerprinted_with_inputs=True),
+        "replay_kl": _s(float, 0.0, "weight beta of a KL(base || trained) term on replay rows: their loss is CE + beta * KL "
+                        "to the next-token distributions of the model training starts from (distillation against "
+                        "forgetting; 0: plain CE; not with launcher = fsdp)", minimum=0.0),
         "lora_rank": _s(int, 16, "lora stage: adapter rank", minimum=1, also=("select",)),
         "lora_alpha": _s(int, 32, "lora stage: adapter scale numerator (scale = alpha / rank)", minimum=1),
         "unfreeze_layers": _s(int, 0, "embeddings and lora stages: also train the first and last N transformer blocks",
@@ -496,6 +499,16 @@ def _fsdp_precision(config: Config) -> str | None:
     return None
 
 
+FSDP_WITHOUT_REPLAY_KL = ("train.replay_kl needs a whole teacher model in each process, which train.launcher = fsdp "
+                          "does not keep: set train.replay_kl = 0 or train.launcher = ddp")
+
+
+def _fsdp_replay_kl(config: Config) -> str | None:
+    if config.get("train.launcher") == "fsdp" and config.get("train.replay_kl") > 0:
+        return FSDP_WITHOUT_REPLAY_KL
+    return None
+
+
 def _wechsel_inputs(config: Config) -> str | None:
     # extend.init = auto adds WECHSEL only when its inputs are all set, so only a named wechsel can lack them.
     if "wechsel" not in (config.get("extend.compare") or [config.get("extend.init")]):
@@ -513,6 +526,7 @@ RULES = {
     "corpus.test_values": _test_groups,
     "train.early_stopping": _early_stopping_has_checks,
     "train.launcher": _fsdp_precision,
+    "train.replay_kl": _fsdp_replay_kl,
     "extend.init": _wechsel_inputs,
 }
 

@@ -58,6 +58,7 @@ def build_plan(ctx) -> TrainPlan:
     stages = stage_plan(_stage_names(ctx, new_rows), steps, config.get("train.embedding_steps"))
     rate, embedding_rate = _checked_rates(config)
     check_rule(config, "train.early_stopping")
+    check_rule(config, "train.replay_kl")
     source = ctx.output_of("extend") / "model"
     trust = config.get("project.trust_remote_code")
     _check_context(source, seq_len, trust)
@@ -85,6 +86,7 @@ def build_plan(ctx) -> TrainPlan:
         save_every=config.get("train.save_every"), keep_checkpoints=config.get("train.keep_checkpoints"),
         eval_every=config.get("train.eval_every"), early_stopping=config.get("train.early_stopping"), valid_texts=valid,
         replay_tokens=str(data / "replay.bin"), replay_token_count=replay_count, replay_fraction=replay_fraction,
+        replay_kl=config.get("train.replay_kl") if replay_fraction > 0 else 0.0,
         tensorboard=config.get("train.tensorboard"), trust_remote_code=trust, launcher=launcher,
         precision_choice=precision.as_dict(),
     )

@@ -28,11 +28,11 @@ from ..core.errors import LangbuildError
 from ..models.loading import load_model, load_tokenizer
 from .allocator import return_freed_memory
 from .checkpoints import load_latest_checkpoint, load_weights, save_checkpoint, truncate_metrics
-from .data import RowPrefetcher, TokenBlocks, process_rows
-from .loss import enable_chunked_loss
+from .data import RowPrefetcher, TokenBlocks, process_rows, replay_rows
+from .loss import enable_chunked_loss, teacher_inputs
 from .memory import held_out_batch, is_out_of_memory, out_of_memory_as, out_of_memory_error  # noqa: F401 (re-exported)
 from .plan import Stage, TrainPlan
-from .precision import MasterWeights
+from .precision import MasterWeights, cast_parameters
 from .schedule import learning_rate
 from .sharding import (
     close_private_group,
@@ -186,6 +186,7 @@ class Trainer:
         self.early = EarlyStopping(plan.early_stopping)
         self.masters: MasterWeights | None = None  # the running stage's fp32 masters, in bf16 runs
         self.rows: RowPrefetcher | None = None  # this process's rows of the coming steps, read ahead in run()
+        self.teacher = None  # the frozen source model of train.replay_kl's KL term, loaded in run()
 
     # -- model construction -------------------------------------------------------------------
     def _base_model(self):
@@ -194,6 +195,13 @@ class Trainer:
             return model
         with out_of_memory_as(self.plan, "load"):
             return model.to(self.accelerator.device)
+
+    def _teacher_model(self):
+        """The model training starts from, frozen and in eval mode, with the weights the student computes
+        with (bf16 under master weights; fp16 comes from autocast, as for the student). The source model
+        never changes, so a resumed run has the same teacher as an uninterrupted one."""
+        model = self._base_model().eval().requires_grad_(False)
+        return cast_parameters(model, "bf16") if uses_master_weights(self.plan) else model
 
     def _stage_model(self, stage: Stage):
         """The source model with the structure ``stage`` trains: LoRA-wrapped in the lora stage."""
@@ -216,6 +224,8 @@ class Trainer:
         plan = self.plan
         with out_of_memory_as(plan, "load"):
             start, model, optimizer_state = self._start()
+            if plan.replay_kl > 0 and self.replay is not None:
+                self.teacher = self._teacher_model()
         tensorboard = _TensorBoard(self.out / "tensorboard" if plan.tensorboard and self.main else None)
         reporter = Reporter(self.console if self.main else _quiet_console(), plan.total_steps, start)
         step, stopped_early, last_loss = start, False, None
@@ -321,15 +331,18 @@ class Trainer:
         # Dropout draws from the global RNG: seed it per step so reruns and resumes match.
         torch.manual_seed(plan.seed * 1_000_003 + step)
         mine = self.rows.get(step) if self.rows else self._my_rows(step)
+        replay = self._my_replay_rows(step)
         masters = self.masters
         total = torch.zeros((), device=accelerator.device)
         with out_of_memory_as(plan, "passes"):
             for micro in range(plan.accumulation):
-                rows = mine[micro * plan.batch_size:(micro + 1) * plan.batch_size].to(accelerator.device)
+                part = slice(micro * plan.batch_size, (micro + 1) * plan.batch_size)
+                rows = mine[part].to(accelerator.device)
                 # With master weights the fp32 gradients are averaged after the last pass, never by DDP.
                 sync = micro == plan.accumulation - 1 and masters is None
                 with self._gradient_sync(model, sync), accelerator.autocast():
-                    loss = model(input_ids=rows, labels=rows, chunked_loss=True).loss / plan.accumulation
+                    loss = model(input_ids=rows, labels=rows, chunked_loss=True,
+                                 **self._teacher_kwargs(rows, replay[part])).loss / plan.accumulation
                     accelerator.backward(loss)
                 if masters is not None:
                     masters.collect_gradients()
@@ -355,6 +368,23 @@ class Trainer:
             masters.publish()
         optimizer.zero_grad(set_to_none=True)
         return value
+
+    def _my_replay_rows(self, step: int) -> list[bool]:
+        """Which of this process's rows of step ``step`` are replay (``process_rows``' draw, sliced alike)."""
+        plan = self.plan
+        if self.teacher is None:
+            return [False] * (plan.global_batch // plan.num_processes)
+        drawn = replay_rows(step, plan.global_batch, plan.replay_fraction, plan.seed)
+        per_process = plan.global_batch // plan.num_processes
+        first = self.accelerator.process_index * per_process
+        return drawn[first:first + per_process]
+
+    def _teacher_kwargs(self, rows, replay: list[bool]) -> dict:
+        """The forward's ``replay_teacher`` argument for a pass with replay rows and a KL term, else none: with
+        ``train.replay_kl = 0`` the forward is called exactly as before."""
+        if self.teacher is None or not any(replay):
+            return {}
+        return {"replay_teacher": teacher_inputs(self.teacher, rows, replay, self.plan.replay_kl)}
 
     def _gradient_sync(self, model, sync: bool):
         """Skip averaging gradients on all but the last pass of an accumulated step."""

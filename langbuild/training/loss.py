@@ -18,6 +18,21 @@ Semantics are Hugging Face's ``labels=`` loss: position t predicts label t + 1, 
 are ignored, the loss is the mean over the rest. ``token_nll`` gives the per-position pieces (sums per
 text for bits per byte); ``enable_chunked_loss`` lets ``model(..., chunked_loss=True)`` compute the
 loss inside the model's own forward, which is what a DDP or FSDP wrapper must call.
+
+Distillation on replay rows (``train.replay_kl``, ``ReplayTeacher``): the frozen model training
+started from is the teacher, and each replay row's labelled positions add beta * KL(teacher || student)
+of the next-token distributions to their cross-entropy,
+
+    loss = (sum over labelled positions of CE + beta * sum over replay rows' labelled positions of KL)
+           / labelled positions,
+
+so target rows keep plain CE and the mean is over the same tokens as without it (the loss a run logs
+then includes the KL term). This is learning
+without forgetting (Li & Hoiem 2016) with the soft targets of knowledge distillation (Hinton et al.
+2015, at temperature 1). The KL runs by chunks too (``head_kl``): the teacher's final hidden states are
+computed before the student's forward, without gradients, and each chunk's teacher and student logits
+exist only inside it; backward recomputes them, d KL / d student logits = softmax(student) -
+softmax(teacher).
 """
 
 from __future__ import annotations
@@ -94,6 +109,32 @@ def _compute_dtype(hidden):
     return torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else hidden.dtype
 
 
+def _weight_gradient(ctx, weight, needed: bool):
+    """(the gradient to return for the head's weight, the tensor every chunk adds into) in a backward."""
+    import torch
+
+    if needed and ctx.weight is not None and ctx.weight.grad is not None:
+        # A tied matrix's gradient would wait, weight-sized, until the embedding's backward at the
+        # very end, while every activation is still alive; added into the existing .grad it costs
+        # nothing. The embedding's own use still reaches AccumulateGrad (and DDP's hooks) after.
+        return None, ctx.weight.grad
+    if needed:
+        # One accumulator in the weight's own type that every chunk's product adds into: the
+        # same memory as the gradient the full-logits path makes, no second weight-sized buffer.
+        grad = torch.zeros_like(weight)
+        return grad, grad
+    return None, None
+
+
+def _logit_gradient_to_inputs(probs, capped, scale: float):
+    """d loss / d (the head's raw product), in place, from d loss / d (the final logits) ``probs``."""
+    if capped is not None:  # d (c tanh(x / c)) / dx = 1 - tanh^2
+        probs.mul_(1 - capped.square_())
+    if scale != 1.0:
+        probs.mul_(scale)
+    return probs
+
+
 def _chunked_nll_function():
     """The autograd Function, built on first use so that importing this module does not import torch."""
     import torch
@@ -130,16 +171,7 @@ def _chunked_nll_function():
             need_hidden, need_weight, need_bias = ctx.needs_input_grad[:3]
             w, b = weight.to(dtype), bias.to(dtype) if bias is not None else None
             grad_hidden = torch.empty_like(hidden) if need_hidden else None
-            grad_weight = into = None
-            if need_weight and ctx.weight is not None and ctx.weight.grad is not None:
-                # A tied matrix's gradient would wait, weight-sized, until the embedding's backward at the
-                # very end, while every activation is still alive; added into the existing .grad it costs
-                # nothing. The embedding's own use still reaches AccumulateGrad (and DDP's hooks) after.
-                into = ctx.weight.grad
-            elif need_weight:
-                # One accumulator in the weight's own type that every chunk's product adds into: the
-                # same memory as the gradient the full-logits path makes, no second weight-sized buffer.
-                grad_weight = into = torch.zeros_like(weight)
+            grad_weight, into = _weight_gradient(ctx, weight, need_weight)
             grad_bias = torch.zeros(weight.shape[0], dtype=torch.float32, device=weight.device) if need_bias else None
             for start in range(0, hidden.shape[0], chunk):
                 rows = slice(start, start + chunk)
@@ -149,10 +181,7 @@ def _chunked_nll_function():
                 probs = logits.sub_(lse[rows, None]).exp_()
                 probs[torch.arange(probs.shape[0], device=probs.device), targets[rows]] -= 1
                 probs.mul_(grad_nll[rows, None])
-                if capped is not None:  # d (c tanh(x / c)) / dx = 1 - tanh^2
-                    probs.mul_(1 - capped.square_())
-                if scale != 1.0:
-                    probs.mul_(scale)
+                _logit_gradient_to_inputs(probs, capped, scale)
                 if grad_bias is not None:
                     grad_bias += probs.sum(0)
                 step = probs.to(dtype)
@@ -168,7 +197,104 @@ def _chunked_nll_function():
     return ChunkedHeadNLL
 
 
+def _chunked_kl_function():
+    """The KL autograd Function, built on first use (as ``_chunked_nll_function``)."""
+    import torch
+
+    class ChunkedHeadKL(torch.autograd.Function):
+        """Per-token KL(teacher || student) of the next-token distributions, by chunks.
+
+        The teacher's hidden states and head are constants (no gradient). Forward keeps the student's
+        and the teacher's log-sum-exp per token; backward recomputes both chunks of logits.
+        """
+
+        @staticmethod
+        def forward(ctx, hidden, weight, bias, teacher_hidden, teacher_weight, teacher_bias, heads, chunk, into_grad):
+            dtype = _compute_dtype(hidden)
+            kl = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
+            lse, teacher_lse = torch.empty_like(kl), torch.empty_like(kl)
+            with torch.autocast(hidden.device.type, enabled=False):
+                cast = _in_dtype((weight, bias, teacher_weight, teacher_bias), dtype)
+                for start in range(0, hidden.shape[0], chunk):
+                    rows = slice(start, start + chunk)
+                    student, teacher = _pair_logits(hidden, teacher_hidden, cast, heads, rows, dtype)
+                    lse[rows], teacher_lse[rows] = torch.logsumexp(student, -1), torch.logsumexp(teacher, -1)
+                    log_q, log_p = student.sub_(lse[rows, None]), teacher.sub_(teacher_lse[rows, None])
+                    kl[rows] = (log_p.exp() * (log_p - log_q)).sum(-1)
+                    del student, teacher, log_q, log_p
+            ctx.save_for_backward(hidden, weight, bias, teacher_hidden, teacher_weight, teacher_bias, lse, teacher_lse)
+            ctx.settings = (heads, chunk, dtype)
+            ctx.weight = weight if into_grad else None
+            return kl
+
+        @staticmethod
+        def backward(ctx, grad_kl):
+            hidden, weight, bias, teacher_hidden, teacher_weight, teacher_bias, lse, teacher_lse = ctx.saved_tensors
+            heads, chunk, dtype = ctx.settings
+            need_hidden, need_weight, need_bias = ctx.needs_input_grad[:3]
+            cast = _in_dtype((weight, bias, teacher_weight, teacher_bias), dtype)
+            w = cast[0]
+            grad_hidden = torch.empty_like(hidden) if need_hidden else None
+            grad_weight, into = _weight_gradient(ctx, weight, need_weight)
+            grad_bias = torch.zeros(weight.shape[0], dtype=torch.float32, device=weight.device) if need_bias else None
+            for start in range(0, hidden.shape[0], chunk):
+                rows = slice(start, start + chunk)
+                student, teacher, capped = _pair_logits(hidden, teacher_hidden, cast, heads, rows, dtype, keep_capped=True)
+                # d KL / d student logits = softmax(student) - softmax(teacher), times the incoming gradient.
+                probs = student.sub_(lse[rows, None]).exp_().sub_(teacher.sub_(teacher_lse[rows, None]).exp_())
+                del teacher
+                probs.mul_(grad_kl[rows, None])
+                _logit_gradient_to_inputs(probs, capped, heads[0])
+                if grad_bias is not None:
+                    grad_bias += probs.sum(0)
+                step = probs.to(dtype)
+                del probs, student, capped
+                if grad_hidden is not None:
+                    grad_hidden[rows] = step @ w
+                if into is not None:
+                    into.addmm_(step.t().to(weight.dtype), hidden[rows].to(dtype).to(weight.dtype))
+            if grad_bias is not None:
+                grad_bias = grad_bias.to(bias.dtype)
+            return grad_hidden, grad_weight, grad_bias, None, None, None, None, None, None
+
+    return ChunkedHeadKL
+
+
+def _in_dtype(tensors, dtype) -> list:
+    """``tensors`` (None kept) in the compute type, cast once per pass rather than once per chunk."""
+    return [t.to(dtype) if t is not None else None for t in tensors]
+
+
+def _pair_logits(hidden, teacher_hidden, heads_weights, heads, rows, dtype, keep_capped=False):
+    """(student logits, teacher logits[, the student's capped tanh]) of the chunk ``rows``, float32, both
+    made as ``_chunk_logits`` makes them in the compute type ``dtype``. ``heads_weights``: (weight, bias,
+    teacher weight, teacher bias) in that type; ``heads``: (scale, softcap, teacher scale, teacher softcap)."""
+    w, b, teacher_w, teacher_b = heads_weights
+    scale, softcap, teacher_scale, teacher_softcap = heads
+    student, capped = _chunk_logits(hidden[rows].to(dtype), w, b, scale, softcap)
+    teacher, _ = _chunk_logits(teacher_hidden[rows].to(dtype), teacher_w, teacher_b, teacher_scale, teacher_softcap)
+    return (student, teacher, capped) if keep_capped else (student, teacher)
+
+
 _FUNCTION = None
+_KL_FUNCTION = None
+
+
+def head_kl(hidden, head: OutputHead, teacher_hidden, teacher_head: OutputHead, chunk: int | None = None,
+            into_grad: bool = False):
+    """Per-row KL(teacher || student) in nats (float32) of the next-token distributions that ``head`` makes
+    of ``hidden`` (N, h) and ``teacher_head`` of ``teacher_hidden`` (N, h'); gradients reach the student only.
+
+    Chunks are half ``head_nll``'s: each holds two float32 logit matrices (student and teacher) at once.
+    """
+    global _KL_FUNCTION
+    if _KL_FUNCTION is None:
+        _KL_FUNCTION = _chunked_kl_function()
+    chunk = chunk or max(MIN_CHUNK_TOKENS, chunk_tokens(head.weight.shape[0]) // 2)
+    heads = (head.scale, head.softcap, teacher_head.scale, teacher_head.softcap)
+    return _KL_FUNCTION.apply(hidden, head.weight, head.bias, teacher_hidden.detach(), teacher_head.weight.detach(),
+                              teacher_head.bias.detach() if teacher_head.bias is not None else None, heads, chunk,
+                              into_grad and head.tied and head.weight.is_leaf)
 
 
 def head_nll(hidden, head: OutputHead, targets, chunk: int | None = None, into_grad: bool = False):
@@ -231,21 +357,95 @@ def _full_logits_nll(model, input_ids, targets, attention_mask, **kwargs):
     return nll.view(targets.shape)
 
 
-def causal_lm_loss(model, input_ids, labels=None, attention_mask=None, into_grad: bool = False, **body_kwargs):
-    """(mean loss, NLL sum, labelled tokens): what ``model(input_ids, labels=...).loss`` computes, chunked."""
+def causal_lm_loss(model, input_ids, labels=None, attention_mask=None, into_grad: bool = False,
+                   teacher: ReplayTeacher | None = None, **body_kwargs):
+    """(mean loss, NLL sum, labelled tokens): what ``model(input_ids, labels=...).loss`` computes, chunked.
+
+    With a ``teacher`` the mean loss also holds ``teacher.weight`` times the KL sum of its rows' labelled
+    positions, over the same count (the module docstring's formula); the NLL sum stays the NLL's.
+    """
     labels = input_ids if labels is None else labels
-    nll = token_nll(model, input_ids, labels, attention_mask, into_grad=into_grad, **body_kwargs)
     count = (shifted_labels(labels) != IGNORE_INDEX).sum()
+    if teacher is None:
+        total = token_nll(model, input_ids, labels, attention_mask, into_grad=into_grad, **body_kwargs).sum()
+        return total / count, total, count
+    nll, kl = _nll_and_kl(model, input_ids, labels, attention_mask, teacher, into_grad, **body_kwargs)
     total = nll.sum()
-    return total / count, total, count
+    return (total + teacher.weight * kl.sum()) / count, total, count
+
+
+@dataclass(frozen=True)
+class ReplayTeacher:
+    """What the KL term of a batch's replay rows needs: the frozen teacher's final hidden states of those
+    rows (computed without gradients before the student's forward), its output layer, the rows' indices
+    in the batch and beta. Passed into the forward (``replay_teacher=``) so the loss stays inside it."""
+
+    hidden: object  # (replay rows, positions, teacher hidden size)
+    head: OutputHead
+    rows: object  # long tensor: which rows of the batch are replay, in the order of ``hidden``
+    weight: float
+
+
+def teacher_inputs(teacher_model, rows, replay, weight: float) -> ReplayTeacher | None:
+    """The ``ReplayTeacher`` of batch ``rows`` (ids) whose rows ``replay`` (bool list) are replay, or None
+    when none is. The teacher (frozen, eval mode) runs under the caller's autocast, without gradients."""
+    import torch
+
+    index = torch.tensor([r for r, is_replay in enumerate(replay) if is_replay], dtype=torch.long, device=rows.device)
+    if weight <= 0 or index.numel() == 0:
+        return None
+    parts = model_parts(teacher_model)
+    with torch.no_grad():
+        if parts is None:  # unknown layout: the teacher's full logits stand in for hidden states and head
+            logits = teacher_model(input_ids=rows.index_select(0, index), use_cache=False).logits
+            return ReplayTeacher(logits.float(), OutputHead(None, None), index, weight)
+        body, head = parts
+        out = body(input_ids=rows.index_select(0, index), use_cache=False)
+    hidden = out[0] if isinstance(out, tuple) else out.last_hidden_state
+    return ReplayTeacher(hidden, head, index, weight)
+
+
+def _nll_and_kl(model, input_ids, labels, attention_mask, teacher: ReplayTeacher, into_grad: bool, **body_kwargs):
+    """(per-position NLL as ``token_nll``, KL per labelled position of the teacher's rows), by chunks."""
+    targets = shifted_labels(labels)
+    parts = model_parts(model)
+    if parts is None or teacher.head.weight is None:
+        return _full_logits_nll_and_kl(model, input_ids, targets, attention_mask, teacher, **body_kwargs)
+    body, head = parts
+    out = body(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **body_kwargs)
+    hidden = out[0] if isinstance(out, tuple) else out.last_hidden_state
+    nll = _scatter_nll(hidden, head, targets, None, into_grad)
+    kept = (targets.index_select(0, teacher.rows).reshape(-1) != IGNORE_INDEX).nonzero().squeeze(1)
+    student = hidden.index_select(0, teacher.rows).reshape(-1, hidden.shape[-1]).index_select(0, kept)
+    taught = teacher.hidden.reshape(-1, teacher.hidden.shape[-1]).index_select(0, kept)
+    return nll, head_kl(student, head, taught, teacher.head, into_grad=into_grad)
+
+
+def _full_logits_nll_and_kl(model, input_ids, targets, attention_mask, teacher: ReplayTeacher, **kwargs):
+    """The fallback for layouts ``model_parts`` does not know: everything from the full logits."""
+    import torch.nn.functional as F
+
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, **kwargs).logits.float()
+    nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE_INDEX,
+                          reduction="none").view(targets.shape)
+    if teacher.head.weight is None:
+        teacher_logits = teacher.hidden.float()
+    else:
+        h = teacher.head
+        teacher_logits, _ = _chunk_logits(teacher.hidden.to(h.weight.dtype), h.weight, h.bias, h.scale, h.softcap)
+    kept = targets.index_select(0, teacher.rows) != IGNORE_INDEX
+    log_q = F.log_softmax(logits.index_select(0, teacher.rows)[kept], -1)
+    log_p = F.log_softmax(teacher_logits[kept].float(), -1)
+    return nll, F.kl_div(log_q, log_p, log_target=True, reduction="none").sum(-1)
 
 
 PER_TOKEN = "per_token"  # chunked_loss=PER_TOKEN: the forward's "loss" is token_nll's tensor, for scoring
 
 
 def _chunked_forward(self, *args, chunked_loss: bool | str = False, **kwargs):
-    """The model's forward; with ``chunked_loss=True`` it returns only the loss, computed by chunks, and
-    with ``chunked_loss=PER_TOKEN`` each position's negative log-likelihood (``token_nll``) as the loss."""
+    """The model's forward; with ``chunked_loss=True`` it returns only the loss, computed by chunks (plus the
+    KL term of ``replay_teacher=``, a ``ReplayTeacher``, when given), and with ``chunked_loss=PER_TOKEN``
+    each position's negative log-likelihood (``token_nll``) as the loss."""
     if not chunked_loss:
         return self._plain_forward(*args, **kwargs)
     from transformers.modeling_outputs import CausalLMOutputWithPast
@@ -255,11 +455,11 @@ def _chunked_forward(self, *args, chunked_loss: bool | str = False, **kwargs):
     # A peft wrapper passes its unused arguments on as None; nothing else may be silently dropped.
     kwargs = {key: value for key, value in kwargs.items() if value is not None and key != "return_dict"}
     input_ids, labels = kwargs.pop("input_ids"), kwargs.pop("labels", None)
-    attention_mask = kwargs.pop("attention_mask", None)
+    attention_mask, teacher = kwargs.pop("attention_mask", None), kwargs.pop("replay_teacher", None)
     if chunked_loss == PER_TOKEN:
         return CausalLMOutputWithPast(loss=token_nll(self, input_ids, labels, attention_mask, **kwargs))
     # The training step calls backward() on this loss, so a tied head may add into .grad directly.
-    loss, _, _ = causal_lm_loss(self, input_ids, labels, attention_mask, into_grad=True, **kwargs)
+    loss, _, _ = causal_lm_loss(self, input_ids, labels, attention_mask, into_grad=True, teacher=teacher, **kwargs)
     return CausalLMOutputWithPast(loss=loss)
 
 

@@ -63,6 +63,7 @@ class TrainPlan:
     replay_tokens: str = ""
     replay_token_count: int = 0
     replay_fraction: float = 0.0
+    replay_kl: float = 0.0  # beta of the KL to the source model on replay rows (loss.py)
     tensorboard: bool = False
     trust_remote_code: bool = False
     launcher: str = "ddp"  # ddp | fsdp (several processes)

@@ -36,6 +36,7 @@ def test_how_a_step_runs_never_reruns_it():
 def test_a_section_whose_every_setting_counts_is_fingerprinted_by_its_name():
     assert "extend" in get_step("extend").reads and "extend.init" not in get_step("extend").reads
     assert "train" not in get_step("train").reads and "train.learning_rate" in get_step("train").reads
+    assert "train.replay_kl" in get_step("train").reads and "train.replay_kl" not in get_step("select").reads
     # Select estimates training memory, so the training plan behind the estimate re-runs it.
     assert {"train.seq_len", "train.batch_size", "train.stages", "train.precision", "train.lora_rank"} <= set(get_step("select").reads)
 
@@ -48,6 +49,7 @@ def test_a_section_whose_every_setting_counts_is_fingerprinted_by_its_name():
     ("extend", "train.learning_rate", True),     # downstream
     ("report", "select.rule", False),            # the report depends on every upstream output
     ("train", "train.replay_tokens", False),     # fingerprinted with the replay inputs
+    ("train", "train.replay_kl", False),         # its own: the loss of replay rows
     ("corpus", "tokenizer.vocab_size", True),
 ])
 def test_a_read_no_fingerprint_holds_is_found(step, key, stale):
