@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
@@ -28,9 +27,9 @@ import torch
 from langbuild.training.data import RowPrefetcher, TokenBlocks, batch_indices, process_rows
 
 try:  # run as a script: benchmarks/ is on sys.path
-    from results import cpu_description, record_section
+    from results import cpu_description, record_section, scratch_dir
 except ImportError:
-    from benchmarks.results import cpu_description, record_section
+    from benchmarks.results import cpu_description, record_section, scratch_dir
 
 SIZES = [("1.7M", 1_700_000), ("100M", 100_000_000), ("1B", 1_000_000_000)]
 TRAIN_STEP_S = 0.05  # the simulated training step behind which the prefetcher reads
@@ -104,7 +103,7 @@ def main() -> None:
     args = parser.parse_args()
     threads = torch.get_num_threads()
     print(f"{cpu_description()}; {threads} threads; {args.rows} rows x {args.seq_len} tokens per step")
-    work = Path(tempfile.mkdtemp(prefix="data-path-"))
+    work = scratch_dir("data-path-")
     results = {}
     for name, tokens in SIZES:
         results[name] = measure(work / f"{name}.bin", tokens, args)

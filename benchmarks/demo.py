@@ -14,7 +14,6 @@ import argparse
 import json
 import platform
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -23,9 +22,9 @@ from rich.console import Console
 from langbuild.project.demo import run_demo
 
 try:
-    from results import record_section  # run as a script: benchmarks/ is on sys.path
+    from results import record_section, scratch_dir  # run as a script: benchmarks/ is on sys.path
 except ImportError:
-    from benchmarks.results import record_section
+    from benchmarks.results import record_section, scratch_dir
 
 
 
@@ -125,7 +124,7 @@ def main() -> None:
     parser.add_argument("--finished", action="store_true",
                         help="--dir holds a demo that already ran: record its step times from the lock, no wall time")
     args = parser.parse_args()
-    root = args.dir or Path(tempfile.mkdtemp(prefix="langbuild-demo-")) / "demo"
+    root = args.dir or scratch_dir("langbuild-demo-") / "demo"
     started = time.time()
     run_demo(root, {}, Console())
     text = table(root, None if args.finished else time.time() - started)

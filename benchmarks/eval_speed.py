@@ -25,13 +25,12 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 try:
-    from results import cpu_description, record_section  # run as a script: benchmarks/ is on sys.path
+    from results import cpu_description, record_section, scratch_dir  # run as a script: benchmarks/ is on sys.path
 except ImportError:
-    from benchmarks.results import cpu_description, record_section
+    from benchmarks.results import cpu_description, record_section, scratch_dir
 
 REPO = Path(__file__).resolve().parent.parent
 BEFORE = "6bcba45"  # arch just before this work
@@ -136,7 +135,7 @@ def main() -> None:
     args = parser.parse_args()
     settings = {"eval.precision": "fp32", "eval.max_bytes": args.max_bytes, "eval.source_max_bytes": args.max_bytes // 2,
                 "eval.cloze_items": args.cloze_items, "eval.speed_chars": 400}
-    work = Path(tempfile.mkdtemp(prefix="eval-speed-"))
+    work = scratch_dir("eval-speed-")
     try:
         subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(work / "before-code"), args.before],
                        check=True, capture_output=True)

@@ -18,13 +18,12 @@ import resource
 import statistics
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 try:  # run as a script: benchmarks/ is on sys.path
-    from results import cpu_description, record_section
+    from results import cpu_description, record_section, scratch_dir
 except ImportError:
-    from benchmarks.results import cpu_description, record_section
+    from benchmarks.results import cpu_description, record_section, scratch_dir
 
 VARIANTS = {"one process": (1, "ddp"), "DDP, 2 processes": (2, "ddp"), "FSDP, 2 processes": (2, "fsdp")}
 
@@ -92,7 +91,7 @@ def main() -> None:
         return
     results, folders = {}, {}
     for name in VARIANTS:
-        work = Path(tempfile.mkdtemp(prefix="fsdp-bench-"))
+        work = scratch_dir("fsdp-bench-")
         subprocess.run([sys.executable, __file__, "--variant", name, "--work", str(work), "--steps", str(args.steps),
                         "--seq-len", str(args.seq_len)], check=True)
         results[name], folders[name] = json.loads((work / "result.json").read_text()), work / "run/model"

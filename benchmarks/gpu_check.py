@@ -39,7 +39,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -59,9 +58,9 @@ from langbuild.training.loop import METRICS, Trainer  # noqa: E402
 from langbuild.training.plan import Stage, TrainPlan  # noqa: E402
 
 try:
-    from results import record_section  # run as a script: benchmarks/ is on sys.path
+    from results import record_section, scratch_dir  # run as a script: benchmarks/ is on sys.path
 except ImportError:
-    from benchmarks.results import record_section
+    from benchmarks.results import record_section, scratch_dir
 
 # Dense bf16 tensor-core peaks (TFLOP/s) from the vendors' data sheets (SXM parts).
 PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0, "L4": 121.0, "4090": 165.0}
@@ -506,7 +505,7 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.cuda.get_device_name(0) if gpu else "CPU (--cpu-smoke)"
     peak = peak_tflops(device, args.peak_tflops) if gpu else None
     started = time.time()
-    work = args.work or Path(tempfile.mkdtemp(prefix="gpu-check-"))
+    work = args.work or scratch_dir("gpu-check-")
     results: list[dict] = []
     facts: dict[str, dict] = {}
     try:

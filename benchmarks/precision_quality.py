@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -31,15 +30,15 @@ from langbuild.core.config import CONFIG_NAME, read_document, set_value
 from langbuild.core.project import Project
 
 try:  # run as a script: benchmarks/ is on sys.path
-    from results import cpu_description, record_section
+    from results import cpu_description, record_section, scratch_dir
 except ImportError:
-    from benchmarks.results import cpu_description, record_section
+    from benchmarks.results import cpu_description, record_section, scratch_dir
 
 console = Console()
 
 
 def _copy(project: Path, name: str) -> Path:
-    target = Path(tempfile.mkdtemp(prefix=f"precision-{name}-")) / "p"
+    target = scratch_dir(f"precision-{name}-") / "p"
     shutil.copytree(project, target, ignore=shutil.ignore_patterns("checkpoints"))
     return target
 

@@ -32,7 +32,6 @@ import argparse
 import json
 import shutil
 import statistics
-import tempfile
 from pathlib import Path
 
 from rich.console import Console
@@ -48,9 +47,9 @@ from langbuild.packaged.reference_texts import read_text_lines
 from langbuild.text.textio import sample_by_bytes
 
 try:  # run as a script: benchmarks/ is on sys.path
-    from results import cpu_description, record_section
+    from results import cpu_description, record_section, scratch_dir
 except ImportError:
-    from benchmarks.results import cpu_description, record_section
+    from benchmarks.results import cpu_description, record_section, scratch_dir
 
 VARIANTS = {
     "none": {"train.replay_fraction": 0.0},
@@ -65,7 +64,7 @@ console = Console()
 
 def _trained_copy(project: Path, name: str, settings: dict, refresh: bool) -> Path:
     """A copy of ``project`` trained with the variant's settings (and ``settings``); its train folder."""
-    root = Path(tempfile.mkdtemp(prefix=f"replay-{name}-")) / "p"
+    root = scratch_dir(f"replay-{name}-") / "p"
     shutil.copytree(project, root, ignore=shutil.ignore_patterns("checkpoints", "train", "eval", "report"))
     doc = read_document(root / CONFIG_NAME)
     for key, value in (settings | VARIANTS[name]).items():

@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
+
+
+def scratch_dir(prefix: str) -> Path:
+    """A fresh temporary folder, removed when the benchmark exits (LANGBUILD_KEEP_SCRATCH=1 keeps it).
+
+    Why: benchmarks copy and train whole projects (up to 4 GB each); left behind, a few runs filled the
+    disk that CI installs onto.
+    """
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    if not os.environ.get("LANGBUILD_KEEP_SCRATCH"):
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
 
 
 def record_section(name: str, title: str, body: str) -> None:

@@ -25,9 +25,9 @@ from pathlib import Path
 import tomlkit
 
 try:
-    from results import record_section  # run as a script: benchmarks/ is on sys.path
+    from results import record_section, scratch_dir  # run as a script: benchmarks/ is on sys.path
 except ImportError:
-    from benchmarks.results import record_section
+    from benchmarks.results import record_section, scratch_dir
 
 STEPS, SAVE_EVERY = 12, 3
 COMMON = {"max_steps": STEPS, "save_every": SAVE_EVERY, "seq_len": 128, "batch_size": 2, "warmup_steps": 2}
@@ -78,7 +78,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--project", type=Path, default=Path(tempfile.gettempdir()) / "langbuild-bench-train" / "project")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="resume-"))
+    work = scratch_dir("resume-")
     rows = []
     for index, (name, settings) in enumerate(RECIPES.items()):
         reference = copy_project(args.project, work / f"{index}-reference", settings)

