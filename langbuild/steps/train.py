@@ -20,11 +20,12 @@ from ..corpus.shards import read_split
 from ..models.loading import load_tokenizer
 from ..models.scoring import context_length
 from ..text.textio import sample_by_bytes
+from ..training.checkpoints import checkpoint_precision
 from ..training.data import tokenise_to_file
 from ..training.launch import check_launcher, check_processes, launch
 from ..training.loop import CHECKPOINTS, Trainer
 from ..training.plan import TrainPlan, accumulation_steps, new_rows_of, stage_plan, total_steps
-from ..training.precision import PrecisionChoice, resolve_precision
+from ..training.precision import PrecisionChoice, resolve_precision, resumed_choice
 
 
 def _check_context(source: Path, seq_len: int, trust: bool) -> None:
@@ -71,7 +72,7 @@ def build_plan(ctx) -> TrainPlan:
     if config.get("train.eval_every"):
         valid = sample_by_bytes(read_split(ctx.output_of("corpus"), "valid"), config.get("train.eval_max_bytes"))
     threads = config.get("train.threads") or max(1, (os.cpu_count() or 1) // processes)
-    precision = _precision(config.get("train.precision"), threads)
+    precision = resumed_choice(_precision(config.get("train.precision"), threads), checkpoint_precision(ctx.out / CHECKPOINTS))
     check_launcher(launcher, precision.name)
     return TrainPlan(
         source=str(source), train_tokens=str(data / "train.bin"), train_token_count=train_count, out=str(ctx.out),

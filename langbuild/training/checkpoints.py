@@ -27,6 +27,17 @@ def checkpoints(folder: Path) -> list[Path]:
     return sorted((p for p in folder.iterdir() if p.name.startswith("step-") and p.is_dir()), reverse=True)
 
 
+def checkpoint_precision(folder: Path) -> str | None:
+    """The precision the newest readable checkpoint in ``folder`` was trained in; None for a fresh run
+    or a checkpoint written before it was recorded."""
+    for path in checkpoints(folder):
+        try:
+            return json.loads((path / "state.json").read_text()).get("precision")
+        except (OSError, ValueError):
+            continue  # damaged: resume falls back to the one before it as well
+    return None
+
+
 def _write_weights(model, path: Path) -> None:
     """A module's weights, or a state dict already gathered (FSDP), as safetensors; a tied matrix
     (the same tensor under two names) is stored once, as ``safetensors.torch.save_model`` does."""

@@ -413,14 +413,14 @@ class Trainer:
                 weights, state = full_weights(model, self.main), full_optimizer_state(optimizer, self.main)
                 if self.main:
                     save_checkpoint(self.checkpoint_dir, step, weights, state, self.plan.keep_checkpoints,
-                                    {"early_stopping": self.early.state()})
+                                    {"early_stopping": self.early.state(), "precision": self.plan.precision})
         elif self.main:
             # A checkpoint holds the exact fp32 weights whatever the compute precision: resuming
             # rounds them to bf16 again, which is what the uninterrupted run computes with.
             with out_of_memory_as(self.plan, "save", step), \
                     self.masters.fp32_weights() if self.masters else contextlib.nullcontext():
                 save_checkpoint(self.checkpoint_dir, step, self.accelerator.unwrap_model(model), optimizer,
-                                self.plan.keep_checkpoints, {"early_stopping": self.early.state()})
+                                self.plan.keep_checkpoints, {"early_stopping": self.early.state(), "precision": self.plan.precision})
         self.accelerator.wait_for_everyone()
 
     def _finish(self, model, step: int, stopped_early: bool, last_loss) -> dict:

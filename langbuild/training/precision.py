@@ -130,6 +130,26 @@ def resolve_precision(requested: str, setting: str = "train.precision") -> Preci
     return PrecisionChoice("fp32", "auto", "auto: bf16 measured not fast enough on this CPU", speedup)
 
 
+# On resuming, auto keeps the precision the checkpoint was trained in while this CPU's measurement sits
+# in a band around MIN_SPEEDUP: a loaded machine moves the measurement by tens of percent between
+# runs, and a run that flips precision halfway no longer repeats its own losses. Outside the band the
+# machine is a different kind (bf16 slower than fp32; or AMX-fast), and the fresh choice wins.
+KEEP_BAND = (1.0, 2.0)
+
+
+def resumed_choice(choice: PrecisionChoice, previous: str | None) -> PrecisionChoice:
+    """``choice`` for a run resuming from a checkpoint trained in ``previous`` (None: a fresh run).
+
+    A forced precision always wins; auto keeps ``previous`` unless this machine plainly calls for the
+    other one (a GPU's choice is not a measurement, so a GPU's auto choice always stands)."""
+    if choice.requested != "auto" or previous in (None, choice.name) or choice.speedup is None:
+        return choice
+    low, high = KEEP_BAND
+    if previous == "bf16" and choice.speedup >= low or previous == "fp32" and choice.speedup < high:
+        return PrecisionChoice(previous, "auto", "auto: kept from the checkpoint this run resumes", choice.speedup)
+    return choice
+
+
 def torch_dtype(precision: str):
     import torch
 

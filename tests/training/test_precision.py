@@ -233,6 +233,43 @@ def test_kill_9_in_a_bf16_run_resumes_to_the_uninterrupted_losses(extended_bf16,
     assert [r["loss"] for r in resumed] == [r["loss"] for r in expected]
 
 
+def test_auto_keeps_the_checkpoints_precision_unless_the_machine_plainly_calls_for_the_other():
+    measured = lambda speedup: precision.PrecisionChoice(  # noqa: E731
+        "bf16" if speedup >= precision.MIN_SPEEDUP else "fp32", "auto", "fresh", speedup)
+    assert precision.resumed_choice(measured(1.2), None).name == "fp32"  # a fresh run: the measurement
+    assert precision.resumed_choice(measured(1.2), "bf16").name == "bf16"  # near the threshold: kept
+    assert precision.resumed_choice(measured(1.6), "fp32").name == "fp32"
+    assert precision.resumed_choice(measured(0.5), "bf16").name == "fp32"  # bf16 slower here: switch
+    assert precision.resumed_choice(measured(5.0), "fp32").name == "bf16"  # AMX-fast here: switch
+    forced = precision.PrecisionChoice("fp32", "fp32", "set by train.precision")
+    assert precision.resumed_choice(forced, "bf16") is forced
+
+
+@pytest.mark.parametrize(("resumed_speedup", "kept"), [("1.2", True), ("0.5", False)])
+def test_a_resumed_auto_run_keeps_its_precision_on_a_machine_measuring_near_the_threshold(
+        extended_bf16, tmp_path, monkeypatch, resumed_speedup, kept):
+    """A busy machine measures bf16 at 1.5x, then 1.2x after a restart: auto must not flip the run to
+    fp32 halfway (its losses would no longer repeat); a machine where bf16 is slower does switch."""
+    settings = {"train__precision": "auto", "train__max_steps": 6, "train__save_every": 2}
+    reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
+    for root in (reference, interrupted):
+        shutil.copytree(extended_bf16, root)
+        _set(root, **settings)
+    monkeypatch.setenv(precision.SPEEDUP_ENV, "1.5")
+    expected = [r["loss"] for r in _train(reference)]
+    _interrupt_at(monkeypatch, 3)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.run(Project(interrupted), QUIET, until="train")
+    monkeypatch.undo()
+    monkeypatch.setenv(precision.SPEEDUP_ENV, resumed_speedup)
+    resumed = [r["loss"] for r in _train(interrupted)]
+    choice = read_json(interrupted / "train/summary.json")["precision"]
+    assert choice["name"] == ("bf16" if kept else "fp32")
+    assert ("kept from the checkpoint" in choice["reason"]) == kept
+    assert resumed[:2] == expected[:2]
+    assert (resumed == expected) == kept  # fp32 steps after the resume compute different losses
+
+
 # -- scoring -------------------------------------------------------------------------------------------
 
 def test_scoring_in_bf16_casts_parameters_only_and_moves_bits_per_byte_slightly(tiny_models):
