@@ -1,11 +1,13 @@
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 from rich.console import Console
 
-from tests.tiny import FAMILIES, build_tiny_model, chichewa_split, make_tiny_project, teach_tiny_model
+from tests import tiny
+from tests.tiny import FAMILIES, build_tiny_model, built_once, chichewa_split, make_tiny_project, teach_tiny_model
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -60,29 +62,55 @@ def _one_torch_thread_per_worker():
     yield
 
 
-@pytest.fixture(scope="session")
-def tiny_models(tmp_path_factory) -> dict[str, Path]:
-    """One tiny base model per tokenizer family, built once per test session."""
-    root = tmp_path_factory.mktemp("tiny-models")
-    return {family: build_tiny_model(root / family, family) for family in FAMILIES}
+@pytest.fixture(scope="session", autouse=True)
+def _shared_folder(tmp_path_factory):
+    """Where ``built_once`` keeps what is built once per run: the run's common temporary folder under
+    xdist (both workers see it; pytest removes it after a passing run), else this session's."""
+    base = tmp_path_factory.getbasetemp()
+    tiny.SHARED_ROOT = (base.parent if XDIST_WORKER else base) / "built-once"
+    yield
 
 
 @pytest.fixture(scope="session")
-def finished_projects(tiny_models, tmp_path_factory) -> dict[str, Path]:
-    """A tiny project per tokenizer family, run through every step once. Treat as read-only."""
-    from langbuild import pipeline
-    from langbuild.core.project import Project
+def tiny_models() -> dict[str, Path]:
+    """One tiny base model per tokenizer family, built once per test run (shared by the workers)."""
+    return {family: built_once(("tiny-model", family), lambda folder, f=family: build_tiny_model(folder / f, f)) / family
+            for family in FAMILIES}
 
-    roots = {}
-    for family in FAMILIES:
-        root = make_tiny_project(tmp_path_factory.mktemp(family), tiny_models[family])
-        pipeline.run(Project(root), Console(quiet=True))
-        roots[family] = root
-    return roots
+
+class _FinishedProjects(Mapping):
+    """family -> a tiny project run through every step, built the first time a test asks for that family
+    (once per run, shared by the workers). Treat as read-only."""
+
+    def __init__(self, models: dict[str, Path]):
+        self._models = models
+
+    def __getitem__(self, family: str) -> Path:
+        from langbuild import pipeline
+        from langbuild.core.project import Project
+
+        def build(folder: Path) -> None:
+            make_tiny_project(folder / family, self._models[family])
+            pipeline.run(Project(folder / family), Console(quiet=True))
+
+        return built_once(("finished", family, str(self._models[family])), build) / family
+
+    def __iter__(self):
+        return iter(FAMILIES)
+
+    def __len__(self) -> int:
+        return len(FAMILIES)
 
 
 @pytest.fixture(scope="session")
-def taught_model(tmp_path_factory) -> Path:
-    """A tiny byte-level model that has seen some Chichewa (see teach_tiny_model); built once per session."""
-    folder = build_tiny_model(tmp_path_factory.mktemp("taught") / "gpt2-bytelevel", "gpt2-bytelevel")
-    return teach_tiny_model(folder, chichewa_split()[0])
+def finished_projects(tiny_models) -> Mapping[str, Path]:
+    return _FinishedProjects(tiny_models)
+
+
+@pytest.fixture(scope="session")
+def taught_model() -> Path:
+    """A tiny byte-level model that has seen some Chichewa (see teach_tiny_model); built once per run."""
+    def build(folder: Path) -> None:
+        teach_tiny_model(build_tiny_model(folder / "gpt2-bytelevel", "gpt2-bytelevel"), chichewa_split()[0])
+
+    return built_once(("taught", "gpt2-bytelevel"), build) / "gpt2-bytelevel"

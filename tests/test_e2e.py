@@ -16,7 +16,7 @@ from rich.console import Console
 from langbuild import pipeline
 from langbuild.core.project import Project
 from langbuild.corpus.shards import split_files
-from tests.tiny import FAMILIES, make_tiny_project, read_json
+from tests.tiny import FAMILIES, make_tiny_project, own_copy, read_json
 
 QUIET = Console(quiet=True)
 
@@ -50,8 +50,8 @@ def test_training_lowers_target_bits_per_byte(finished_projects, family):
     assert metrics["trained"] < metrics["extended"]
 
 
-def test_rerun_skips_everything(finished_projects):
-    root = finished_projects["gpt2-bytelevel"]
+def test_rerun_skips_everything(finished_projects, tmp_path):
+    root = own_copy(finished_projects["gpt2-bytelevel"], tmp_path)
     before = (root / "langbuild.lock").read_bytes()
     results = pipeline.run(Project(root), QUIET)
     assert [r["ran"] for r in results] == [False] * len(pipeline.STEPS)

@@ -162,18 +162,54 @@ def make_tiny_project(root: Path, model_folder: Path, train_books: int = 3, trai
     return root
 
 
-_SNAPSHOTS: dict[tuple, Path] = {}
+def own_copy(shared: Path, folder: Path) -> Path:
+    """A private copy of a shared, read-only project (``finished_projects``) for a test that takes the
+    project's run lock (a run, an export): in another worker, a test may be holding the shared one's."""
+    import shutil
+
+    return Path(shutil.copytree(shared, folder / shared.name, symlinks=True))
+
+
+# A folder every process of this test run sees (conftest sets it: under pytest-xdist the run's common
+# temporary folder, so that the two workers build a shared snapshot or project once between them).
+SHARED_ROOT: Path | None = None
+
+
+def built_once(key: tuple, build) -> Path:
+    """The folder ``build(folder)`` fills, built once per test run for ``key`` and shared read-only by
+    every test (and worker) that asks again: the first caller builds under a file lock, the rest wait
+    for it and reuse it. Outside pytest, once per process in a temporary folder."""
+    import atexit
+    import hashlib
+    import shutil
+    import tempfile
+
+    from filelock import FileLock
+
+    root = SHARED_ROOT
+    if root is None:
+        root = Path(tempfile.mkdtemp(prefix="langbuild-shared-"))
+        atexit.register(shutil.rmtree, root, ignore_errors=True)
+        globals()["SHARED_ROOT"] = root
+    folder = root / hashlib.sha256(repr(key).encode()).hexdigest()[:16]
+    done = folder.with_suffix(".done")
+    root.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder.with_suffix(".lock"))):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # a half-built folder of a worker that died
+            folder.mkdir()
+            build(folder)
+            done.touch()
+    return folder
 
 
 def tiny_project_through(root: Path, model_folder: Path, step: str = "select", train_books: int = 3,
                          train_verses: int | None = None, **overrides) -> Path:
     """``make_tiny_project`` with the steps up to ``step`` already run, copied from a snapshot built once
-    per test session (same model and text, default settings). ``overrides`` are then written into its
+    per test run (same model and text, default settings). ``overrides`` are then written into its
     langbuild.toml, so the pipeline's fingerprints re-run exactly the steps they change: the project is
     the one a fresh build would give, without repeating corpus, tokenizer and select in every test."""
-    import atexit
     import shutil
-    import tempfile
 
     import tomlkit
     from rich.console import Console
@@ -182,15 +218,12 @@ def tiny_project_through(root: Path, model_folder: Path, step: str = "select", t
     from langbuild.core.config import CONFIG_NAME, coerce, read_document, set_value, validate_document
     from langbuild.core.project import Project
 
-    key = (str(model_folder), step, train_books, train_verses)
-    if key not in _SNAPSHOTS:
-        holder = tempfile.mkdtemp(prefix="langbuild-snapshot-")
-        atexit.register(shutil.rmtree, holder, ignore_errors=True)
-        snapshot = Path(holder) / "project"
-        make_tiny_project(snapshot, model_folder, train_books, train_verses)
-        pipeline.run(Project(snapshot), Console(quiet=True), until=step)
-        _SNAPSHOTS[key] = snapshot
-    shutil.copytree(_SNAPSHOTS[key], root, dirs_exist_ok=True)
+    def build(folder: Path) -> None:
+        make_tiny_project(folder / "project", model_folder, train_books, train_verses)
+        pipeline.run(Project(folder / "project"), Console(quiet=True), until=step)
+
+    snapshot = built_once(("snapshot", str(model_folder), step, train_books, train_verses), build) / "project"
+    shutil.copytree(snapshot, root, dirs_exist_ok=True)
     path = Path(root) / CONFIG_NAME
     doc = read_document(path)
     for name, value in overrides.items():

@@ -18,7 +18,7 @@ from langbuild.core.errors import LangbuildError
 from langbuild.extension.tokenizer_file import save_extended_tokenizer
 from langbuild.extension.vocabulary import apply_extension, continue_bpe
 from langbuild.models.gguf_export import GGUF_TYPES, check_gguf, write_gguf
-from tests.tiny import chichewa_split, english_lines
+from tests.tiny import chichewa_split, english_lines, own_copy
 
 GEMMA_SPECIALS = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"]
 CHAT_TEMPLATE = "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
@@ -207,6 +207,6 @@ def test_cli_export_gguf_of_a_trained_project(tmp_path):
 def test_cli_export_gguf_refuses_an_unsupported_project_in_one_line(finished_projects, tmp_path):
     from tests.test_cli import assert_one_line_error, langbuild
 
-    result = langbuild("export", tmp_path / "m.gguf", "--gguf", "f16", cwd=finished_projects["gpt2-bytelevel"])
+    result = langbuild("export", tmp_path / "m.gguf", "--gguf", "f16", cwd=own_copy(finished_projects["gpt2-bytelevel"], tmp_path))
     assert_one_line_error(result)
     assert "GGUF export supports Llama-style" in result.stderr and not (tmp_path / "m.gguf").exists()

@@ -11,6 +11,7 @@ from langbuild.core.errors import LangbuildError
 from langbuild.core.project import Project
 from langbuild.project.export import export_model
 from tests.steps.test_report import _front_matter
+from tests.tiny import own_copy
 
 
 def _logits(folder: Path, text: str):
@@ -28,7 +29,7 @@ def _logits(folder: Path, text: str):
 def test_export_writes_a_clean_loadable_folder(finished_projects, tmp_path, family):
     import torch
 
-    root = finished_projects[family]
+    root = own_copy(finished_projects[family], tmp_path)
     destination = export_model(Project(root), tmp_path / "hf" / "model")
     names = sorted(p.name for p in destination.iterdir())
     assert "README.md" in names and "config.json" in names and "model.safetensors" in names
@@ -43,7 +44,7 @@ def test_export_writes_a_clean_loadable_folder(finished_projects, tmp_path, fami
 
 
 def test_export_refuses_a_non_empty_destination_unless_forced(finished_projects, tmp_path):
-    project = Project(finished_projects["llama-spm"])
+    project = Project(own_copy(finished_projects["llama-spm"], tmp_path))
     destination = tmp_path / "out"
     destination.mkdir()
     (destination / "notes.txt").write_text("mine", encoding="utf-8")
@@ -64,16 +65,18 @@ def test_export_refuses_a_non_empty_destination_unless_forced(finished_projects,
 
 
 def test_export_refuses_step_folders_and_unsafe_places(finished_projects, tmp_path, monkeypatch):
-    root = finished_projects["llama-spm"]
+    root = own_copy(finished_projects["llama-spm"], tmp_path / "own")
     project = Project(root)
     for inside in (root / "train" / "exported", root / "report", root / ".langbuild" / "x"):
         with pytest.raises(LangbuildError, match="inside the step folder"):
             export_model(project, inside, force=True)
     with pytest.raises(LangbuildError, match="contains the project itself"):
         export_model(project, root.parent, force=True)
-    monkeypatch.chdir(tmp_path)
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
     with pytest.raises(LangbuildError, match="contains the current folder"):
-        export_model(project, tmp_path, force=True)
+        export_model(project, elsewhere, force=True)
     assert (root / "train" / "model" / "config.json").is_file()
 
 
