@@ -72,7 +72,7 @@ def _shared_folder(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def tiny_models() -> dict[str, Path]:
+def tiny_models(_shared_folder) -> dict[str, Path]:
     """One tiny base model per tokenizer family, built once per test run (shared by the workers)."""
     return {family: built_once(("tiny-model", family), lambda folder, f=family: build_tiny_model(folder / f, f)) / family
             for family in FAMILIES}
@@ -108,7 +108,7 @@ def finished_projects(tiny_models) -> Mapping[str, Path]:
 
 
 @pytest.fixture(scope="session")
-def taught_model() -> Path:
+def taught_model(_shared_folder) -> Path:
     """A tiny byte-level model that has seen some Chichewa (see teach_tiny_model); built once per run."""
     def build(folder: Path) -> None:
         teach_tiny_model(build_tiny_model(folder / "gpt2-bytelevel", "gpt2-bytelevel"), chichewa_split()[0])
