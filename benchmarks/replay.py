@@ -11,8 +11,8 @@ changing only the replay settings:
 * ``self``: 25 % of rows from text sampled once from the base model (self-synthesised rehearsal);
 * ``self50``: the same at 50 %;
 * ``selfkl``: ``self`` plus beta = 1 times KL(base || trained) on the replay rows (``train.replay_kl``,
-  distillation from the model training starts from); ``selfkl-lite``: 12.5 % of rows, beta = 4
-  (defined, not measured yet).
+  distillation from the model training starts from); ``selfkl-lite``: 12.5 % of rows, beta = 4;
+  ``selfkl-eighth``: 12.5 % of rows, beta = 1.
 
 ``--set KEY=VALUE`` (repeatable) changes a setting in every copy, and ``--refresh-upstream`` records
 the running code's fingerprints for the steps before train in each copy's lock, so that a project
@@ -58,6 +58,7 @@ VARIANTS = {
     "self50": {"train.replay_fraction": 0.5, "train.replay_text": "self"},
     "selfkl": {"train.replay_fraction": 0.25, "train.replay_text": "self", "train.replay_kl": 1.0},
     "selfkl-lite": {"train.replay_fraction": 0.125, "train.replay_text": "self", "train.replay_kl": 4.0},
+    "selfkl-eighth": {"train.replay_fraction": 0.125, "train.replay_text": "self", "train.replay_kl": 1.0},
 }
 console = Console()
 
