@@ -16,7 +16,7 @@ from rich.console import Console
 from langbuild import pipeline
 from langbuild.core.project import Project
 from langbuild.corpus.shards import split_files
-from tests.tiny import FAMILIES, make_tiny_project, own_copy, read_json
+from tests.tiny import FAMILIES, own_copy, read_json, tiny_project_through
 
 QUIET = Console(quiet=True)
 
@@ -64,13 +64,14 @@ def _run_cli(*args: str, cwd: Path, **kw) -> subprocess.CompletedProcess:
 
 
 def test_a_second_run_on_the_same_project_exits_cleanly(tiny_models, tmp_path):
-    root = make_tiny_project(tmp_path / "p", tiny_models["gpt2-bytelevel"], **{"train.max_steps": 30})
+    # From a snapshot through extend: the first run still holds the lock for a whole train + eval.
+    root = tiny_project_through(tmp_path / "p", tiny_models["gpt2-bytelevel"], step="extend", **{"train.max_steps": 30})
     first = subprocess.Popen([sys.executable, "-m", "langbuild", "run", "-C", str(root)],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 60
-        while not (root / ".langbuild/staging").exists() and time.time() < deadline:
-            time.sleep(0.05)  # the staging folder appears once the first run holds the project lock
+        while not (root / ".langbuild/staging/train").exists() and time.time() < deadline:
+            time.sleep(0.05)  # train's staging folder appears once the first run holds the project lock
         second = _run_cli("run", "-C", str(root), cwd=tmp_path)
         assert second.returncode != 0
         assert second.stderr.count("\n") == 1 and "another langbuild command is running" in second.stderr

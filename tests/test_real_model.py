@@ -30,10 +30,10 @@ def real_project(tmp_path_factory):
         "corpus.paths": ["data/bible-nya-train.txt"], "corpus.valid_paths": ["data/bible-nya-rute.txt"],
         # Sized for the suite: what is asserted below, at the smallest settings that still measure it.
         "tokenizer.vocab_size": 2000,
-        "select.candidates": ["smollm2-135m"], "select.max_eval_bytes": 3000, "select.timing_steps": 0,
+        "select.candidates": ["smollm2-135m"], "select.max_eval_bytes": 1500, "select.timing_steps": 0,
         "extend.num_new_tokens": 1000, "extend.zero_shot_max_bytes": 1000,
         "train.max_steps": 2, "train.seq_len": 64, "train.batch_size": 1, "train.save_every": 2,
-        "eval.max_bytes": 3000, "eval.source_max_bytes": 1500, "eval.cloze_items": 30, "eval.speed_chars": 300,
+        "eval.max_bytes": 2000, "eval.source_max_bytes": 1000, "eval.cloze_items": 30, "eval.speed_chars": 300,
         "eval.tasks": ["cloze"], "eval.sample_prompts": 1, "eval.sample_tokens": 16,
     })
     pipeline.run(Project(root), Console(quiet=True))

@@ -48,7 +48,7 @@ LOSS_TOLERANCE = 1e-4
 # fp32 pinned: "auto" measures bf16 against fp32 in every process, and on a busy machine (two xdist workers)
 # an interrupted run and its resumption can choose differently, so their losses differ by ~1e-4 for a
 # reason that is not the crash. bf16 kill and resume are tested in tests/training/test_precision.py.
-HARNESS_SETTINGS = {"train.max_steps": 24, "train.save_every": 4, "train.precision": "fp32"}
+HARNESS_SETTINGS = {"train.max_steps": 16, "train.save_every": 4, "train.precision": "fp32"}
 # (step, crash point, command): "run" is 'langbuild run --until STEP' on a project whose earlier steps
 # are done; "force" is 'langbuild STEP --force' on a finished project, so an old folder is swapped out.
 CRASH_TRIALS = (
