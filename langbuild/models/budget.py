@@ -42,6 +42,9 @@ What the plan changes (``Recipe``):
   gradients) for the all-reduce. FSDP: weights, gradients and AdamW states divided by the number of
   processes, plus the embeddings and two blocks gathered whole while they compute. On the CPU the
   processes share the machine's memory, so select multiplies by their number.
+* Distillation on replay rows (``train.replay_kl``): a frozen copy of the source model in the compute
+  precision (2 P in bf16, 4 P in fp32) and its logits beside the student's (one chunk, or all of them
+  with the full-logits loss).
 * Precision. bf16 over fp32 masters (``langbuild.training.precision``): the bf16 weights beside the
   float32 masters (6 P; on a GPU the frozen weights' masters stay in host memory, 2 P + 4 T), bf16
   gradients beside float32 master gradients (6 T), AdamW in float32 (8 T), activations 2 bytes a
@@ -220,6 +223,7 @@ class Recipe:
     processes: int = 1
     fsdp: bool = False  # several processes share weights, gradients and optimizer state (train.launcher)
     on_gpu: bool = False  # bf16: the frozen weights' fp32 copies then stay in host memory
+    teacher: bool = False  # train.replay_kl: a frozen copy of the source model scores the replay rows
 
     @classmethod
     def for_train(cls, config, stage: str, on_gpu: bool) -> Recipe:
@@ -227,7 +231,8 @@ class Recipe:
         return cls(stage=stage, gradient_checkpointing=config.get("train.gradient_checkpointing"), chunked_loss=True,
                    lora_rank=config.get("train.lora_rank"), unfreeze_layers=config.get("train.unfreeze_layers"),
                    processes=config.get("train.num_processes"),
-                   fsdp=config.get("train.launcher") == "fsdp" and config.get("train.num_processes") > 1, on_gpu=on_gpu)
+                   fsdp=config.get("train.launcher") == "fsdp" and config.get("train.num_processes") > 1, on_gpu=on_gpu,
+                   teacher=config.get("train.replay_kl") > 0 and config.get("train.replay_fraction") > 0)
 
 
 def trainable_parameters(parameters: int, shape: ModelShape, recipe: Recipe) -> tuple[int, int]:
@@ -288,9 +293,17 @@ def memory_parts(parameters: int, largest_tensor: int, shape: ModelShape, batch_
         "optimizer": optimizer,
         "activations": body + logit_bytes(shape, tokens, compute, recipe.chunked_loss),
         "workspace": workspace + gathered,
+        "teacher": teacher_bytes(parameters, shape, tokens, compute, recipe) if recipe.teacher else 0,
         "runtime": RUNTIME_BYTES["gpu" if recipe.on_gpu else "cpu"],
     }
     return {**parts, "total": sum(parts.values())}
+
+
+def teacher_bytes(parameters: int, shape: ModelShape, tokens: int, compute: int, recipe: Recipe) -> int:
+    """train.replay_kl's teacher: the source model's weights in the compute precision (bf16 under master
+    weights, else as loaded, float32), no gradients or optimizer state, and its float32 logits of one
+    chunk beside the student's while the KL is computed."""
+    return compute * parameters + logit_bytes(shape, tokens, compute, recipe.chunked_loss)
 
 
 def training_memory(model, batch_size: int, seq_len: int, precision: str = "fp32",

@@ -103,6 +103,20 @@ def test_processes_and_fsdp_and_bf16_on_a_gpu():
     assert cpu["weights"] - gpu["weights"] == 4 * frozen  # frozen fp32 masters stay in host memory
 
 
+def test_a_replay_kl_teacher_adds_a_frozen_copy_in_the_compute_precision_and_its_logits():
+    shape = shape_of("llama")
+    params = shape.parameters()
+    for precision, width in (("fp32", 4), ("bf16", 2)):
+        student = memory_parts(params, 1, shape, 2, 32, precision, Recipe(chunked_loss=True))
+        taught = memory_parts(params, 1, shape, 2, 32, precision, Recipe(chunked_loss=True, teacher=True))
+        assert student["teacher"] == 0
+        chunk = logit_bytes(shape, 2 * 32, width, chunked=True)
+        assert taught["teacher"] == width * params + chunk
+        assert taught["total"] - student["total"] == taught["teacher"]
+        assert {k: v for k, v in taught.items() if k not in ("teacher", "total")} == \
+            {k: v for k, v in student.items() if k not in ("teacher", "total")}
+
+
 def test_the_recipe_comes_from_the_settings():
     config = defaults()
     config.values["train"].update(stages=["embeddings", "lora"], gradient_checkpointing=True, lora_rank=8,
@@ -110,6 +124,11 @@ def test_the_recipe_comes_from_the_settings():
     recipe = Recipe.for_train(config, "lora", on_gpu=True)
     assert recipe == Recipe(stage="lora", gradient_checkpointing=True, chunked_loss=True, lora_rank=8, processes=2,
                             fsdp=True, on_gpu=True)
+    assert not recipe.teacher  # replay_kl = 0 by default
+    config.values["train"].update(replay_kl=1.0, launcher="ddp")
+    assert Recipe.for_train(config, "full", on_gpu=False).teacher
+    config.values["train"].update(replay_fraction=0.0)
+    assert not Recipe.for_train(config, "full", on_gpu=False).teacher  # no replay rows, no teacher
 
 
 def test_a_loaded_model_and_its_published_shape_give_the_same_estimate():
