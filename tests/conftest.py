@@ -18,7 +18,7 @@ os.environ.setdefault("LANGBUILD_CHECK_SETTINGS", "1")
 #
 # `make test` runs the suite in two worker processes on two cores: `-n 2 --dist loadfile
 # --no-loadscope-reorder`. A test file runs whole in one worker, so its module fixtures are built once;
-# session fixtures are built once per worker that uses them.
+# what many files share is built once per run for both workers (``built_once``, below).
 XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
 if XDIST_WORKER:
     # One torch thread in each worker and in every process a test starts from it (the CLI, the kill

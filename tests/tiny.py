@@ -186,11 +186,11 @@ def built_once(key: tuple, build) -> Path:
 
     from filelock import FileLock
 
+    global SHARED_ROOT
+    if SHARED_ROOT is None:
+        SHARED_ROOT = Path(tempfile.mkdtemp(prefix="langbuild-shared-"))
+        atexit.register(shutil.rmtree, SHARED_ROOT, ignore_errors=True)
     root = SHARED_ROOT
-    if root is None:
-        root = Path(tempfile.mkdtemp(prefix="langbuild-shared-"))
-        atexit.register(shutil.rmtree, root, ignore_errors=True)
-        globals()["SHARED_ROOT"] = root
     folder = root / hashlib.sha256(repr(key).encode()).hexdigest()[:16]
     done = folder.with_suffix(".done")
     root.mkdir(parents=True, exist_ok=True)

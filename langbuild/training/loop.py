@@ -406,6 +406,11 @@ class Trainer:
         return bits_per_byte(unwrapped, self.tokenizer, self.plan.valid_texts, window=self.plan.seq_len,
                              batch_size=held_out_batch(self.plan))["bits_per_byte"]
 
+    def _checkpoint_state(self) -> dict:
+        """What a checkpoint records beside weights and optimizer: early stopping's progress, and the
+        precision it was trained in (an auto run resuming keeps it, ``precision.resumed_choice``)."""
+        return {"early_stopping": self.early.state(), "precision": self.plan.precision}
+
     def _save(self, model, optimizer, step: int) -> None:
         if self.fsdp:
             # Every process takes part in gathering each tensor; the main process alone keeps and writes them.
@@ -413,14 +418,14 @@ class Trainer:
                 weights, state = full_weights(model, self.main), full_optimizer_state(optimizer, self.main)
                 if self.main:
                     save_checkpoint(self.checkpoint_dir, step, weights, state, self.plan.keep_checkpoints,
-                                    {"early_stopping": self.early.state(), "precision": self.plan.precision})
+                                    self._checkpoint_state())
         elif self.main:
             # A checkpoint holds the exact fp32 weights whatever the compute precision: resuming
             # rounds them to bf16 again, which is what the uninterrupted run computes with.
             with out_of_memory_as(self.plan, "save", step), \
                     self.masters.fp32_weights() if self.masters else contextlib.nullcontext():
                 save_checkpoint(self.checkpoint_dir, step, self.accelerator.unwrap_model(model), optimizer,
-                                self.plan.keep_checkpoints, {"early_stopping": self.early.state(), "precision": self.plan.precision})
+                                self.plan.keep_checkpoints, self._checkpoint_state())
         self.accelerator.wait_for_everyone()
 
     def _finish(self, model, step: int, stopped_early: bool, last_loss) -> dict:

@@ -45,9 +45,10 @@ VOLATILE_KEYS = frozenset({"seconds", "seconds_per_million_tokens", "tokens_per_
                            "chars_per_second", "tokens_per_second", "speedup", "seconds_by_model", "cached"})
 LOSS_TOLERANCE = 1e-4
 # Long enough that a kill lands mid-training; GPT-2 keeps dropout, so resume must restore randomness.
-# fp32 pinned: "auto" measures bf16 against fp32 in every process, and on a busy machine (two xdist workers)
-# an interrupted run and its resumption can choose differently, so their losses differ by ~1e-4 for a
-# reason that is not the crash. bf16 kill and resume are tested in tests/training/test_precision.py.
+# fp32 pinned: "auto" measures bf16 against fp32 in every fresh run, and on a busy machine (two xdist
+# workers) the uninterrupted reference run and a trial run can choose differently, so their losses differ
+# by ~1e-4 for a reason that is not the crash (a resumption keeps its checkpoint's precision). bf16 kill
+# and resume are tested in tests/training/test_precision.py.
 HARNESS_SETTINGS = {"train.max_steps": 16, "train.save_every": 4, "train.precision": "fp32"}
 # (step, crash point, command): "run" is 'langbuild run --until STEP' on a project whose earlier steps
 # are done; "force" is 'langbuild STEP --force' on a finished project, so an old folder is swapped out.
