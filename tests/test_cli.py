@@ -1,15 +1,16 @@
 """The command line: init (flags and wizard), config get/set, status, and how errors reach the terminal.
 
-Happy paths run in-process with CliRunner; error paths run the real console script in a subprocess,
-because only ``langbuild.cli.main`` turns exceptions into one red line and an exit code.
+Happy paths run in-process with CliRunner; error paths run ``python -m langbuild`` in a process of its
+own, because only ``langbuild.cli.main`` turns exceptions into one red line and an exit code, and only a
+process's real stderr shows every line a user would see. Those processes are forked from one server per
+module that imported langbuild, torch and transformers once (tests/forked_cli.py): the same process for
+the command, without ~2.5 s of imports each time.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from typer.testing import CliRunner
 from langbuild.cli import app
 from langbuild.core.config import CONFIG_NAME, load_config
 from langbuild.project.scaffold import template_dir
+from tests.forked_cli import ForkedCli
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATE_TEXT = (template_dir() / CONFIG_NAME).read_text(encoding="utf-8")
@@ -29,12 +31,21 @@ def invoke(*args, input=None):
     return CliRunner().invoke(app, [str(a) for a in args], input=input)
 
 
+SERVER: ForkedCli | None = None  # this module's, while its tests run (_server)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _server():
+    global SERVER
+    env = {key: value for key, value in os.environ.items() if key != "LANGBUILD_DEBUG"}
+    with ForkedCli({**env, "PYTHONPATH": str(REPO)}) as SERVER:
+        yield
+    SERVER = None
+
+
 def langbuild(*args, cwd, env=None, check_fail=False):
-    """Run ``python -m langbuild`` like a user in ``cwd``, stdin not a terminal."""
-    full_env = {key: value for key, value in os.environ.items() if key != "LANGBUILD_DEBUG"}
-    full_env.update({"PYTHONPATH": str(REPO), **(env or {})})
-    result = subprocess.run([sys.executable, "-m", "langbuild", *map(str, args)], cwd=cwd, env=full_env,
-                            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    """Run ``python -m langbuild`` like a user in ``cwd``, stdin not a terminal (a forked process)."""
+    result = SERVER.run(args, cwd=cwd, env=env, timeout=60)
     if check_fail:
         assert_one_line_error(result)
     return result

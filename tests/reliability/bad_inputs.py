@@ -3,8 +3,13 @@ and leave everything already produced exactly as it was.
 
 Every case starts from a copy of a finished tiny project, so there is something to lose: it breaks
 one thing (an input file, a setting, the lock, a model folder, the disk), runs the real CLI in a
-subprocess, and compares every file of the project before and after. A few cases are not errors
-but things langbuild recovers from (a damaged checkpoint, junk in other scripts); they must succeed.
+process of its own, and compares every file of the project before and after. A few cases are not
+errors but things langbuild recovers from (a damaged checkpoint, junk in other scripts); they must
+succeed.
+
+The processes are forked from a server that imported langbuild, torch and transformers once
+(tests/forked_cli.py), so that a case does not pay ~2.5 s of imports; a case that needs a hub cache
+of its own gets a fresh interpreter.
 
 ``run_cases`` is shared by tests/reliability/test_bad_inputs.py and benchmarks/reliability.py.
 """
@@ -26,9 +31,11 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from queue import Queue
 
 import tomlkit
 
+from tests.forked_cli import ForkedCli
 from tests.reliability.faults import child_env
 
 
@@ -349,24 +356,35 @@ def _file_size_limit(limit: int) -> Callable[[], None]:
     return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
 
-def run_case(case: Case, finished: Path, workdir: Path) -> Outcome:
+FULL_DISK_LIMIT = 64 * 1024  # bytes a "full-disk" command may write to any one file
+
+
+def run_command(case: Case, args: list[str], folder: Path, cli: ForkedCli | None) -> subprocess.CompletedProcess:
+    """The case's command in a process of its own: forked by ``cli``, or a fresh interpreter when there is
+    no server or the case prepared a hub cache of its own (HF_HOME is read when huggingface_hub is
+    imported, which the server did long before)."""
+    project = folder / "project"
+    limit = FULL_DISK_LIMIT if case.condition == "full-disk" else None
+    if cli is not None and not (folder / "hf-home").exists():
+        return cli.run(args, cwd=project, file_size_limit=limit, timeout=600)
+    return subprocess.run([sys.executable, "-m", "langbuild", *args], cwd=project, capture_output=True, text=True,
+                          env=child_env(HF_HOME=str(folder / "hf-home")),
+                          preexec_fn=_file_size_limit(limit) if limit else None, timeout=600)
+
+
+def run_case(case: Case, finished: Path, workdir: Path, cli: ForkedCli | None = None) -> Outcome:
     folder = workdir / case.name
     project = folder / "project"
     shutil.copytree(finished, project, symlinks=True)
     case.prepare(project)
     before, lock_before = tree_digest(folder), lock_entries(project)
     args = list(case.args) if case.bare else [*case.args, "-C", str(project)]
-    env = child_env(HF_HOME=str(folder / "hf-home"))
     outcome = Outcome(case)
     with contextlib.ExitStack() as stack:
-        preexec = None
         if case.condition == "read-only" and not stack.enter_context(read_only(project)):
             outcome.ran, outcome.note = False, "no read-only mount here (root ignores file modes)"
             return outcome
-        if case.condition == "full-disk":
-            preexec = _file_size_limit(64 * 1024)
-        result = subprocess.run([sys.executable, "-m", "langbuild", *args], cwd=project, env=env, capture_output=True,
-                                text=True, preexec_fn=preexec, timeout=600)
+        result = run_command(case, args, folder, cli)
     outcome.exit_code = result.returncode
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     outcome.message = (lines or result.stdout.strip().splitlines() or [""])[-1]
@@ -387,11 +405,28 @@ def run_case(case: Case, finished: Path, workdir: Path) -> Outcome:
 
 
 def run_cases(finished: Path, cases: tuple[Case, ...] = CASES, workers: int = 2) -> list[Outcome]:
+    """Every case, ``workers`` at a time, each worker thread with a forked-CLI server of its own."""
     workdir = Path(tempfile.mkdtemp(prefix="langbuild-bad-inputs-"))
+    # One hub cache for the server's commands, empty as each case's own was: nothing is cached, and
+    # HF_HUB_OFFLINE (child_env) keeps it so.
+    env = child_env(HF_HOME=str(workdir / "hf-home"))
+    servers: Queue[ForkedCli] = Queue()
     try:
+        for _ in range(workers):
+            servers.put(ForkedCli(env))
+
+        def run(case: Case) -> Outcome:
+            cli = servers.get()
+            try:
+                return run_case(case, finished, workdir, cli)
+            finally:
+                servers.put(cli)
+
         with ThreadPoolExecutor(workers) as pool:
-            return list(pool.map(lambda case: run_case(case, finished, workdir), cases))
+            return list(pool.map(run, cases))
     finally:
+        while not servers.empty():
+            servers.get().close()
         shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -7,6 +7,8 @@ seeded random fraction of the step's reference duration and sends SIGKILL. It th
 command again and checks that it succeeds, that every step is done, and that every output equals
 the reference: byte for byte, except the measured timings inside JSON files (and lm-eval's flag
 saying it answered from its cache), which are dropped before hashing. Training's loss curve must match within 1e-4.
+Each command is a process of its own, forked from a server that imported langbuild, torch and
+transformers once (tests/forked_cli.py): SIGKILL ends a real process, which did not spend ~2.5 s on imports.
 
 Crash-point trials use ``LANGBUILD_CRASH_AT`` (langbuild/core/faults.py) to die at exact moments a
 random kill rarely hits: halfway through writing the lock, between writing it and renaming it, inside
@@ -29,7 +31,6 @@ import os
 import random
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,6 +39,7 @@ from pathlib import Path
 
 from langbuild.core.faults import CRASH_ENV
 from langbuild.pipeline import STEP_NAMES
+from tests.forked_cli import ForkedCli
 
 # Measured durations and speeds differ between any two runs, killed or not; "cached" says whether
 # lm-eval answered from its request cache, which a resumed evaluation rightly does.
@@ -68,10 +70,6 @@ def child_env(**extra: str) -> dict[str, str]:
     env = {**os.environ, "LANGBUILD_DEBUG": "0", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     env.pop(CRASH_ENV, None)  # only the trial that asks for a crash point gets one
     return {**env, **extra}
-
-
-def langbuild(*args: str) -> list[str]:
-    return [sys.executable, "-m", "langbuild", *args]
 
 
 def _without_timings(value):
@@ -116,9 +114,10 @@ def loss_curve(root: Path) -> dict[int, float]:
     return {row["step"]: row["loss"] for row in map(json.loads, path.read_text().splitlines()) if "loss" in row}
 
 
-def step_states(root: Path) -> list[str]:
-    result = subprocess.run(langbuild("status", "-C", str(root), "--json"), capture_output=True, text=True,
-                            env=child_env(), check=True)
+def step_states(root: Path, cli: ForkedCli) -> list[str]:
+    result = cli.run(("status", "-C", str(root), "--json"), cwd=root.parent)
+    if result.returncode != 0:
+        raise RuntimeError(f"langbuild status failed: {result.stderr.strip()}")
     return [row["state"] for row in json.loads(result.stdout)]
 
 
@@ -143,6 +142,9 @@ class FaultHarness:
     durations: dict[str, float] = field(default_factory=dict)
     references: dict[str, dict[str, str]] = field(default_factory=dict)
     reference_losses: dict[int, float] = field(default_factory=dict)
+    # Every command runs in a process of its own, forked from this server (tests/forked_cli.py): a kill -9
+    # still ends a real process, without ~2.5 s of imports before each run. Started by prepare(); close() ends it.
+    cli: ForkedCli | None = field(default=None, repr=False)
 
     @property
     def trial_root(self) -> Path:
@@ -156,6 +158,7 @@ class FaultHarness:
         """Snapshots before each step and after the last, and each step's reference outputs and duration."""
         from tests.tiny import make_tiny_project
 
+        self.cli = self.cli or ForkedCli(child_env())
         if self.trial_root.exists():
             shutil.rmtree(self.trial_root)
         make_tiny_project(self.trial_root, self.model_folder, **HARNESS_SETTINGS)
@@ -165,6 +168,15 @@ class FaultHarness:
             self.references[step] = project_digest(self.trial_root, STEP_NAMES[: index + 1])
         self._save("finished")
         self.reference_losses = loss_curve(self.trial_root)
+
+    def close(self) -> None:
+        if self.cli is not None:
+            self.cli.close()
+            self.cli = None
+
+    def _langbuild(self, *args: str, **crash: str):
+        """``langbuild ARGS`` started in a forked process (``crash``: LANGBUILD_CRASH_AT, if any)."""
+        return self.cli.start(args, cwd=self.workdir, env=crash)
 
     def _save(self, name: str) -> None:
         target = self.snapshot(name)
@@ -178,15 +190,13 @@ class FaultHarness:
 
     def _timed_run(self, step: str) -> float:
         """Seconds from the moment the step starts (its staging folder appears) to the command's exit."""
-        proc = subprocess.Popen(langbuild("run", "-C", str(self.trial_root), "--until", step), env=child_env(),
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        proc = self._langbuild("run", "-C", str(self.trial_root), "--until", step)
         started = self._wait_for_step_start(proc, step)
-        _, stderr = proc.communicate()
-        if proc.returncode != 0:
-            raise RuntimeError(f"the uninterrupted reference run of {step} failed: {stderr.strip()}")
+        if proc.wait() != 0:
+            raise RuntimeError(f"the uninterrupted reference run of {step} failed: {proc.stderr.strip()}")
         return time.monotonic() - started
 
-    def _wait_for_step_start(self, proc: subprocess.Popen, step: str) -> float:
+    def _wait_for_step_start(self, proc, step: str) -> float:
         staging = self.trial_root / ".langbuild/staging" / step
         while not staging.exists() and proc.poll() is None:
             time.sleep(0.005)
@@ -208,8 +218,7 @@ class FaultHarness:
         for _ in range(attempts):  # a draw past the step's end kills nothing: draw again
             self._restore(step)
             trial.delay = rng.uniform(0.0, 0.95 * self.durations[step])
-            proc = subprocess.Popen(langbuild("run", "-C", str(self.trial_root), "--until", step), env=child_env(),
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            proc = self._langbuild("run", "-C", str(self.trial_root), "--until", step)
             self._wait_for_step_start(proc, step)
             time.sleep(trial.delay)
             if proc.poll() is None:
@@ -233,7 +242,8 @@ class FaultHarness:
         else:
             self._restore(step)
             args = ("run", "-C", str(self.trial_root), "--until", step)
-        result = subprocess.run(langbuild(*args), env=child_env(**{CRASH_ENV: point}), capture_output=True, text=True)
+        result = self._langbuild(*args, **{CRASH_ENV: point})
+        result.wait()
         trial.killed = result.returncode == -signal.SIGKILL
         if not trial.killed:
             trial.problem = f"the crash point was not reached (exit {result.returncode}): {result.stderr.strip()[-300:]}"
@@ -242,11 +252,11 @@ class FaultHarness:
         return trial
 
     def _resume_and_check(self, trial: Trial) -> None:
-        result = subprocess.run(langbuild("run", "-C", str(self.trial_root), "--until", trial.step), env=child_env(),
-                                capture_output=True, text=True)
+        result = self._langbuild("run", "-C", str(self.trial_root), "--until", trial.step)
+        result.wait()
         trial.resumed_from_checkpoint = "resuming from checkpoint" in result.stdout
         upto = STEP_NAMES.index(trial.step) + 1
-        states = step_states(self.trial_root)[:upto]
+        states = step_states(self.trial_root, self.cli)[:upto]
         trial.converged = result.returncode == 0 and states == ["done"] * upto
         if not trial.converged:
             trial.problem = f"resume exited {result.returncode}, states {states}: {result.stderr.strip()[-300:]}"
@@ -314,8 +324,11 @@ def run_campaign(kills: int, seed: int) -> tuple[list[Trial], float]:
     with tempfile.TemporaryDirectory(prefix="langbuild-faults-") as tmp:
         workdir = Path(tmp)
         harness = FaultHarness(workdir, build_tiny_model(workdir / "model", "gpt2-bytelevel"), seed=seed)
-        harness.prepare()
-        trials = harness.random_kills(kills) + harness.crash_points()
+        try:
+            harness.prepare()
+            trials = harness.random_kills(kills) + harness.crash_points()
+        finally:
+            harness.close()
     return trials, time.time() - started
 
 

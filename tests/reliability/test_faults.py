@@ -7,6 +7,7 @@ The default run kills each step once (seeded) plus every crash point. The full c
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 
@@ -17,10 +18,13 @@ pytestmark = pytest.mark.timeout(1800)
 
 
 @pytest.fixture(scope="module")
-def harness(tiny_models, tmp_path_factory) -> FaultHarness:
+def harness(tiny_models, tmp_path_factory) -> Iterator[FaultHarness]:
     prepared = FaultHarness(tmp_path_factory.mktemp("faults"), tiny_models["gpt2-bytelevel"], seed=1)
-    prepared.prepare()
-    return prepared
+    try:
+        prepared.prepare()
+        yield prepared
+    finally:
+        prepared.close()
 
 
 def test_random_kills_in_every_step_resume_to_identical_outputs(harness):
