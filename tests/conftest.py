@@ -30,16 +30,16 @@ if XDIST_WORKER:
 # that neither worker is left running one of them alone at the end while the other idles. Only the order
 # of the work changes; files not named here follow in collection order.
 LONGEST_FIRST = (
-    "tests/reliability/test_faults.py",    # kill -9 at a seeded moment of every step and at each crash point
     "tests/test_real_model.py",            # the real SmolLM2 pipeline, Gemma's tokenizer
-    "tests/reliability/test_bad_inputs.py",  # 43 cases, each in subprocesses
     "tests/training/test_fsdp.py",         # two-process FSDP runs, one killed and resumed
     "tests/steps/test_train_recipes.py",   # two-process DDP runs, one killed and resumed
+    "tests/reliability/test_faults.py",    # kill -9 at a seeded moment of every step and at each crash point
+    "tests/reliability/test_bad_inputs.py",  # 44 cases, each in a process of its own (forked, tests/forked_cli.py)
     "tests/models/test_gguf_export.py",
-    "tests/test_e2e.py",
     "tests/steps/test_evaluate.py",
+    "tests/test_e2e.py",
     "tests/test_pipeline.py",
-    "tests/test_cli.py",                   # a subprocess per error path
+    "tests/test_cli.py",                   # a process per error path (forked)
 )
 
 

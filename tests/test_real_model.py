@@ -33,7 +33,9 @@ def real_project(tmp_path_factory):
         "select.candidates": ["smollm2-135m"], "select.max_eval_bytes": 1500, "select.timing_steps": 0,
         "extend.num_new_tokens": 1000, "extend.zero_shot_max_bytes": 1000,
         "train.max_steps": 2, "train.seq_len": 64, "train.batch_size": 1, "train.save_every": 2,
-        "eval.max_bytes": 2000, "eval.source_max_bytes": 1000, "eval.cloze_items": 30, "eval.speed_chars": 300,
+        # Ten cloze items (the fewest allowed) and 150 characters decoded for speed: each item or token is a
+        # forward pass of a 135M model on one thread, which made these two most of the test's time.
+        "eval.max_bytes": 2000, "eval.source_max_bytes": 1000, "eval.cloze_items": 10, "eval.speed_chars": 150,
         "eval.tasks": ["cloze"], "eval.sample_prompts": 1, "eval.sample_tokens": 16,
     })
     pipeline.run(Project(root), Console(quiet=True))
@@ -101,6 +103,7 @@ def test_real_pipeline_numbers(real_project):
     assert 0.5 < metrics["source"]["bits_per_byte"]["base"] < 2.0
     assert "smollm2-135m" in (real_project / "report/report.md").read_text()
     cloze = metrics["tasks"]["nya_cloze"]
-    assert cloze["items"] == 30 and set(cloze["scores"]) == {"base", "extended", "trained"}
+    assert cloze["items"] == 10 and set(cloze["scores"]) == {"base", "extended", "trained"}
     speed = metrics["generation"]["models"]
-    assert speed["extended"]["chars_per_token"] > 1.3 * speed["base"]["chars_per_token"]  # fewer steps for the same text
+    # fewer steps for the same text (measured 3.57 against 2.48 characters per token on 150 characters)
+    assert speed["extended"]["chars_per_token"] > 1.3 * speed["base"]["chars_per_token"]
