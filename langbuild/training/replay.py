@@ -15,6 +15,9 @@
   out: a small packaged text replayed at 25 % over hundreds of steps is seen many times over, which
   invites memorising it instead of keeping general ability.
 
+A run samples no more than it will replay: ``self_sample_budget`` caps ``train.replay_tokens`` at the
+replay rows the run's steps will draw (with headroom), so a 200-step demo samples ~31k tokens, not 60k.
+
 Synthesis happens once per model, prompts, seed and budget: the text is cached in
 ``<cache>/replay/<key>.json`` (``LANGBUILD_CACHE``, default ``~/.cache/langbuild``), written atomically,
 so a second project, a resumed run or a re-run after a changed learning rate costs nothing.
@@ -60,6 +63,19 @@ PROMPT_WORDS = 4
 BATCH_PROMPTS = 16
 MAX_NEW_TOKENS = 128
 CACHE_FORMAT = 1  # bump when the cached text would differ for the same key
+# Replay rows are drawn at random (each row with probability replay_fraction), so a run may draw a
+# few more than the expected number; sampling 20 % more keeps each drawn row fresh text in most runs.
+DRAW_HEADROOM = 1.2
+
+
+def self_sample_budget(token_budget: int, steps: int, rows_per_step: int, fraction: float, seq_len: int) -> int:
+    """How many tokens to sample for ``self`` replay: ``train.replay_tokens`` at most, and no more than
+    the run's replay rows will use (``steps * rows_per_step * fraction`` rows of ``seq_len`` tokens, with
+    DRAW_HEADROOM): sampling is the slow part of self replay, and text no row reads is time wasted."""
+    import math
+
+    drawn_rows = math.ceil(steps * rows_per_step * fraction * DRAW_HEADROOM)
+    return max(1, min(token_budget, drawn_rows * seq_len))
 
 
 # --- replay from a text or a dataset ------------------------------------------------------------------
