@@ -25,7 +25,6 @@ so a second project, a resumed run or a re-run after a changed learning rate cos
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -36,6 +35,7 @@ from typing import Any
 from ..core.atomic import atomic_write_json
 from ..core.errors import LangbuildError, one_line
 from ..core.hashing import hash_json
+from ..core.progress import progress
 from ..corpus.hub_source import SYNTAX as HUB_SYNTAX
 from ..corpus.hub_source import is_hub_spec
 from ..corpus.sources import ReadCounts, ReadOptions, Source, Unit, file_format, read_unit, source_files
@@ -217,12 +217,10 @@ def synthesise_replay(model_path: Path, prompt_lines: list[str], token_budget: i
         if console is not None:
             console.print(f"  replay: {cached.tokens:,} self-synthesised tokens from the cache ({path.name})")
         return cached
-    # A transient status line while sampling (minutes on a CPU at the default budget); one line stays.
-    status = console.status("  replay: sampling from the base model ...") if console is not None else contextlib.nullcontext()
-    with status as shown:
+    # Minutes on a CPU: a bar with an ETA on a terminal, a line every tenth of the way in a log.
+    with progress(console, "replay: sampling from the base model", token_budget, "tokens") as bar:
         def on_batch(total: int) -> None:
-            if shown is not None:
-                shown.update(f"  replay: sampled {total:,} of {token_budget:,} tokens from the base model ...")
+            bar.advance(min(total, token_budget) - bar.done)
 
         documents, tokens, seconds = _generate(model_path, openings, token_budget, seed, trust_remote_code, on_batch)
     if not documents:

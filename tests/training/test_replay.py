@@ -71,6 +71,17 @@ def test_self_replay_without_prompts_starts_from_the_start_token(tiny_models):
     assert prompt_openings([]) == [""] and prompt_openings(["  a b c d e f", ""]) == ["a b c d"]
 
 
+def test_sampling_progress_is_plain_lines_with_an_eta_in_a_log(tiny_models):
+    import io
+
+    log = io.StringIO()
+    synthesise_replay(tiny_models["gpt2-bytelevel"], PROMPTS, 40, seed=5, console=Console(file=log, width=200))
+    lines = log.getvalue().splitlines()
+    progress_lines = [line for line in lines if "replay: sampling from the base model:" in line]
+    assert progress_lines and "ETA" in progress_lines[-1] and "/40 tokens" in progress_lines[-1]
+    assert "cached" in lines[-1] and "\r" not in log.getvalue()
+
+
 def test_self_replay_leaves_the_callers_random_state_alone(tiny_models):
     import torch
 
