@@ -225,18 +225,19 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "warmup_steps": _s(int, 4, "linear warm-up steps at the start of each stage", minimum=0),
         "weight_decay": _s(float, 0.0, "AdamW weight decay", minimum=0.0),
         "max_grad_norm": _s(float, 1.0, "gradient clipping norm (0: off)", minimum=0.0),
-        "replay_fraction": _s(float, 0.25, "share of training blocks drawn from replay_text against forgetting",
+        "replay_fraction": _s(float, 0.125, "share of training blocks drawn from replay_text against forgetting",
                               minimum=0.0, maximum=0.9, also=("select",)),
-        "replay_text": _s(str, "flores-eng-a", "source-language text replayed: a packaged text (flores-eng, -a, -b), a file, "
+        "replay_text": _s(str, "self", "source-language text replayed: a packaged text (flores-eng, -a, -b), a file, "
                           "a dataset as in corpus.paths (hf:<id>[:<config>[:<split>]], a save_to_disk folder, .jsonl with a 'text' "
                           "field), or self: text sampled once from the chosen base model (self-synthesised rehearsal)"),
-        "replay_tokens": _s(int, 60000, "replay text budget in tokens: sampled for self, read from the start of a file "
-                            "or dataset (at ~4 characters a token)", minimum=1, fingerprinted_with_inputs=True),
+        "replay_tokens": _s(int, 60000, "replay text budget in tokens: sampled for self (no more than the run's replay "
+                            "rows draw), read from the start of a file or dataset (at ~4 characters a token)", minimum=1,
+                            fingerprinted_with_inputs=True),
         "replay_prompts": _s(str, "flores-eng-a", "replay_text = self: text whose lines' first words start the samples "
                              "(a file or a packaged text; empty: start from the BOS token alone)", fingerprinted_with_inputs=True),
-        "replay_kl": _s(float, 0.0, "weight beta of a KL(base || trained) term on replay rows: their loss is CE + beta * KL "
+        "replay_kl": _s(float, 1.0, "weight beta of a KL(base || trained) term on replay rows: their loss is CE + beta * KL "
                         "to the next-token distributions of the model training starts from (distillation against "
-                        "forgetting; 0: plain CE; not with launcher = fsdp)", minimum=0.0, also=("select",)),
+                        "forgetting; 0: plain CE, and what launcher = fsdp needs)", minimum=0.0, also=("select",)),
         "lora_rank": _s(int, 16, "lora stage: adapter rank", minimum=1, also=("select",)),
         "lora_alpha": _s(int, 32, "lora stage: adapter scale numerator (scale = alpha / rank)", minimum=1),
         "unfreeze_layers": _s(int, 0, "embeddings and lora stages: also train the first and last N transformer blocks",

@@ -26,6 +26,7 @@ from ..training.launch import check_launcher, check_processes, launch
 from ..training.loop import CHECKPOINTS, Trainer
 from ..training.plan import TrainPlan, accumulation_steps, new_rows_of, stage_plan, total_steps
 from ..training.precision import PrecisionChoice, resolve_precision, resumed_choice
+from ..training.replay import self_sample_budget
 
 
 def _check_context(source: Path, seq_len: int, trust: bool) -> None:
@@ -67,7 +68,10 @@ def build_plan(ctx) -> TrainPlan:
     tokenizer = load_tokenizer(source, trust)
     train_count = tokenise_to_file(tokenizer, read_split(ctx.output_of("corpus"), "train"), data / "train.bin")
     replay_fraction = config.get("train.replay_fraction")
-    replay_count = tokenise_replay(ctx, tokenizer, data / "replay.bin") if replay_fraction > 0 else 0
+    replay_count = 0
+    if replay_fraction > 0:
+        drawn = self_sample_budget(config.get("train.replay_tokens"), steps, per_step // seq_len, replay_fraction, seq_len)
+        replay_count = tokenise_replay(ctx, tokenizer, data / "replay.bin", drawn)
     valid = []
     if config.get("train.eval_every"):
         valid = sample_by_bytes(read_split(ctx.output_of("corpus"), "valid"), config.get("train.eval_max_bytes"))
@@ -119,8 +123,9 @@ def _precision(requested: str, threads: int):
         torch.set_num_threads(previous)
 
 
-def tokenise_replay(ctx, tokenizer, path: Path) -> int:
-    """Tokenise the replay text of ``train.replay_text`` (a text, a dataset, or ``self``) into ``path``.
+def tokenise_replay(ctx, tokenizer, path: Path, self_budget: int) -> int:
+    """Tokenise the replay text of ``train.replay_text`` (a text, a dataset, or ``self``: ``self_budget``
+    tokens sampled from the base model) into ``path``.
 
     The documents are produced lazily: a resumed run whose replay file is complete reads and samples nothing."""
     from ..models.loading import chosen_model
@@ -135,7 +140,7 @@ def tokenise_replay(ctx, tokenizer, path: Path) -> int:
         _, base_path = chosen_model(ctx.output_of("select"), root, trust)
         prompts = config.get("train.replay_prompts")
         lines = read_text_lines(prompts, root, "train.replay_prompts") if prompts else []
-        yield from synthesise_replay(base_path, lines, budget, config.get("project.seed"), trust, ctx.console).documents
+        yield from synthesise_replay(base_path, lines, self_budget, config.get("project.seed"), trust, ctx.console).documents
 
     documents = self_synthesised() if spec == SELF else read_replay_text(spec, root, budget)
     return tokenise_to_file(tokenizer, documents, path)

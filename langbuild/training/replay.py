@@ -15,6 +15,9 @@
   out: a small packaged text replayed at 25 % over hundreds of steps is seen many times over, which
   invites memorising it instead of keeping general ability.
 
+A run samples no more than it will replay: ``self_sample_budget`` caps ``train.replay_tokens`` at the
+replay rows the run's steps will draw (with headroom), so a 200-step demo samples ~31k tokens, not 60k.
+
 Synthesis happens once per model, prompts, seed and budget: the text is cached in
 ``<cache>/replay/<key>.json`` (``LANGBUILD_CACHE``, default ``~/.cache/langbuild``), written atomically,
 so a second project, a resumed run or a re-run after a changed learning rate costs nothing.
@@ -22,7 +25,6 @@ so a second project, a resumed run or a re-run after a changed learning rate cos
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -33,6 +35,7 @@ from typing import Any
 from ..core.atomic import atomic_write_json
 from ..core.errors import LangbuildError, one_line
 from ..core.hashing import hash_json
+from ..core.progress import progress
 from ..corpus.hub_source import SYNTAX as HUB_SYNTAX
 from ..corpus.hub_source import is_hub_spec
 from ..corpus.sources import ReadCounts, ReadOptions, Source, Unit, file_format, read_unit, source_files
@@ -60,6 +63,19 @@ PROMPT_WORDS = 4
 BATCH_PROMPTS = 16
 MAX_NEW_TOKENS = 128
 CACHE_FORMAT = 1  # bump when the cached text would differ for the same key
+# Replay rows are drawn at random (each row with probability replay_fraction), so a run may draw a
+# few more than the expected number; sampling 20 % more keeps each drawn row fresh text in most runs.
+DRAW_HEADROOM = 1.2
+
+
+def self_sample_budget(token_budget: int, steps: int, rows_per_step: int, fraction: float, seq_len: int) -> int:
+    """How many tokens to sample for ``self`` replay: ``train.replay_tokens`` at most, and no more than
+    the run's replay rows will use (``steps * rows_per_step * fraction`` rows of ``seq_len`` tokens, with
+    DRAW_HEADROOM): sampling is the slow part of self replay, and text no row reads is time wasted."""
+    import math
+
+    drawn_rows = math.ceil(steps * rows_per_step * fraction * DRAW_HEADROOM)
+    return max(1, min(token_budget, drawn_rows * seq_len))
 
 
 # --- replay from a text or a dataset ------------------------------------------------------------------
@@ -201,12 +217,10 @@ def synthesise_replay(model_path: Path, prompt_lines: list[str], token_budget: i
         if console is not None:
             console.print(f"  replay: {cached.tokens:,} self-synthesised tokens from the cache ({path.name})")
         return cached
-    # A transient status line while sampling (minutes on a CPU at the default budget); one line stays.
-    status = console.status("  replay: sampling from the base model ...") if console is not None else contextlib.nullcontext()
-    with status as shown:
+    # Minutes on a CPU: a bar with an ETA on a terminal, a line every tenth of the way in a log.
+    with progress(console, "replay: sampling from the base model", token_budget, "tokens") as bar:
         def on_batch(total: int) -> None:
-            if shown is not None:
-                shown.update(f"  replay: sampled {total:,} of {token_budget:,} tokens from the base model ...")
+            bar.advance(min(total, token_budget) - bar.done)
 
         documents, tokens, seconds = _generate(model_path, openings, token_budget, seed, trust_remote_code, on_batch)
     if not documents:

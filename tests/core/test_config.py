@@ -334,7 +334,7 @@ def test_the_template_is_what_the_schema_generates():
     ({"corpus.valid_values": ["Ruth"]}, "corpus.valid_field is empty"),
     ({"corpus.valid_field": "book"}, "corpus.valid_values is empty"),
     ({"train.early_stopping": 2}, "set train.eval_every too"),
-    ({"train.launcher": "fsdp", "train.precision": "fp16"}, "not fp16"),
+    ({"train.launcher": "fsdp", "train.precision": "fp16", "train.replay_kl": 0.0}, "not fp16"),
     ({"train.launcher": "fsdp", "train.replay_kl": 1.0}, "train.replay_kl needs a whole teacher model"),
     ({"extend.init": "wechsel", "extend.dictionary": "d.txt"}, "needs extend.source_vectors, extend.target_vectors"),
     ({"extend.compare": ["focus", "wechsel"]}, "extend.init = wechsel needs"),

@@ -120,13 +120,13 @@ def test_a_replay_kl_teacher_adds_a_frozen_copy_in_the_compute_precision_and_its
 def test_the_recipe_comes_from_the_settings():
     config = defaults()
     config.values["train"].update(stages=["embeddings", "lora"], gradient_checkpointing=True, lora_rank=8,
-                                  num_processes=2, launcher="fsdp")
+                                  num_processes=2, launcher="fsdp", replay_kl=0.0)
     recipe = Recipe.for_train(config, "lora", on_gpu=True)
     assert recipe == Recipe(stage="lora", gradient_checkpointing=True, chunked_loss=True, lora_rank=8, processes=2,
                             fsdp=True, on_gpu=True)
-    assert not recipe.teacher  # replay_kl = 0 by default
+    assert not recipe.teacher  # replay_kl = 0, as fsdp needs
     config.values["train"].update(replay_kl=1.0, launcher="ddp")
-    assert Recipe.for_train(config, "full", on_gpu=False).teacher
+    assert Recipe.for_train(config, "full", on_gpu=False).teacher  # the default replay_kl
     config.values["train"].update(replay_fraction=0.0)
     assert not Recipe.for_train(config, "full", on_gpu=False).teacher  # no replay rows, no teacher
 

@@ -71,6 +71,17 @@ def test_self_replay_without_prompts_starts_from_the_start_token(tiny_models):
     assert prompt_openings([]) == [""] and prompt_openings(["  a b c d e f", ""]) == ["a b c d"]
 
 
+def test_sampling_progress_is_plain_lines_with_an_eta_in_a_log(tiny_models):
+    import io
+
+    log = io.StringIO()
+    synthesise_replay(tiny_models["gpt2-bytelevel"], PROMPTS, 40, seed=5, console=Console(file=log, width=200))
+    lines = log.getvalue().splitlines()
+    progress_lines = [line for line in lines if "replay: sampling from the base model:" in line]
+    assert progress_lines and "ETA" in progress_lines[-1] and "/40 tokens" in progress_lines[-1]
+    assert "cached" in lines[-1] and "\r" not in log.getvalue()
+
+
 def test_self_replay_leaves_the_callers_random_state_alone(tiny_models):
     import torch
 
@@ -93,9 +104,18 @@ def test_the_train_step_samples_replay_from_the_model_select_chose(tiny_models, 
     ctx = SimpleNamespace(config=project.config, project=project, console=Console(quiet=True),
                           output_of=lambda step: select)
     tokenizer = load_tokenizer(tiny_models["gpt2-bytelevel"])
-    count = train.tokenise_replay(ctx, tokenizer, tmp_path / "replay.bin")
+    count = train.tokenise_replay(ctx, tokenizer, tmp_path / "replay.bin", self_budget=30)
     assert count > 0 and (tmp_path / "replay.bin").stat().st_size == 4 * count
     assert len(list((tmp_path / "cache" / "replay").glob("*.json"))) == 1
+
+
+def test_self_replay_samples_no_more_than_the_run_will_draw():
+    from langbuild.training.replay import DRAW_HEADROOM, self_sample_budget
+
+    # The demo: 200 steps of 4 rows of 256 tokens, 12.5 % replay: 100 rows expected, 120 sampled.
+    assert self_sample_budget(60_000, 200, 4, 0.125, 256) == round(100 * DRAW_HEADROOM) * 256 < 60_000
+    assert self_sample_budget(60_000, 20_000, 64, 0.125, 256) == 60_000  # a long run: replay_tokens caps it
+    assert self_sample_budget(60_000, 1, 1, 0.01, 32) == 32  # at least one row's worth
 
 
 # --- replay read from files and datasets -----------------------------------------------------------
