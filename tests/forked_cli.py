@@ -11,8 +11,8 @@ interpreter exit (atexit handlers, buffers flushed), and its real exit status (n
 What a child cannot have is an environment of its own when the libraries are imported: variables they
 read only then (HF_HOME, HF_HUB_OFFLINE, OMP_NUM_THREADS, TOKENIZERS_PARALLELISM, ...) are the server's.
 ``ForkedCli.run`` therefore changes only variables that langbuild reads when it uses them
-(``READ_WHEN_USED``) and refuses any other change; a test that needs one, a sitecustomize, or a signal
-sent to the command starts a real subprocess instead.
+(``READ_WHEN_USED``) and refuses any other change; a test that needs one, a sitecustomize, or the
+command's own process tree as psutil sees it (the server is its parent) starts a fresh interpreter.
 
 ``ForkedCli.run`` runs a command to its end, like ``subprocess.run``; ``ForkedCli.start`` returns it
 running, like ``subprocess.Popen`` (poll, send_signal, kill, wait), for tests that kill it at a moment.

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import pytest
 import tomlkit
@@ -22,7 +21,6 @@ from langbuild.core.config import CONFIG_NAME, load_config
 from langbuild.project.scaffold import template_dir
 from tests.forked_cli import ForkedCli
 
-REPO = Path(__file__).resolve().parent.parent
 TEMPLATE_TEXT = (template_dir() / CONFIG_NAME).read_text(encoding="utf-8")
 STEP_NAMES = ["corpus", "tokenizer", "select", "extend", "train", "eval", "report"]
 
@@ -38,7 +36,7 @@ SERVER: ForkedCli | None = None  # this module's, while its tests run (_server)
 def _server():
     global SERVER
     env = {key: value for key, value in os.environ.items() if key != "LANGBUILD_DEBUG"}
-    with ForkedCli({**env, "PYTHONPATH": str(REPO)}) as SERVER:
+    with ForkedCli(env) as SERVER:  # ForkedCli puts this checkout first on PYTHONPATH
         yield
     SERVER = None
 
