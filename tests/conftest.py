@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from tests import tiny
+from tests import forked_cli, tiny
 from tests.tiny import FAMILIES, build_tiny_model, built_once, chichewa_split, make_tiny_project, teach_tiny_model
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the hub
@@ -60,6 +60,15 @@ def _one_torch_thread_per_worker():
         threads = os.environ["OMP_NUM_THREADS"]
         sys.modules["torch"].set_num_threads(int(threads) if threads.isdigit() and int(threads) > 0 else 1)
     yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_forked_cli():
+    """The environment that single CLI commands start from (tests/test_cli.py's ``langbuild``, forked from
+    tests/forked_cli.py's SESSION server): the session's, taken before any test changes it."""
+    forked_cli.SESSION.env = {key: value for key, value in os.environ.items() if key != "LANGBUILD_DEBUG"}
+    yield
+    forked_cli.SESSION.close()
 
 
 @pytest.fixture(scope="session", autouse=True)

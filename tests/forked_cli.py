@@ -61,6 +61,13 @@ class ForkedCli:
         self._ready = False  # the server says so once its imports are done: servers started together import together
         self._running: ForkedProcess | None = None
 
+    def takes(self, env: Mapping[str, str] | None) -> bool:
+        """Whether a command can run here with ``env``: it changes only variables read when used."""
+        return self._changes(env).keys() <= READ_WHEN_USED
+
+    def _changes(self, env: Mapping[str, str] | None) -> dict[str, str]:
+        return {name: str(value) for name, value in (env or {}).items() if self.env.get(name) != str(value)}
+
     def run(self, args: Sequence[str], cwd: Path | str, env: Mapping[str, str] | None = None,
             file_size_limit: int | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
         """``python -m langbuild *args`` in ``cwd``, to its end; ``file_size_limit`` (bytes) makes bigger
@@ -76,7 +83,7 @@ class ForkedCli:
               file_size_limit: int | None = None, timeout: float = 600) -> ForkedProcess:
         """The command started, as ``subprocess.Popen`` would: poll it, signal it, wait for it. A server runs
         one command at a time: wait for this one before starting the next."""
-        changes = {name: str(value) for name, value in (env or {}).items() if self.env.get(name) != str(value)}
+        changes = self._changes(env)
         if not changes.keys() <= READ_WHEN_USED:
             raise ValueError(f"{sorted(changes.keys() - READ_WHEN_USED)} may be read when a library is imported, "
                              "before a forked child starts: run this command in a fresh subprocess")
@@ -184,6 +191,29 @@ class ForkedProcess:
             path.unlink()
         self.timed_out = answer["timed_out"]
         self.returncode = answer["returncode"]
+
+
+class SessionServer:
+    """A ForkedCli for tests that run single commands, started on first use and closed when the test
+    session ends (tests/conftest.py sets ``env``, the environment at the session's start, before any
+    test changes it)."""
+
+    def __init__(self):
+        self.env: dict[str, str] | None = None
+        self._cli: ForkedCli | None = None
+
+    def get(self) -> ForkedCli:
+        if self._cli is None:
+            self._cli = ForkedCli(self.env)
+        return self._cli
+
+    def close(self) -> None:
+        if self._cli is not None:
+            self._cli.close()
+            self._cli = None
+
+
+SESSION = SessionServer()
 
 
 # ---------------------------------------------------------------------- the server process

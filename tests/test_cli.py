@@ -10,7 +10,8 @@ the command, without ~2.5 s of imports each time.
 from __future__ import annotations
 
 import json
-import os
+import subprocess
+import sys
 
 import pytest
 import tomlkit
@@ -19,7 +20,7 @@ from typer.testing import CliRunner
 from langbuild.cli import app
 from langbuild.core.config import CONFIG_NAME, load_config
 from langbuild.project.scaffold import template_dir
-from tests.forked_cli import ForkedCli
+from tests import forked_cli
 
 TEMPLATE_TEXT = (template_dir() / CONFIG_NAME).read_text(encoding="utf-8")
 STEP_NAMES = ["corpus", "tokenizer", "select", "extend", "train", "eval", "report"]
@@ -29,21 +30,15 @@ def invoke(*args, input=None):
     return CliRunner().invoke(app, [str(a) for a in args], input=input)
 
 
-SERVER: ForkedCli | None = None  # this module's, while its tests run (_server)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _server():
-    global SERVER
-    env = {key: value for key, value in os.environ.items() if key != "LANGBUILD_DEBUG"}
-    with ForkedCli(env) as SERVER:  # ForkedCli puts this checkout first on PYTHONPATH
-        yield
-    SERVER = None
-
-
 def langbuild(*args, cwd, env=None, check_fail=False):
-    """Run ``python -m langbuild`` like a user in ``cwd``, stdin not a terminal (a forked process)."""
-    result = SERVER.run(args, cwd=cwd, env=env, timeout=60)
+    """Run ``python -m langbuild`` like a user in ``cwd``, stdin not a terminal: forked from this worker's
+    server, or in a fresh interpreter when ``env`` sets a variable read at import time (COLUMNS, HF_HOME)."""
+    cli = forked_cli.SESSION.get()
+    if cli.takes(env):
+        result = cli.run(args, cwd=cwd, env=env, timeout=60)
+    else:
+        result = subprocess.run([sys.executable, "-m", "langbuild", *map(str, args)], cwd=cwd, env={**cli.env, **env},
+                                stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
     if check_fail:
         assert_one_line_error(result)
     return result
