@@ -1,5 +1,5 @@
 # Two entry points for a fresh machine (Python 3.11 + pip, no GPU, no hub):
-#   make demo   - install everything, then run the Chichewa demo end to end (~22 min on 2 cores)
+#   make demo   - install everything, then run the Chichewa demo end to end (~30 min on 2 cores without AMX)
 #   make test   - install everything, then run the whole test suite in two worker processes (pytest-xdist)
 PYTHON ?= python3
 VENV ?= .venv

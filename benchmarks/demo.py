@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import time
@@ -22,9 +23,11 @@ from rich.console import Console
 from langbuild.project.demo import run_demo
 
 try:
-    from results import record_section, scratch_dir  # run as a script: benchmarks/ is on sys.path
+    from results import commit_description, cpu_description, record_section, scratch_dir  # run as a script
 except ImportError:
-    from benchmarks.results import record_section, scratch_dir
+    from benchmarks.results import commit_description, cpu_description, record_section, scratch_dir
+
+COMMIT = commit_description()  # at start: the code that runs, even if the tree changes while it does
 
 
 
@@ -41,8 +44,8 @@ def table(root: Path, total: float | None) -> str:
         bpb, tpw = metrics[side]["bits_per_byte"], metrics[side]["tokens_per_word"]
         result.append(f"| {label} | bits per byte | {bpb['base']:.3f} | {bpb['extended']:.3f} | {bpb['trained']:.3f} |")
         result.append(f"| {label} | tokens per word | {tpw['base']:.2f} | {tpw['extended']:.2f} | {tpw['extended']:.2f} |")
-    machine = f"{platform.machine()}, {__import__('os').cpu_count()} CPU cores, no GPU"
-    return "\n".join([f"Measured {time.strftime('%Y-%m-%d')} on {machine}.", "", *result, "", extension_line(root, metrics),
+    machine = f"{platform.machine()}, {os.cpu_count()} CPU cores ({cpu_description()}), no GPU"
+    return "\n".join([f"Measured {time.strftime('%Y-%m-%d')} at commit {COMMIT} on {machine}.", "", *result, "", extension_line(root, metrics),
                       "", *rows, "", "Benchmarks (lm-eval 0.4.13 on local tasks built from the held-out books; 95 % bootstrap "
                       "intervals):", "", *benchmark_table(metrics), "", speed_line(metrics), "", *rerun_lines(root)])
 

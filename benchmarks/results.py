@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -49,3 +50,14 @@ def cpu_description() -> str:
         pass
     shown = [f for f in ("amx_bf16", "amx_tile", "avx512_bf16", "avx512f") if f in flags]
     return f"{model}; bf16-relevant flags: {', '.join(shown) or 'none'}" + ("" if "amx_bf16" in flags else " (no AMX)")
+
+
+def commit_description() -> str:
+    """The commit the measured code is at, so a recorded figure can be dated to it; "+ changes" when the
+    working tree differs from it."""
+    def git(*args: str) -> str:
+        result = subprocess.run(["git", "-C", str(RESULTS.parent), *args], capture_output=True, text=True)
+        return result.stdout.strip() if result.returncode == 0 else ""
+
+    commit = git("rev-parse", "--short=7", "HEAD") or "unknown commit"
+    return commit + (" + uncommitted changes" if git("status", "--porcelain", "--untracked-files=no") else "")

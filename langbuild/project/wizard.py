@@ -24,6 +24,7 @@ from rich.table import Table
 from ..core.config import CONFIG_NAME, SCHEMA, defaults, validate_document
 from ..core.errors import LangbuildError
 from ..core.languages import MAX_NAME_MATCHES, LanguageChoice, language_choices
+from ..training.run_budget import ReplaySettings
 
 LIST_HINT = "comma-separated"
 
@@ -241,22 +242,31 @@ def tokens_per_step(config) -> int:
         config.get("train.seq_len") * config.get("train.batch_size") * config.get("train.num_processes"))
 
 
+def replay_settings(config) -> ReplaySettings:
+    from ..training.replay import SELF  # imports the model code: only when asked
+
+    return ReplaySettings(fraction=config.get("train.replay_fraction"), self_sampled=config.get("train.replay_text") == SELF,
+                          kl=config.get("train.replay_kl") > 0, token_cap=config.get("train.replay_tokens"),
+                          seq_len=config.get("train.seq_len"))
+
+
 def ask_budget(console: Console, answers: dict[str, Any], fits: list, machine: dict) -> int:
     """train.max_steps from a time, a token count or steps; prints the run's estimate."""
     from ..training.run_budget import (
         OTHER_STEPS_SECONDS,
         default_speed,
+        estimate_run,
         format_duration,
         parse_budget,
-        steps_for_budget,
-        training_seconds,
+        sampling_speed,
     )
 
     config = project_config(answers)
     step_tokens = tokens_per_step(config)
     known = [fit.parameters for fit in fits if fit.parameters]
     # The largest candidate sets the pace: select may choose it, and a run should not take longer than said.
-    speed = default_speed(max(known) if known else 135_000_000, len(machine["gpus"]), machine["cores_usable"])
+    parameters, gpus, cores = max(known) if known else 135_000_000, len(machine["gpus"]), machine["cores_usable"]
+    speed = default_speed(parameters, gpus, cores)
     current = answers.get("train.max_steps", SCHEMA["train"]["max_steps"].default)
     while True:
         text = _ask_text(console, "Training budget: a time (2h, 30m), tokens (5M tokens) or steps (300 steps)", f"{current} steps")
@@ -265,14 +275,17 @@ def ask_budget(console: Console, answers: dict[str, Any], fits: list, machine: d
         except LangbuildError as err:
             _problem(console, str(err))
             continue
-        steps = steps_for_budget(budget, step_tokens, speed)
-        train_seconds = training_seconds(steps, step_tokens, speed)
+        run = estimate_run(budget, step_tokens, speed, replay_settings(config), sampling_speed(parameters, gpus, cores))
         other = OTHER_STEPS_SECONDS["gpu" if machine["gpus"] else "cpu"]
-        console.print(f"  {budget.describe()} → train.max_steps = {steps:,} ({steps * step_tokens:,} tokens, "
+        console.print(f"  {budget.describe()} → train.max_steps = {run.steps:,} ({run.steps * step_tokens:,} tokens, "
                       f"{step_tokens:,} a step); at ~{speed.tokens_per_second:,.0f} tokens/s ({escape(speed.source)}):")
-        console.print(f"  training ≈ {format_duration(train_seconds)}, whole run ≈ {format_duration(train_seconds + other)} "
+        if run.sampled_tokens:
+            console.print(f"  self replay: sampling {run.sampled_tokens:,} tokens from the base model first ≈ "
+                          f"{format_duration(run.sampling_seconds)} (once per model, cached)")
+        whole = run.training_seconds + run.sampling_seconds + other
+        console.print(f"  training ≈ {format_duration(run.training_seconds)}, whole run ≈ {format_duration(whole)} "
                       f"(select measures real steps and prints its own estimate)")
-        return steps
+        return run.steps
 
 
 # --- the wizard -------------------------------------------------------------------------------------

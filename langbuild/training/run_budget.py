@@ -23,6 +23,18 @@ GPU_FLOPS = 100e12  # per GPU, bf16, about a third of an A100's dense peak: a st
 # Every step but train, on the demo (corpus, tokenizer, select, extend, eval, report: ~6 min on 2
 # CPU cores); on a GPU, a stated guess. Added to the training time for the whole run.
 OTHER_STEPS_SECONDS = {"cpu": 400.0, "gpu": 300.0}
+# Self-synthesised replay (train.replay_text = "self") decodes its text from the base model before
+# training, once per model (cached). Decoding runs far below the matmul rate (one token a forward pass,
+# 2 FLOPs a parameter, in batches of 16 prompts): ~19 GFLOP/s a core where training reaches 83.
+SAMPLING_FLOPS_PER_PARAMETER_TOKEN = 2
+CPU_SAMPLING_FLOPS_PER_CORE = 18.6e9  # the demo, 2026-12-06: SmolLM2-135M, bf16, 2 cores, 30,720 tokens in 222 s
+# On a GPU, decoding 16 prompts is bound by per-step latency, not FLOPs: a stated guess.
+GPU_SAMPLING_TOKENS_PER_SECOND = 400.0
+# The KL term to the base model (train.replay_kl > 0) runs the frozen model on the replay rows and a
+# softmax over the whole vocabulary for both models. By FLOPs a third of training a row; measured, more:
+# the demo's 200 steps trained in 1,202 s with it (12.5 % replay) against 979 s without (2026-12-06 and
+# -05, README), +23 %, i.e. each replay row costs ~1.8 rows' training more. The estimate uses that.
+KL_COST_PER_REPLAY_ROW = 1.8
 
 _UNITS = {"": 1, "k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9}
 _SECONDS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hr": 3600, "hour": 3600,
@@ -97,6 +109,60 @@ def default_speed(parameters: int, gpus: int, cores: int) -> Speed:
         return Speed(GPU_FLOPS * gpus / per_token, f"default for {gpus} GPU(s): {GPU_FLOPS / 1e12:.0f} TFLOP/s each, not measured")
     return Speed(CPU_FLOPS_PER_CORE * cores / per_token,
                  f"default for {cores} CPU core(s): {CPU_FLOPS_PER_CORE / 1e9:.0f} GFLOP/s each (our demo's fp32 rate), not measured")
+
+
+def sampling_speed(parameters: int, gpus: int, cores: int) -> Speed:
+    """Tokens per second of self-replay sampling from a model of ``parameters``, from the stated defaults."""
+    if gpus:
+        return Speed(GPU_SAMPLING_TOKENS_PER_SECOND, "a stated default for a GPU, not measured")
+    per_token = SAMPLING_FLOPS_PER_PARAMETER_TOKEN * parameters
+    return Speed(CPU_SAMPLING_FLOPS_PER_CORE * cores / per_token, f"our demo's sampling rate on {cores} CPU core(s), not measured")
+
+
+@dataclass(frozen=True)
+class ReplaySettings:
+    """The train.replay_* settings that cost a run time (its rows cost no more than corpus rows)."""
+    fraction: float
+    self_sampled: bool  # train.replay_text = "self"
+    kl: bool  # train.replay_kl > 0
+    token_cap: int  # train.replay_tokens
+    seq_len: int
+
+
+@dataclass(frozen=True)
+class Estimate:
+    steps: int
+    training_seconds: float  # with the KL pass, when there is one
+    sampled_tokens: int  # 0 without self replay
+    sampling_seconds: float
+
+
+def kl_slowdown(replay: ReplaySettings) -> float:
+    """Training time with the KL pass over training time without it."""
+    if not replay.kl or replay.fraction <= 0:
+        return 1.0
+    return 1 + replay.fraction * KL_COST_PER_REPLAY_ROW
+
+
+def estimate_run(budget: Budget, tokens_per_step: int, speed: Speed, replay: ReplaySettings, sampling: Speed) -> Estimate:
+    """Steps, training time and self-replay sampling time for ``budget``. A time budget pays for all
+    of it: sampling comes out of the time first, and the KL pass slows every step."""
+    from .replay import self_sample_budget
+
+    training_speed = Speed(speed.tokens_per_second / kl_slowdown(replay), speed.source)
+
+    def sampled(steps: int) -> int:
+        if not (replay.self_sampled and replay.fraction > 0):
+            return 0
+        return self_sample_budget(replay.token_cap, steps, tokens_per_step // replay.seq_len, replay.fraction, replay.seq_len)
+
+    steps = steps_for_budget(budget, tokens_per_step, training_speed)
+    if budget.kind == "time":  # sampling the most this run could read, so the estimate does not overrun
+        spare = max(0.0, budget.amount - sampled(steps) / sampling.tokens_per_second)
+        steps = steps_for_budget(Budget("time", spare), tokens_per_step, training_speed)
+    tokens = sampled(steps)
+    return Estimate(steps, training_seconds(steps, tokens_per_step, training_speed), tokens,
+                    tokens / sampling.tokens_per_second)
 
 
 def steps_for_budget(budget: Budget, tokens_per_step: int, speed: Speed) -> int:

@@ -3,6 +3,7 @@ and the whole of it through a real pseudo-terminal, as a person types."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -19,7 +20,16 @@ from langbuild.models.candidates import candidate_fit, recommend
 from langbuild.models.gguf_header import read_gguf_header
 from langbuild.models.selection import Plan, memory_estimate
 from langbuild.project.wizard import from_here_or_project
-from langbuild.training.run_budget import Budget, Speed, default_speed, parse_budget, steps_for_budget
+from langbuild.training.run_budget import (
+    Budget,
+    ReplaySettings,
+    Speed,
+    default_speed,
+    estimate_run,
+    parse_budget,
+    sampling_speed,
+    steps_for_budget,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 CHICHEWA = ["Pachiyambi Mulungu adalenga kumwamba ndi dziko lapansi.", "Dziko lapansi linali losakonzeka."]
@@ -68,6 +78,38 @@ def test_a_budget_becomes_steps():
     assert steps_for_budget(parse_budget("5M tokens"), 1024, speed) == 5_000_000 // 1024
     assert steps_for_budget(parse_budget("12 steps"), 1024, speed) == 12
     assert steps_for_budget(parse_budget("1s"), 1024, speed) == 1  # never zero steps
+
+
+NO_REPLAY = ReplaySettings(fraction=0.0, self_sampled=False, kl=False, token_cap=60000, seq_len=256)
+DEMO_REPLAY = ReplaySettings(fraction=0.125, self_sampled=True, kl=True, token_cap=60000, seq_len=256)
+
+
+def test_without_replay_the_estimate_is_plain_training():
+    speed, sampling = Speed(1000.0, "test"), Speed(100.0, "test")
+    run = estimate_run(parse_budget("1h"), 1024, speed, NO_REPLAY, sampling)
+    assert run.steps == 3600 * 1000 // 1024 and run.sampled_tokens == 0 and run.sampling_seconds == 0
+    assert run.training_seconds == pytest.approx(run.steps * 1024 / 1000)
+
+
+def test_self_replay_and_its_kl_pass_are_counted_in_the_run_time():
+    speed, sampling = Speed(1000.0, "test"), Speed(100.0, "test")
+    # The demo: 200 steps of 4 x 256 tokens sample 1.2 x 200 x 4 x 1/8 = 120 rows of 256 tokens.
+    run = estimate_run(parse_budget("200 steps"), 1024, speed, DEMO_REPLAY, sampling)
+    assert run.sampled_tokens == 120 * 256 and run.sampling_seconds == pytest.approx(307.2)
+    assert run.training_seconds == pytest.approx(200 * 1024 / 1000 * (1 + 0.125 * 1.8))  # the KL, as the demo measured it
+    without_kl = estimate_run(parse_budget("200 steps"), 1024, speed, dataclasses.replace(DEMO_REPLAY, kl=False), sampling)
+    assert without_kl.training_seconds == pytest.approx(200 * 1024 / 1000)
+    # A time budget pays for sampling and the KL pass: the whole run fits in it.
+    timed = estimate_run(parse_budget("1h"), 1024, speed, DEMO_REPLAY, sampling)
+    assert timed.steps < run.steps * 3600 / (200 * 1024 / 1000)
+    assert 3600 - 5 <= timed.training_seconds + timed.sampling_seconds <= 3600
+
+
+def test_sampling_speed_scales_with_the_model_and_the_device():
+    small, large = sampling_speed(100_000_000, 0, 2), sampling_speed(200_000_000, 0, 2)
+    assert small.tokens_per_second == pytest.approx(2 * large.tokens_per_second)
+    assert sampling_speed(135_000_000, 0, 2).tokens_per_second < default_speed(135_000_000, 0, 2).tokens_per_second
+    assert "not measured" in sampling_speed(135_000_000, 1, 2).source
 
 
 def test_the_default_speed_scales_with_the_model_and_the_device():
@@ -161,8 +203,6 @@ def test_the_fit_from_a_config_is_selects_estimate_of_the_loaded_model(tiny_llam
 
 
 def test_packaged_models_are_sized_without_their_weights_and_the_largest_fitting_one_is_recommended():
-    import dataclasses
-
     plan = Plan.from_config(defaults())
     fits = [candidate_fit(name, Path("."), plan) for name in ("smollm2-135m", "gemma3-270m")]
     assert [fit.parameters // 10**6 for fit in fits] == [134, 268]  # published: 135M and 268M parameters
@@ -211,6 +251,7 @@ def test_the_wizard_re_asks_wrong_answers_and_writes_what_the_flags_write(tmp_pa
     child.expect("Training budget")
     child.sendline("300 steps")
     child.expect("train.max_steps = 300")
+    child.expect("self replay: sampling")  # the default replay_text = self: its sampling is in the estimate
     child.expect(r"Run now\? \[Y/n\]")
     child.sendline("n")
     child.expect(pexpect.EOF)
