@@ -77,6 +77,10 @@ def _evaluate(lm, tasks: list[str], task_manager, cache_file: Path | None, limit
     # lm-eval records the git commit of the current folder by running 'git describe', which prints
     # "fatal: not a git repository" to the terminal outside one. The field is meaningless here.
     lm_eval.evaluator.get_git_commit_hash = lambda: None
+    # It also surveys the environment into every result (torch's collect_env: ~30 subprocesses, pip list
+    # among them, ~0.6 s of CPU per call and one call per model and task group); langbuild reads none of
+    # it and records lm-eval's version itself (metrics.json "lm_eval").
+    lm_eval.evaluator.add_env_info = lambda results: None
     with quiet_lm_eval():
         return simple_evaluate(
             lm, tasks=tasks, task_manager=task_manager, use_cache=str(cache_file) if cache_file else None,

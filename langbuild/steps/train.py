@@ -23,7 +23,7 @@ from ..text.textio import sample_by_bytes
 from ..training.checkpoints import checkpoint_precision
 from ..training.data import tokenise_to_file
 from ..training.launch import check_launcher, check_processes, launch
-from ..training.loop import CHECKPOINTS, Trainer
+from ..training.loop import CHECKPOINTS, Trainer, torch_threads
 from ..training.plan import TrainPlan, accumulation_steps, new_rows_of, stage_plan, total_steps
 from ..training.precision import PrecisionChoice, resolve_precision, resumed_choice
 from ..training.replay import self_sample_budget
@@ -113,14 +113,8 @@ def _stage_names(ctx, new_rows: list[int]) -> list[str]:
 
 def _precision(requested: str, threads: int):
     """The precision the run will use, measured with the thread count each training process gets."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         return resolve_precision(requested)
-    finally:
-        torch.set_num_threads(previous)
 
 
 def tokenise_replay(ctx, tokenizer, path: Path, self_budget: int) -> int:
@@ -154,4 +148,5 @@ def run(ctx) -> dict:
                       + f"; {plan.precision} ({PrecisionChoice(**plan.precision_choice).describe()})")
     if plan.num_processes > 1:
         return launch(plan, ctx.out / CHECKPOINTS)
-    return Trainer(plan, ctx.console).run()
+    with torch_threads(plan.threads):  # the run's thread count, and this process's own back afterwards
+        return Trainer(plan, ctx.console).run()

@@ -154,6 +154,22 @@ def make_accelerator(plan: TrainPlan):
     return Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=mixed)
 
 
+@contextlib.contextmanager
+def torch_threads(count: int):
+    """torch's thread count set to ``count`` for a block, then put back. Why: a step that trains in the
+    calling process must not leave the steps after it (eval, in the same process) on its count; where
+    that process was meant to use fewer threads (a test worker, a machine shared on purpose), the extra
+    threads contend for its cores and eval ran up to 4x slower."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(max(1, count))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def uses_master_weights(plan: TrainPlan) -> bool:
     return plan.precision == "bf16" and not uses_fsdp(plan)
 

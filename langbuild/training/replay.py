@@ -25,7 +25,9 @@ so a second project, a resumed run or a re-run after a changed learning rate cos
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -62,7 +64,7 @@ PROMPT_WORDS = 4
 # Generation cost is the price of self replay: batches keep a GPU (or the CPU's matrix units) busy.
 BATCH_PROMPTS = 16
 MAX_NEW_TOKENS = 128
-CACHE_FORMAT = 1  # bump when the cached text would differ for the same key
+CACHE_FORMAT = 2  # bump when the cached text would differ for the same key (2: a short last batch)
 # Replay rows are drawn at random (each row with probability replay_fraction), so a run may draw a
 # few more than the expected number; sampling 20 % more keeps each drawn row fresh text in most runs.
 DRAW_HEADROOM = 1.2
@@ -247,8 +249,10 @@ def _generate(model_path: Path, openings: list[str], token_budget: int, seed: in
     # Sampling draws from torch's global generator: forking it keeps the caller's random state as it was.
     with torch.random.fork_rng(devices=devices), torch.inference_mode():
         torch.manual_seed(seed)
-        for batch in _batches(openings):
-            rows = sample_batch(model, tokenizer, batch, min(MAX_NEW_TOKENS, token_budget - total))
+        next_openings = itertools.cycle(openings)
+        while total < token_budget:
+            batch, new_tokens = _next_batch(next_openings, token_budget - total)
+            rows = sample_batch(model, tokenizer, batch, new_tokens)
             if not any(sampled for _, sampled in rows):
                 break
             for prompt_ids, sampled in rows:
@@ -258,18 +262,15 @@ def _generate(model_path: Path, openings: list[str], token_budget: int, seed: in
                 if text and sampled:
                     documents.append(text)
             on_batch(total)
-            if total >= token_budget:
-                break
     return documents, total, time.perf_counter() - started
 
 
-def _batches(openings: list[str]) -> Iterator[list[str]]:
-    """BATCH_PROMPTS openings at a time, cycling through them for as long as the budget needs."""
-    position = 0
-    while True:
-        batch = [openings[(position + i) % len(openings)] for i in range(BATCH_PROMPTS)]
-        position += BATCH_PROMPTS
-        yield batch
+def _next_batch(openings: Iterator[str], remaining: int) -> tuple[list[str], int]:
+    """The next openings to sample from and how many tokens each may add: BATCH_PROMPTS openings of
+    MAX_NEW_TOKENS, fewer and shorter when fewer tokens remain. Why: a batch decodes until its longest
+    row ends, so the last 64 tokens of a budget sampled in a full batch would decode 16 rows to keep one."""
+    new_tokens = min(MAX_NEW_TOKENS, remaining)
+    return list(itertools.islice(openings, min(BATCH_PROMPTS, math.ceil(remaining / new_tokens)))), new_tokens
 
 
 def _start_id(tokenizer) -> int | None:

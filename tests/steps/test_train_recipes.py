@@ -60,6 +60,17 @@ def _matrices(folder):
     return model, model.get_input_embeddings().weight.detach(), model.get_output_embeddings().weight.detach()
 
 
+def test_training_in_process_puts_the_thread_count_back(project, monkeypatch):
+    """The run trains on train.threads; eval, run next in the same process, gets the process's count back."""
+    _set(project, train__max_steps=1, train__threads=3)
+    before = torch.get_num_threads()
+    during = []
+    original = loop.Trainer.run
+    monkeypatch.setattr(loop.Trainer, "run", lambda self: during.append(torch.get_num_threads()) or original(self))
+    _train(project)
+    assert during == [3] and torch.get_num_threads() == before != 3
+
+
 def test_the_embeddings_stage_changes_only_new_rows_then_full_training_changes_everything(project):
     _set(project, train__stages=["embeddings"], train__max_steps=3)
     records = _train(project)

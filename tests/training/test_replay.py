@@ -64,6 +64,15 @@ def test_self_replay_is_deterministic_within_budget_and_read_from_the_cache(tiny
     assert _text(synthesise_replay(model, PROMPTS, 50, seed=4)) != _text(first)
 
 
+def test_the_last_batch_decodes_only_the_rows_the_budget_needs():
+    import itertools
+
+    openings = itertools.cycle(["a", "b", "c", "d", "e"])  # BATCH_PROMPTS = 4, MAX_NEW_TOKENS = 8 here
+    assert replay._next_batch(openings, 100) == (["a", "b", "c", "d"], 8)
+    assert replay._next_batch(openings, 17) == (["e", "a", "b"], 8)  # 3 rows of 8 hold 17; the cycle goes on
+    assert replay._next_batch(openings, 5) == (["c"], 5)
+
+
 def test_self_replay_without_prompts_starts_from_the_start_token(tiny_models):
     # GPT-2's tokenizer has no pad token and BOS = EOS: the start token is also what ends a sample.
     result = synthesise_replay(tiny_models["gpt2-bytelevel"], [], 20, seed=0)
