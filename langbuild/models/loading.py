@@ -174,8 +174,10 @@ def convert_packaged_tokenizer(spec: PackagedModel, target: Path) -> Path:
 
 
 def resolve_tokenizer(name: str, base_dir: Path | None = None, trust_remote_code: bool = False) -> Path:
-    """A folder holding the tokenizer of candidate ``name``: a packaged model's converted folder when it
-    exists, else its tokenizer converted alone; any other name as ``resolve_model`` resolves it."""
+    """A folder holding the tokenizer of candidate ``name``, for work that needs no weights (tokenizer
+    benchmarks, extension tests): a packaged model's converted folder when it exists, else its tokenizer
+    converted alone; any other name as ``resolve_model`` resolves it. The steps use ``resolve_model``:
+    select converts the weights anyway, and reading the tokenizer first would only add to that."""
     if name in PACKAGED and not Path(os.path.expanduser(name)).exists():
         converted = converted_folder(name)
         if is_model_folder(converted):

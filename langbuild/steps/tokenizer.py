@@ -21,7 +21,7 @@ from rich.table import Table
 
 from ..core.atomic import atomic_write_json
 from ..corpus.shards import read_split
-from ..models.loading import load_tokenizer, resolve_tokenizer
+from ..models.loading import load_tokenizer, resolve_model
 from ..tokenization.comparison import aligned_pairs, spm_agreement, tokenizer_row
 from ..tokenization.sampling import read_train_sample
 from ..tokenization.sweep import vocab_curve
@@ -32,7 +32,7 @@ def _base_rows(ctx, valid: list[str], aligned) -> dict[str, dict]:
     out = {}
     trust = ctx.config.get("project.trust_remote_code")
     for name in ctx.config.get("select.candidates"):
-        folder = resolve_tokenizer(name, ctx.project.root, trust)  # select converts the weights when it needs them
+        folder = resolve_model(name, ctx.project.root, trust)
         out[name] = tokenizer_row("base", load_tokenizer(folder, trust), valid, aligned)
     return out
 
