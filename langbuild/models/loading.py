@@ -112,35 +112,46 @@ def converted_folder(name: str) -> Path:
     return cache_dir() / "models" / f"{name}-{_package_version(spec)}"
 
 
-def convert_packaged(spec: PackagedModel, target: Path) -> Path:
-    """Dequantise the packaged GGUF into a safetensors folder at ``target`` (atomically)."""
+def _convert_once(spec: PackagedModel, target: Path, is_done: Callable[[Path], bool],
+                  write: Callable[[Path, Path], None]) -> Path:
+    """``write(gguf, folder)`` from the packaged GGUF into a temporary folder renamed to ``target``,
+    under a file lock, unless ``target`` is already done: concurrent callers convert once, and a
+    killed conversion leaves no half-written folder."""
     from filelock import FileLock
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     quiet_hf()
-
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):
-        if is_model_folder(target):
+        if is_done(target):
             return target
         gguf = spec.locate_gguf(_package_dir(spec))
         if not gguf.is_file():
             raise LangbuildError(f"packaged model file {gguf} is missing: reinstall with '{spec.pip_install}'")
         tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
         try:
-            tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-            model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-            # The weights are plain float tensors now; dropping the quantizer lets save_pretrained
-            # write an ordinary safetensors folder.
-            model.hf_quantizer = None
-            if hasattr(model.config, "quantization_config"):
-                del model.config.quantization_config
-            model.save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
+            write(gguf, tmp)
             os.replace(tmp, target)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def convert_packaged(spec: PackagedModel, target: Path) -> Path:
+    """Dequantise the packaged GGUF into a safetensors folder at ``target`` (atomically)."""
+    def write(gguf: Path, folder: Path) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        # The weights are plain float tensors now; dropping the quantizer lets save_pretrained
+        # write an ordinary safetensors folder.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+
+    return _convert_once(spec, target, is_model_folder, write)
 
 
 def converted_tokenizer_folder(name: str) -> Path:
@@ -153,24 +164,12 @@ def convert_packaged_tokenizer(spec: PackagedModel, target: Path) -> Path:
     """The packaged GGUF's tokenizer alone, saved as a Hugging Face tokenizer folder at ``target``
     (atomically). Why: dequantising Gemma-3-270M's weights takes ~70 s on 2 CPU cores, reading its
     262k-entry tokenizer ~16 s, and comparing tokenizers needs only the latter."""
-    from filelock import FileLock
-    from transformers import AutoTokenizer
+    def write(gguf: Path, folder: Path) -> None:
+        from transformers import AutoTokenizer
 
-    quiet_hf()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(target) + ".lock"):
-        if (target / "tokenizer_config.json").is_file():
-            return target
-        gguf = spec.locate_gguf(_package_dir(spec))
-        if not gguf.is_file():
-            raise LangbuildError(f"packaged model file {gguf} is missing: reinstall with '{spec.pip_install}'")
-        tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
-        try:
-            AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name).save_pretrained(tmp)
-            os.replace(tmp, target)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return target
+        AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name).save_pretrained(folder)
+
+    return _convert_once(spec, target, lambda folder: (folder / "tokenizer_config.json").is_file(), write)
 
 
 def resolve_tokenizer(name: str, base_dir: Path | None = None, trust_remote_code: bool = False) -> Path:
