@@ -43,6 +43,26 @@ LONGEST_FIRST = (
 )
 
 
+def pytest_configure(config):
+    """auto precision's bf16 measurement (training/precision.py), taken once for the whole run on one
+    thread (what each worker runs) and handed to every worker and process through LANGBUILD_BF16_SPEEDUP,
+    as a user who knows the figure would. Each process would otherwise take it again: ~30 processes,
+    2-3 s each on a CPU that emulates bf16. Tests of the measurement itself clear the variable."""
+    from langbuild.training import precision
+
+    if os.environ.get(precision.SPEEDUP_ENV) or XDIST_WORKER:
+        return  # set by the user, or inherited from the controller of this xdist run
+    import torch
+
+    threads = torch.get_num_threads()
+    if config.getoption("numprocesses", None):
+        torch.set_num_threads(1)
+    try:
+        os.environ[precision.SPEEDUP_ENV] = f"{precision.bf16_speedup():.3f}"
+    finally:
+        torch.set_num_threads(threads)
+
+
 def pytest_collection_modifyitems(config, items):
     """Under xdist, the files of LONGEST_FIRST first (``--no-loadscope-reorder`` hands files out in this
     order; by default xdist starts with the files of most tests). A single-process run keeps its order."""

@@ -122,7 +122,7 @@ SCHEMA: dict[str, dict[str, Setting]] = {
                             "test_paths and test_values are empty (0: no test split; eval then scores valid)",
                             minimum=0.0, maximum=0.5),
         "test_values": _s("list[str]", [], "values of valid_field held out as the test split, like valid_values"),
-        "workers": _s(int, 0, "processes cleaning in parallel (0: one per CPU core)", minimum=0, steps=HOW),
+        "workers": _s(int, 0, "processes cleaning in parallel (0: one per CPU core, but one per 16 MB of input at most)", minimum=0, steps=HOW),
         "shard_mb": _s(int, 64, "input bytes per work unit, which is also about one output shard", minimum=1),
         "keep_removed": _s(bool, False, "write removed documents and the reason to corpus/removed-*.jsonl.zst"),
     },

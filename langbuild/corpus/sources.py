@@ -142,6 +142,20 @@ def source_files(spec: str, root: Path, setting: str = "corpus.paths") -> list[t
     raise LangbuildError(f"corpus path '{spec}' does not exist: fix {setting} in langbuild.toml")
 
 
+# A compressed file's text is several times its size on disk (gzip or zstd on prose: ~3-4x).
+COMPRESSED_TEXT_RATIO = 4
+
+
+def unit_size(unit: Unit) -> float:
+    """Bytes of input a unit holds, as far as the disk tells before reading: its byte range, or its
+    file's size (times COMPRESSED_TEXT_RATIO if compressed). A datasets, hub or package source counts
+    as unbounded: its size is not known until it is read."""
+    if unit.kind in ("datasets", "hub", "package") or not os.path.isfile(unit.location):
+        return float("inf")
+    end = unit.end if unit.end >= 0 else os.path.getsize(unit.location)
+    return (end - unit.start) * (COMPRESSED_TEXT_RATIO if unit.compression else 1)
+
+
 def plan_units(sources: list[Source], root: Path, unit_bytes: int, txt_unit: str = "line") -> list[Unit]:
     """Work units of every source, held-out sources first so their text wins de-duplication."""
     units: list[Unit] = []

@@ -121,6 +121,25 @@ def test_two_processes_over_many_units_write_what_one_process_writes(tmp_path, m
     assert not any(name.startswith("_work") for name in outputs[1])
 
 
+def test_auto_processes_follow_the_input_size(tmp_path, monkeypatch):
+    from langbuild.corpus import pipeline as corpus_pipeline
+    from langbuild.corpus.sources import Source, Unit
+
+    monkeypatch.setattr(corpus_pipeline.os, "cpu_count", lambda: 8)
+    small, large = tmp_path / "small.txt", tmp_path / "large.txt.gz"
+    small.write_text("mawu\n" * 1000)
+    large.write_bytes(b"x" * 1000)
+    source = Source("data", "train")
+    mb = 1 << 20
+    assert corpus_pipeline.auto_processes([Unit(0, source, "txt", str(small))]) == 1  # spawning costs more than it saves
+    ranges = [Unit(i, source, "txt", str(small), "", i * 20 * mb, (i + 1) * 20 * mb) for i in range(3)]
+    assert corpus_pipeline.auto_processes(ranges) == 60 * mb // corpus_pipeline.MIN_BYTES_PER_PROCESS
+    many = [Unit(i, source, "txt", str(small), "", i * 64 * mb, (i + 1) * 64 * mb) for i in range(20)]
+    assert corpus_pipeline.auto_processes(many) == 8  # never more than the cores
+    assert corpus_pipeline.auto_processes([Unit(0, source, "hub", "hf:some/dataset")]) == 8  # size unknown: every core
+    assert corpus_pipeline.unit_size(Unit(0, source, "txt", str(large), "gzip")) == 4000
+
+
 def test_near_duplicates_are_removed_and_exact_mode_keeps_them(tmp_path, model):
     verses = list(_verses()[:400])
     docs = [" ".join(verses[i:i + 6]) for i in range(0, 300, 6)]

@@ -33,13 +33,26 @@ def test_auto_picks_fp32_where_the_measurement_shows_bf16_slower(monkeypatch):
     monkeypatch.delenv(precision.SPEEDUP_ENV, raising=False)
     monkeypatch.setattr(precision, "_measured", {})
     slow = {torch.float32: 1.0, torch.bfloat16: 8.0}  # a CPU without bf16 units: emulated, 8x slower
-    monkeypatch.setattr(precision, "_best_times", lambda passes, repeats: {d: slow[d] for d in passes})
+    monkeypatch.setattr(precision, "_best_times", lambda passes, repeats, settled: {d: slow[d] for d in passes})
     choice = resolve_precision("auto")
     assert choice.name == "fp32" and choice.speedup == pytest.approx(0.125) and "0.12x" in choice.describe()
     monkeypatch.setattr(precision, "_measured", {})
     fast = {torch.float32: 5.0, torch.bfloat16: 1.0}  # AMX
-    monkeypatch.setattr(precision, "_best_times", lambda passes, repeats: {d: fast[d] for d in passes})
+    monkeypatch.setattr(precision, "_best_times", lambda passes, repeats, settled: {d: fast[d] for d in passes})
     assert resolve_precision("auto").name == "bf16"
+
+
+def test_the_measurement_stops_once_bf16_is_plainly_emulated():
+    calls = {"fp32": 0, "bf16": 0}
+
+    def counted(key):
+        return lambda: calls.__setitem__(key, calls[key] + 1)
+
+    passes = {key: counted(key) for key in calls}
+    precision._best_times(passes, 7, settled=lambda best: True)
+    assert calls == {"fp32": 2, "bf16": 2}  # the warm-up and one timed round
+    precision._best_times(passes, 7)
+    assert calls == {"fp32": 10, "bf16": 10}  # all seven rounds when nothing settles it
 
 
 @needs_cpu
