@@ -168,6 +168,17 @@ def make_tiny_project(root: Path, model_folder: Path, train_books: int = 3, trai
     return root
 
 
+def still_running(process) -> bool:
+    """Whether a psutil process is alive: a killed orphan stays a zombie until the machine's init reaps
+    it, dead though its pid still exists."""
+    import psutil
+
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def own_copy(shared: Path, folder: Path) -> Path:
     """A private copy of a shared, read-only project (``finished_projects``) for a test that takes the
     project's run lock (a run, an export): in another worker, a test may be holding the shared one's."""

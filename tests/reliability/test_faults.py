@@ -13,6 +13,7 @@ import pytest
 
 from langbuild.pipeline import STEP_NAMES
 from tests.reliability.faults import CRASH_TRIALS, FaultHarness, failures, markdown_table
+from tests.tiny import still_running
 
 pytestmark = pytest.mark.timeout(1800)
 
@@ -69,4 +70,4 @@ def test_a_killed_run_leaves_no_worker_behind(tiny_models, tmp_path):
     time.sleep(5)
     written_later = [p for p in (root / ".langbuild/staging").rglob("*") if p.stat().st_mtime > killed_at]
     assert not written_later, f"files written after the kill: {written_later[:3]}"
-    assert not [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
+    assert not [w for w in workers if still_running(w)]

@@ -126,9 +126,9 @@ def test_auto_processes_follow_the_input_size(tmp_path, monkeypatch):
     from langbuild.corpus.sources import Source, Unit
 
     monkeypatch.setattr(corpus_pipeline.os, "cpu_count", lambda: 8)
-    small, large = tmp_path / "small.txt", tmp_path / "large.txt.gz"
+    small, compressed = tmp_path / "small.txt", tmp_path / "small.txt.gz"
     small.write_text("mawu\n" * 1000)
-    large.write_bytes(b"x" * 1000)
+    compressed.write_bytes(b"x" * 1000)
     source = Source("data", "train")
     mb = 1 << 20
     assert corpus_pipeline.auto_processes([Unit(0, source, "txt", str(small))]) == 1  # spawning costs more than it saves
@@ -137,7 +137,7 @@ def test_auto_processes_follow_the_input_size(tmp_path, monkeypatch):
     many = [Unit(i, source, "txt", str(small), "", i * 64 * mb, (i + 1) * 64 * mb) for i in range(20)]
     assert corpus_pipeline.auto_processes(many) == 8  # never more than the cores
     assert corpus_pipeline.auto_processes([Unit(0, source, "hub", "hf:some/dataset")]) == 8  # size unknown: every core
-    assert corpus_pipeline.unit_size(Unit(0, source, "txt", str(large), "gzip")) == 4000
+    assert corpus_pipeline.unit_size(Unit(0, source, "txt", str(compressed), "gzip")) == 4000
 
 
 def test_near_duplicates_are_removed_and_exact_mode_keeps_them(tmp_path, model):

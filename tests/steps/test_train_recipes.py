@@ -19,7 +19,7 @@ from langbuild.core.errors import LangbuildError
 from langbuild.core.project import Project
 from langbuild.models.loading import load_model
 from langbuild.training import loop
-from tests.tiny import english_lines, make_tiny_project, read_json, write_lines
+from tests.tiny import english_lines, make_tiny_project, read_json, still_running, write_lines
 
 QUIET = Console(quiet=True)
 
@@ -256,15 +256,6 @@ def test_an_out_of_memory_error_names_the_settings_to_lower():
     assert isinstance(loop.out_of_memory_error(plan), LangbuildError)
 
 
-def _still_running(process) -> bool:
-    import psutil
-
-    try:
-        return process.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
 def train_until_logged(root, steps: int, poll: float = 0.01):
     """``langbuild train`` started in a child process, returned once it has logged ``steps`` steps (or ended)."""
     import time
@@ -297,8 +288,7 @@ def test_a_killed_two_process_run_leaves_no_process_behind_and_resumes_exactly(e
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     _, alive = psutil.wait_procs(descendants, timeout=2)  # orphans would train on for many seconds
-    # A killed orphan is a zombie until the machine's init reaps it: dead, though its pid still exists.
-    running = [p for p in alive if _still_running(p)]
+    running = [p for p in alive if still_running(p)]
     assert not running, [p.cmdline()[-3:] for p in running]
     result = _cli("train", "-C", str(killed), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
