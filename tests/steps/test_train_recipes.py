@@ -4,10 +4,7 @@ checks, resume inside every stage, several processes through accelerate, and eve
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 import tomlkit
@@ -19,6 +16,7 @@ from langbuild.core.errors import LangbuildError
 from langbuild.core.project import Project
 from langbuild.models.loading import load_model
 from langbuild.training import loop
+from tests import forked_cli
 from tests.tiny import english_lines, make_tiny_project, read_json, still_running, write_lines
 
 QUIET = Console(quiet=True)
@@ -181,8 +179,9 @@ def test_replay_text_is_fingerprinted_only_when_replayed(project):
 
 
 def _cli(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "langbuild", *args], cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, "LANGBUILD_DEBUG": "0"}, timeout=600)
+    """``python -m langbuild ARGS`` in a process of its own, forked from this worker's server (its
+    imports already done, tests/forked_cli.py); the launcher and training processes it starts are fresh."""
+    return forked_cli.SESSION.get().run(args, cwd=cwd, env={"LANGBUILD_DEBUG": "0"}, timeout=600)
 
 
 @pytest.mark.parametrize(("settings", "fragment"), [
@@ -220,13 +219,14 @@ def test_bad_training_settings_are_one_line_and_keep_the_previous_model(extended
 @pytest.mark.parametrize(("precision", "tolerance"), [("fp32", 1e-4), ("bf16", 2e-2)])
 def test_two_cpu_processes_train_the_model_one_process_trains(extended, tmp_path, precision, tolerance):
     """accelerate launch, gloo on the CPU: the same global batch split over two processes gives the
-    same losses and weights (to float rounding) as one process. In bf16 the fp32 master gradients are
-    averaged by langbuild, not DDP; bf16 rounding of different batch shapes sets the tolerance."""
+    same losses and weights (to float rounding) as one process, through the embeddings stage (its row
+    mask over the reduced gradient) and the switch to full training. In bf16 the fp32 master gradients
+    are averaged by langbuild, not DDP; bf16 rounding of different batch shapes sets the tolerance."""
     single, double = tmp_path / "single", tmp_path / "double"
     for root in (single, double):
         shutil.copytree(extended, root)
         _set(root, train__batch_size=2, train__tokens_per_step=4 * 32, train__max_steps=6, train__save_every=3,
-             train__precision=precision)
+             train__stages=["embeddings", "full"], train__embedding_steps=3, train__precision=precision)
     one = _train(single)
     result = _cli("train", "-C", str(double), "--num-processes", "2", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -257,12 +257,11 @@ def test_an_out_of_memory_error_names_the_settings_to_lower():
 
 
 def train_until_logged(root, steps: int, poll: float = 0.01):
-    """``langbuild train`` started in a child process, returned once it has logged ``steps`` steps (or ended)."""
+    """``langbuild train`` started in a process of its own (forked, as ``_cli``), returned once it has logged ``steps`` steps (or ended)."""
     import time
 
     metrics = root / ".langbuild/staging/train/metrics.jsonl"
-    proc = subprocess.Popen([sys.executable, "-m", "langbuild", "train", "-C", str(root)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = forked_cli.SESSION.get().start(["train", "-C", str(root)], cwd=root)
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None and not (metrics.exists() and len(metrics.read_text().splitlines()) >= steps):
         time.sleep(poll)
@@ -277,11 +276,11 @@ def test_a_killed_two_process_run_leaves_no_process_behind_and_resumes_exactly(e
     import psutil
 
     reference, killed = tmp_path / "reference", tmp_path / "killed"
-    for root in (reference, killed):
+    for root, processes in ((reference, 1), (killed, 2)):  # two processes train like one (above)
         shutil.copytree(extended, root)
         _set(root, train__batch_size=2, train__tokens_per_step=4 * 32, train__max_steps=30, train__save_every=3,
-             train__num_processes=2)
-    assert _cli("train", "-C", str(reference), cwd=tmp_path).returncode == 0
+             train__num_processes=processes)
+    expected = _train(reference)
     proc = train_until_logged(killed, steps=5)
     descendants = psutil.Process(proc.pid).children(recursive=True)
     assert len(descendants) >= 3, "expected the launcher and two training processes"
@@ -293,7 +292,6 @@ def test_a_killed_two_process_run_leaves_no_process_behind_and_resumes_exactly(e
     result = _cli("train", "-C", str(killed), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "resuming from checkpoint" in result.stdout
-    expected = [json.loads(line) for line in (reference / "train/metrics.jsonl").read_text().splitlines()]
     resumed = [json.loads(line) for line in (killed / "train/metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in resumed] == [r["step"] for r in expected]
     assert max(abs(a["loss"] - b["loss"]) for a, b in zip(expected, resumed)) < 1e-4
