@@ -70,6 +70,59 @@ def make_lm(model, tokenizer, batch_size: int, console=None):
         return make_shared_prefix_lm(model, tokenizer, batch_size, console)
 
 
+# How often the request cache is written to disk while answers come in: a killed run loses at most this
+# much work. lm-eval's own store commits after every answer, and each write records the caller's stack:
+# a third of simple_evaluate's time on a tiny model (4.4 -> 2.9 s for three models, AVX2 EPYC, 1 thread).
+COMMIT_EVERY_S = 1.0
+
+
+def _request_store(path: Path):
+    """A SqliteDict for lm-eval's request cache that commits at most every COMMIT_EVERY_S seconds (and on close)."""
+    import time
+
+    from sqlitedict import SqliteDict
+
+    class RequestStore(SqliteDict):
+        def __init__(self):
+            super().__init__(str(path), autocommit=False, outer_stack=False)
+            self._committed = time.monotonic()
+
+        def __setitem__(self, key, value):
+            super().__setitem__(key, value)
+            if time.monotonic() - self._committed > COMMIT_EVERY_S:
+                self.commit(blocking=False)  # queued behind the write on the store's own thread
+                self._committed = time.monotonic()
+
+    return RequestStore()
+
+
+@contextlib.contextmanager
+def _request_cache_committed_in_batches() -> Iterator[None]:
+    """Within this block, the CachingLM that simple_evaluate wraps around the model (its ``use_cache``)
+    keeps answers in ``_request_store``; each store is committed and closed on the way out, an
+    exception included (a SqliteDict collected unclosed drops what it has not committed)."""
+    import lm_eval.api.model as lm_model
+
+    original, stores = lm_model.CachingLM, []
+
+    class BatchedCachingLM(original):
+        def __init__(self, lm, cache_db: str):
+            super().__init__(lm, cache_db)
+            self.dbdict.close()  # lm-eval's own store, committing per answer
+            self.dbdict = _request_store(Path(cache_db))
+            stores.append(self.dbdict)
+            lm.set_cache_hook(self.get_cache_hook())  # the hook holds the store it was made with
+
+    lm_model.CachingLM = BatchedCachingLM  # simple_evaluate looks it up on the module when it runs
+    try:
+        yield
+    finally:
+        lm_model.CachingLM = original
+        for store in stores:
+            store.commit()
+            store.close()
+
+
 def _evaluate(lm, tasks: list[str], task_manager, cache_file: Path | None, limit: int, seed: int, num_fewshot: int = 0) -> dict:
     import lm_eval.evaluator
     from lm_eval import simple_evaluate
@@ -81,7 +134,7 @@ def _evaluate(lm, tasks: list[str], task_manager, cache_file: Path | None, limit
     # among them, ~0.6 s of CPU per call and one call per model and task group); langbuild reads none of
     # it and records lm-eval's version itself (metrics.json "lm_eval").
     lm_eval.evaluator.add_env_info = lambda results: None
-    with quiet_lm_eval():
+    with quiet_lm_eval(), _request_cache_committed_in_batches():
         return simple_evaluate(
             lm, tasks=tasks, task_manager=task_manager, use_cache=str(cache_file) if cache_file else None,
             limit=limit or None, log_samples=True, bootstrap_iters=0, verbosity="ERROR",

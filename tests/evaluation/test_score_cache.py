@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import io
 
+import pytest
 import torch
 from rich.console import Console
 from safetensors.torch import load_file, save_file
 
 from langbuild import pipeline
 from langbuild.core.project import Project
-from langbuild.evaluation import score_cache
+from langbuild.evaluation import harness, score_cache
 from tests.tiny import read_json, tiny_project_through
 
 
@@ -70,3 +71,36 @@ def test_shape_ignores_names_but_not_sizes(tiny_models):
     assert score_cache.shape_of(model) == shape
     model.to(torch.bfloat16)
     assert score_cache.shape_of(model) != shape
+
+
+def test_the_request_cache_commits_while_answers_come_in_and_on_the_way_out(tiny_models, tmp_path, monkeypatch):
+    """lm-eval's answers are kept as they come (a killed eval loses at most COMMIT_EVERY_S of them), and
+    all of them once the evaluation ends, by an exception too; lm-eval's CachingLM is put back."""
+    import lm_eval.api.model as lm_model
+    from sqlitedict import SqliteDict
+
+    from langbuild.evaluation.request_scorer import make_shared_prefix_lm
+    from langbuild.models.loading import load_model, load_tokenizer
+
+    folder = tiny_models["llama-spm"]
+    lm = make_shared_prefix_lm(load_model(folder), load_tokenizer(folder), batch_size=2)
+    original = lm_model.CachingLM
+
+    def stored(path):
+        with SqliteDict(str(path), flag="r") as reader:  # another connection: only what was committed
+            return dict(reader.items())
+
+    monkeypatch.setattr(harness, "COMMIT_EVERY_S", 0.0)
+    with harness._request_cache_committed_in_batches():
+        caching = lm_model.CachingLM(lm, str(tmp_path / "soon.db"))
+        lm.cache_hook.add_partial("loglikelihood", ("context", " answer"), (-1.5, True))  # how the scorer stores one
+        assert len(caching.dbdict) == 1  # a read on the store's thread: behind the write and its commit
+        assert list(stored(tmp_path / "soon.db").values()) == [(-1.5, True)]
+
+    monkeypatch.setattr(harness, "COMMIT_EVERY_S", 3600.0)
+    with pytest.raises(RuntimeError), harness._request_cache_committed_in_batches():
+        caching = lm_model.CachingLM(lm, str(tmp_path / "late.db"))
+        caching.dbdict["key"] = (-2.0, False)
+        raise RuntimeError("an evaluation that fails half-way")
+    assert stored(tmp_path / "late.db") == {"key": (-2.0, False)}
+    assert lm_model.CachingLM is original
