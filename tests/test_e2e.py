@@ -4,11 +4,9 @@ Kills and resumes are tested by the fault-injection harness in tests/reliability
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from rich.console import Console
@@ -16,6 +14,7 @@ from rich.console import Console
 from langbuild import pipeline
 from langbuild.core.project import Project
 from langbuild.corpus.shards import split_files
+from tests.test_cli import langbuild
 from tests.tiny import FAMILIES, own_copy, read_json, tiny_project_through
 
 QUIET = Console(quiet=True)
@@ -58,11 +57,6 @@ def test_rerun_skips_everything(finished_projects, tmp_path):
     assert (root / "langbuild.lock").read_bytes() == before
 
 
-def _run_cli(*args: str, cwd: Path, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "langbuild", *args], cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, "LANGBUILD_DEBUG": "0"}, **kw)
-
-
 def test_a_second_run_on_the_same_project_exits_cleanly(tiny_models, tmp_path):
     # From a snapshot through extend: the first run still holds the lock for a whole train + eval.
     root = tiny_project_through(tmp_path / "p", tiny_models["gpt2-bytelevel"], step="extend", **{"train.max_steps": 30})
@@ -72,7 +66,7 @@ def test_a_second_run_on_the_same_project_exits_cleanly(tiny_models, tmp_path):
         deadline = time.time() + 60
         while not (root / ".langbuild/staging/train").exists() and time.time() < deadline:
             time.sleep(0.05)  # train's staging folder appears once the first run holds the project lock
-        second = _run_cli("run", "-C", str(root), cwd=tmp_path)
+        second = langbuild("run", "-C", root, cwd=tmp_path)  # forked from this worker's server: no imports to wait for
         assert second.returncode != 0
         assert second.stderr.count("\n") == 1 and "another langbuild command is running" in second.stderr
     finally:

@@ -29,3 +29,13 @@ def test_a_packaged_tokenizer_is_converted_alone_until_the_model_is(tmp_path, mo
     converted.mkdir(parents=True)
     (converted / "config.json").write_text("{}")
     assert resolve_tokenizer("smollm2-135m") == converted
+
+
+def test_each_packaged_model_names_its_distribution_as_pip_installs_it():
+    from importlib import metadata
+
+    from langbuild.models.loading import PACKAGED, _package_version
+
+    for spec in PACKAGED.values():
+        assert f"{spec.distribution}==" in spec.pip_install
+        assert _package_version(spec) == metadata.version(spec.distribution) != "unknown"  # both are installed here

@@ -50,6 +50,7 @@ class Case:
     condition: str = ""                    # "read-only" or "full-disk": how the command runs
     recovers: bool = False                 # langbuild should cope and succeed, printing `expect`
     verify: Callable[[Path], str] | None = None  # after a recovery: '' or what is wrong
+    runs_langbuild: bool = False           # prepare(project, cli) runs a command itself: forked by cli if given
 
 
 @dataclass
@@ -145,11 +146,14 @@ def interrupted_download(project: Path) -> None:
     set_setting(project, "select.candidates", ["someone/tiny-model"])
 
 
-def corrupt_checkpoint(project: Path) -> None:
+def corrupt_checkpoint(project: Path, cli: ForkedCli | None) -> None:
     """Training re-opened (more steps), killed at its third checkpoint, and its newest checkpoint then damaged."""
     set_setting(project, "train.max_steps", 8)
-    result = subprocess.run([sys.executable, "-m", "langbuild", "run", "-C", str(project), "--until", "train"],
-                            env=child_env(LANGBUILD_CRASH_AT="checkpoint:before-rename@3"), capture_output=True)
+    args, crash = ["run", "-C", str(project), "--until", "train"], {"LANGBUILD_CRASH_AT": "checkpoint:before-rename@3"}
+    if cli is not None:
+        result = cli.run(args, cwd=project, env=crash)
+    else:
+        result = subprocess.run([sys.executable, "-m", "langbuild", *args], env=child_env(**crash), capture_output=True)
     assert result.returncode < 0, result.stderr  # killed: the checkpoints of steps 2 and 4 are on disk
     newest = sorted((project / ".langbuild/staging/train/checkpoints").glob("step-*"))[-1]
     (newest / "model.safetensors").write_bytes(b"not a safetensors file")
@@ -256,7 +260,8 @@ CASES: tuple[Case, ...] = (
     # train
     Case("learning-rate-wrong-type", "config", setting("train.learning_rate", "fast"), "train.learning_rate"),
     Case("zero-sequence-length", "config", setting("train.seq_len", 0), "train.seq_len"),
-    Case("corrupt-checkpoint", "train", corrupt_checkpoint, "unreadable", ("run", "--until", "train"), recovers=True),
+    Case("corrupt-checkpoint", "train", corrupt_checkpoint, "unreadable", ("run", "--until", "train"), recovers=True,
+         runs_langbuild=True),
     # eval
     # By design a task that cannot run is skipped and named in the report; the rest of eval goes on.
     Case("unknown-task", "eval", setting("eval.tasks", ["cloze", "no_such_benchmark_xyz"]), "skipped no_such_benchmark_xyz",
@@ -376,7 +381,7 @@ def run_case(case: Case, finished: Path, workdir: Path, cli: ForkedCli | None = 
     folder = workdir / case.name
     project = folder / "project"
     shutil.copytree(finished, project, symlinks=True)
-    case.prepare(project)
+    case.prepare(project, cli) if case.runs_langbuild else case.prepare(project)
     before, lock_before = tree_digest(folder), lock_entries(project)
     args = list(case.args) if case.bare else [*case.args, "-C", str(project)]
     outcome = Outcome(case)
