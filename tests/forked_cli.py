@@ -240,6 +240,9 @@ def _preload() -> None:
     transformers = sys.modules["transformers"]
     for name in PRELOAD_ATTRIBUTES:  # transformers resolves these (and their modules) lazily
         getattr(transformers, name)
+    from langbuild.corpus.langid import py3langid_codes
+
+    py3langid_codes()  # read once per process, as a corpus step would: here once for every child
 
 
 def _reply(answer: dict) -> None:

@@ -15,6 +15,7 @@ Three identifiers, chosen by ``langid.method`` (``auto`` picks the first that ap
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 from collections import Counter
@@ -44,7 +45,9 @@ def _py3langid():
     return module.LanguageIdentifier.from_modelpath(module.MODEL_DIR / module.MODEL_FILE, norm_probs=True)
 
 
+@functools.cache
 def py3langid_codes() -> frozenset[str]:
+    """The languages py3langid knows; read once per process (loading its model takes ~0.5 s)."""
     return frozenset(_py3langid().nb_classes)
 
 
