@@ -65,12 +65,9 @@ def _leaf_refs(index: dict, tagged: dict[str, list[str]], name: str, seen: set[s
 
 
 def _build_refs() -> dict[str, list[list]]:
-    from lm_eval.tasks import TaskManager
+    from .builtin_tasks import lm_eval_task_index
 
-    from .harness import quiet_lm_eval
-
-    with quiet_lm_eval():
-        index = TaskManager().task_index
+    index = lm_eval_task_index()
     tagged: dict[str, list[str]] = {}
     for name, entry in index.items():
         for tag in entry.tags or ():

@@ -14,6 +14,7 @@ from __future__ import annotations
 import bisect
 import difflib
 import fnmatch
+import functools
 import importlib.metadata
 import itertools
 import json
@@ -243,14 +244,20 @@ def index_cache_file(version: str | None = None) -> Path:
     return _cache_root() / "lm_eval" / f"task-names-{version or lm_eval_version()}.json"
 
 
-def _build_index() -> list[str]:
-    """Ask lm-eval itself: it walks its ~15,000 task YAML files, which takes about ten seconds."""
+@functools.cache
+def lm_eval_task_index() -> dict:
+    """lm-eval's own index of its tasks, groups and tags (name -> entry), built once per process: lm-eval
+    walks its ~15,000 task YAML files for it, which takes about ten seconds."""
     from lm_eval.tasks import TaskManager
 
     from .harness import quiet_lm_eval
 
     with quiet_lm_eval():
-        return sorted(TaskManager().all_tasks)
+        return TaskManager().task_index
+
+
+def _build_index() -> list[str]:
+    return sorted(lm_eval_task_index())
 
 
 def _read_cache(path: Path, version: str) -> frozenset[str] | None:
@@ -281,6 +288,38 @@ def known_task_names() -> set[str]:
             atomic_write_json(path, {"lm_eval_version": version, "names": sorted(names)})
         _memo[path] = names
     return set(_memo[path])
+
+
+def _task_folders_file(version: str) -> Path:
+    return index_cache_file(version).with_name(f"task-folders-{version}.json")
+
+
+def _build_task_folders() -> dict[str, str]:
+    """Task name -> the folder of its YAML, relative to lm-eval's task folder; single tasks only (a
+    group or tag may gather tasks from several folders)."""
+    import lm_eval.tasks
+
+    root = Path(lm_eval.tasks.__file__).parent
+    return {name: entry.yaml_path.parent.relative_to(root).as_posix() for name, entry in lm_eval_task_index().items()
+            if entry.kind.name in ("TASK", "PY_TASK") and entry.yaml_path and entry.yaml_path.is_relative_to(root)}
+
+
+def builtin_task_folder(name: str) -> Path | None:
+    """The folder of lm-eval's YAML for the single task ``name`` (None for a group, a tag or an unknown
+    name). A TaskManager over that folder finds the task without indexing all of lm-eval's (~10 s per
+    eval); the map is cached per lm-eval version next to the task names."""
+    import lm_eval.tasks
+
+    version = lm_eval_version()
+    path = _task_folders_file(version)
+    try:
+        folders = json.loads(path.read_text(encoding="utf-8"))["folders"]
+    except (OSError, ValueError, KeyError, TypeError):
+        folders = _build_task_folders()
+        atomic_write_json(path, {"lm_eval_version": version, "folders": folders})
+    folder = folders.get(name) if isinstance(folders, dict) else None
+    found = Path(lm_eval.tasks.__file__).parent / folder if isinstance(folder, str) else None
+    return found if found is not None and found.is_dir() else None
 
 
 def _tokens(name: str) -> set[str]:

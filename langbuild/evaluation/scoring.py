@@ -20,6 +20,7 @@ from ..reporting.data import PIPELINE_MODELS
 from ..tokenization.statistics import hf_encoder, tokenizer_stats
 from ..training.precision import cast_parameters
 from . import bootstrap, score_cache
+from .builtin_tasks import builtin_task_folder
 from .task_plan import TaskPlan, fewshot_key
 
 
@@ -123,7 +124,7 @@ def run_benchmarks(model, tokenizer, label: str, identity: str, plan: TaskPlan, 
     started = time.perf_counter()
     scores = harness.run_local(lm, plan.local, plan.folder, cache_file, fewshot=plan.fewshot, **options)
     for name in [*plan.yaml_tasks, *plan.builtin]:
-        manager = task_manager(plan.yaml_tasks.get(name))
+        manager = task_manager(plan.yaml_tasks.get(name) or builtin_task_folder(name))
         score, reason = harness.run_builtin(lm, name, manager, cache_file, num_fewshot=plan.fewshot.get(name, 0), **options)
         if score:
             scores[name] = score
@@ -133,8 +134,8 @@ def run_benchmarks(model, tokenizer, label: str, identity: str, plan: TaskPlan, 
 
 
 def task_managers():
-    """Task managers built on first use, one per folder of user YAML and one for lm-eval's built-in
-    tasks (indexing its ~15,000 tasks takes ~12 s, so only when one is asked for)."""
+    """Task managers built on first use, one per folder of YAML: the user's, or the one of lm-eval's
+    built-in task asked for; None gives lm-eval's whole index (~15,000 tasks, ~12 s), for its groups and tags."""
     made: dict[Path | None, object] = {}
 
     def get(folder: Path | None):

@@ -141,3 +141,14 @@ def test_real_lm_eval_index():
         assert {name for name, _, _ in suites} <= names
     _, unknown = bt.check_task_names(["belebele_nya_latn"])
     assert "'belebele_nya_Latn'" in unknown[0][1]
+
+
+def test_a_single_builtin_task_is_found_in_its_own_folder():
+    """The eval step's task manager for one built-in task indexes that task's folder, not all of lm-eval."""
+    from lm_eval.tasks import TaskManager
+
+    folder = bt.builtin_task_folder("belebele_nya_Latn")
+    assert folder is not None and folder.name == "belebele"
+    assert "belebele_nya_Latn" in TaskManager(include_path=str(folder), include_defaults=False).all_tasks
+    assert bt.builtin_task_folder("belebele") is None  # a group gathers tasks: the whole index finds it
+    assert bt.builtin_task_folder("no_such_task_xyz") is None
