@@ -17,11 +17,9 @@ that is not there, so without a local copy nothing is fetched.
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..core.atomic import atomic_write_json
 from ..core.datasets_cache import cached_copy, read_cached_rows, write_offline_copy
 from ..core.hashing import hash_json
 
@@ -39,12 +37,6 @@ class DatasetRef:
 
 
 # ---------------------------------------------------------------- which datasets a task reads
-
-
-def _refs_file(version: str) -> Path:
-    from .builtin_tasks import index_cache_file
-
-    return index_cache_file(version).with_name(f"task-datasets-{version}.json")
 
 
 def _leaf_refs(index: dict, tagged: dict[str, list[str]], name: str, seen: set[str]) -> list[list]:
@@ -83,15 +75,9 @@ def _build_refs() -> dict[str, list[list]]:
 def task_datasets(names: list[str]) -> dict[str, list[DatasetRef]]:
     """The datasets behind each lm-eval task, group or tag in ``names``, from lm-eval's YAML (cached per
     lm-eval version: indexing its tasks takes seconds). Tasks built in Python or from data files are absent."""
-    from .builtin_tasks import lm_eval_version
+    from .builtin_tasks import cached_per_version
 
-    version = lm_eval_version()
-    path = _refs_file(version)
-    try:
-        refs = json.loads(path.read_text(encoding="utf-8"))["tasks"]
-    except (OSError, ValueError, KeyError, TypeError):
-        refs = _build_refs()
-        atomic_write_json(path, {"lm_eval_version": version, "tasks": refs})
+    refs = cached_per_version("task-datasets", "tasks", _build_refs)
     return {name: [DatasetRef(r[0], r[1], tuple(r[2])) for r in refs[name]] for name in names if name in refs}
 
 

@@ -290,8 +290,18 @@ def known_task_names() -> set[str]:
     return set(_memo[path])
 
 
-def _task_folders_file(version: str) -> Path:
-    return index_cache_file(version).with_name(f"task-folders-{version}.json")
+def cached_per_version(stem: str, key: str, build):
+    """``build()``'s JSON value for this lm-eval version, kept under ``key`` in ``<stem>-<version>.json``
+    beside the task names (what is derived from lm-eval's index: walking it takes ~10 s); rebuilt when
+    the file is missing or unreadable."""
+    version = lm_eval_version()
+    path = index_cache_file(version).with_name(f"{stem}-{version}.json")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))[key]
+    except (OSError, ValueError, KeyError, TypeError):
+        value = build()
+        atomic_write_json(path, {"lm_eval_version": version, key: value})
+        return value
 
 
 def _build_task_folders() -> dict[str, str]:
@@ -310,13 +320,7 @@ def builtin_task_folder(name: str) -> Path | None:
     eval); the map is cached per lm-eval version next to the task names."""
     import lm_eval.tasks
 
-    version = lm_eval_version()
-    path = _task_folders_file(version)
-    try:
-        folders = json.loads(path.read_text(encoding="utf-8"))["folders"]
-    except (OSError, ValueError, KeyError, TypeError):
-        folders = _build_task_folders()
-        atomic_write_json(path, {"lm_eval_version": version, "folders": folders})
+    folders = cached_per_version("task-folders", "folders", _build_task_folders)
     folder = folders.get(name) if isinstance(folders, dict) else None
     found = Path(lm_eval.tasks.__file__).parent / folder if isinstance(folder, str) else None
     return found if found is not None and found.is_dir() else None
